@@ -55,7 +55,8 @@ def test_guide_worked_example_one_step():
     """w = 5, x = 2, label 6, quadratic loss, lr 0.1: gradient 8, new weight 4.2."""
     net = MLP([np.array([[5.0]])], [None], ["identity"])
     X, Y = np.array([[2.0]]), np.array([[6.0]])
-    loss_value = net.loss_and_gradients(X, Y, get_loss("quadratic"))
+    loss_value, output = net.loss_and_gradients(X, Y, get_loss("quadratic"))
+    assert output[0, 0] == 10.0  # w·x = 5·2
     assert loss_value == pytest.approx(8.0, abs=1e-12)  # ½ (10 − 6)²
     assert net.weight_grads[0][0, 0] == pytest.approx(8.0, abs=1e-12)
     SGD(0.1).step(net.parameters(), net.gradients())

@@ -113,9 +113,9 @@ class MLP:
                 delta = self.activations[layer - 1].backward(upstream, layer_input)
         self._layer_outputs = []
 
-    def loss_and_gradients(self, X: Array, Y: Array, loss: Loss) -> float:
-        """Mean loss on the batch; leaves dL/dθ in the gradient buffers."""
+    def loss_and_gradients(self, X: Array, Y: Array, loss: Loss) -> tuple[float, Array]:
+        """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers."""
         output = self.forward(X, keep=True)
         value = loss.value(output, Y)
         self.backward(output_delta(loss, self.activations[-1], output, Y))
-        return value
+        return value, output

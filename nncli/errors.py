@@ -1,0 +1,38 @@
+"""Errors a user can act on.  ``cli.py`` turns each into one stderr line and an exit code.
+
+Raise them where the problem is found, with the file, the place in it (field path, row and
+column) and what was expected.  Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the run itself failed: divergence, I/O failure, a quality gate
+EXIT_USAGE = 2  # bad invocation, config, data or model file
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, as shells report SIGINT
+
+
+class NncliError(Exception):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(NncliError):
+    """The YAML config or a --set override is wrong."""
+
+
+class DataError(NncliError):
+    """A CSV file is unreadable or does not fit the config/model."""
+
+
+class ModelFileError(NncliError):
+    """A model file is missing, corrupt, foreign or unsafe."""
+
+
+class UsageError(NncliError):
+    """The command line itself is wrong (a path that cannot be written, say)."""
+
+
+class TrainingError(NncliError):
+    """Training ran but failed (the loss diverged, the model could not be written)."""
+
+    exit_code = EXIT_FAILED

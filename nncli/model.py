@@ -1,0 +1,52 @@
+"""A trained model: the network plus everything needed to apply it to raw CSV columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nncli.core.network import MLP
+from nncli.data import Scaler
+
+
+@dataclass
+class TrainedModel:
+    network: MLP
+    loss: str
+    features: list[str]
+    targets: list[str]
+    classes: list[str] | None  # None for regression
+    feature_scaler: Scaler
+    target_scaler: Scaler | None = None
+    config: dict = field(default_factory=dict)  # the resolved config it was trained with
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.classes is not None
+
+    def outputs(self, X_raw: np.ndarray) -> np.ndarray:
+        """Class probabilities, or regression values in the target's own units."""
+        X = self.feature_scaler.transform(X_raw, self.network.dtype)
+        out = self.network.forward(X)
+        if self.target_scaler is not None:
+            out = self.target_scaler.inverse(out)
+        return out
+
+
+def layer_table(network: MLP) -> list[dict]:
+    """One row per weight layer: the shapes the guide draws, activation and parameter count."""
+    rows = []
+    for index, (W, b, name) in enumerate(zip(network.weights, network.biases, network.activation_names), start=1):
+        rows.append(
+            {
+                "layer": index,
+                "weights": list(W.shape),
+                "bias": None if b is None else list(b.shape),
+                "activation": name,
+                "parameters": W.size + (0 if b is None else b.size),
+            }
+        )
+    return rows
