@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ Normalization = Literal["standard", "minmax", "none"]
 Dtype = Literal["float32", "float64"]
 
 MAX_CONFIG_BYTES = 1 << 20
+NAME_SHORTHANDS = {("model", "init"), ("training", "optimizer")}  # `init: he` = `init: {name: he}`
 MAX_CONFIG_NODES = 100_000  # after expanding YAML aliases: stops "billion laughs" files
 
 
@@ -183,6 +185,9 @@ class ConfigSource:
         for n in range(len(key_path), 0, -1):
             if key_path[:n] in self.overrides:
                 return self.overrides[key_path[:n]]
+        for overridden, flag in self.overrides.items():
+            if key_path and overridden[: len(key_path)] == key_path:
+                return flag
         for n in range(len(key_path), 0, -1):
             if key_path[:n] in self.lines:
                 return f"{self.path}:{self.lines[key_path[:n]]}"
@@ -225,14 +230,37 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python tags, nothing executed), reading floats as YAML 1.2 does.
+
+    YAML 1.1 reads `1e-3` as a string, a trap for every `learning_rate: 1e-3`.
+    """
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_value(text: str, source: ConfigSource | None = None) -> Any:
+    """One YAML document, parsed safely; with ``source``, key lines are recorded and checked."""
+    loader = _ConfigLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if source is not None:
+            _check_nodes(root, source)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml(text: str, source: ConfigSource) -> dict:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        if root is not None:
-            _check_nodes(root, source)
-            data = yaml.safe_load(text)
-        else:
-            data = None
+        data = _yaml_value(text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source.path}:{mark.line + 1}:{mark.column + 1}" if mark else str(source.path)
@@ -310,7 +338,7 @@ def _apply_override(raw: dict, override: str, source: ConfigSource) -> None:
         raise ConfigError(f"{flag}: expected KEY=VALUE, e.g. --set training.epochs=5")
     parts = key.strip().split(".")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _yaml_value(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{flag}: value is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     node: Any = raw
@@ -318,7 +346,7 @@ def _apply_override(raw: dict, override: str, source: ConfigSource) -> None:
         nxt = node.get(part) if isinstance(node, dict) else None
         if nxt is None:
             nxt = node[part] = {}
-        elif isinstance(nxt, str) and depth == len(parts) - 2:
+        elif isinstance(nxt, str) and tuple(parts[: depth + 1]) in NAME_SHORTHANDS:
             nxt = node[part] = {"name": nxt}  # `init: constant` + --set model.init.value=3
         if not isinstance(nxt, (dict, list)):
             raise ConfigError(f"{flag}: {'.'.join(parts[:depth + 1])} is a single value, not a section")
@@ -342,7 +370,7 @@ def _validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> 
     key_path = _display_path(first["loc"])
     dotted = ".".join(map(str, key_path)) or "(top level)"
     if first["type"] == "extra_forbidden":
-        message = "unknown key" + _suggestion(key_path)
+        message = "unknown key" + _suggestion(first["loc"])
     elif first["type"] == "missing":
         message = "required setting is missing"
     else:
@@ -423,12 +451,12 @@ def _display_path(loc: tuple) -> list:
     return _walk_models(loc)[0]
 
 
-def _suggestion(key_path: list) -> str:
-    _, parent = _walk_models(tuple(key_path[:-1]))
-    if parent is None or not key_path:
+def _suggestion(loc: tuple) -> str:
+    _, parent = _walk_models(loc[:-1])
+    if parent is None or not loc:
         return ""
     valid = list(parent.model_fields)
-    close = difflib.get_close_matches(str(key_path[-1]), valid, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"
     return f"; expected one of: {', '.join(valid)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -82,16 +83,18 @@ def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
         for name in text_columns
     }
     try:
-        values = np.loadtxt(
-            path,
-            delimiter=",",
-            skiprows=1,
-            dtype=np.float64,
-            ndmin=2,
-            quotechar='"',
-            encoding=ENCODING,
-            converters=converters or None,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data" is reported below, as one line
+            values = np.loadtxt(
+                path,
+                delimiter=",",
+                skiprows=1,
+                dtype=np.float64,
+                ndmin=2,
+                quotechar='"',
+                encoding=ENCODING,
+                converters=converters or None,
+            )
     except (ValueError, UnicodeDecodeError) as exc:
         raise locate_bad_cell(path, header, text_columns) or DataError(f"{path}: cannot parse CSV: {exc}") from None
     if values.shape[0] == 0:

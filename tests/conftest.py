@@ -1,0 +1,59 @@
+"""Shared fixtures: paths to the shipped files and a factory for small configs and CSVs."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+DATASETS = ROOT / "datasets"
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write("name", text) -> path: a file in the test's own folder (text is dedented)."""
+
+    def _write(name: str, text: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def tiny_csv(write):
+    """A small, linearly separable 3-class problem with string labels."""
+    rows = ["a,b,kind"]
+    for i in range(30):
+        label = ("cat", "dog", "eel")[i % 3]
+        rows.append(f"{i % 3 + 0.1 * (i % 5)},{(i % 3) * 2 - 0.05 * (i % 7)},{label}")
+    return write("tiny.csv", "\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def tiny_config(write, tiny_csv):
+    return write(
+        "tiny.yaml",
+        """
+        seed: 1
+        data:
+          train: tiny.csv
+          target: kind
+        model:
+          layers: [auto, 8, auto]
+          dtype: float64
+        training:
+          learning_rate: 0.5
+          epochs: 5
+          batch_size: 8
+        output: out/tiny.npz
+        """,
+    )

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from nncli.data import Scaler, class_order, read_csv, split_indices
+from nncli.errors import DataError
+
+
+def _error(path, text_columns=()):
+    with pytest.raises(DataError) as info:
+        read_csv(path, text_columns)
+    return str(info.value)
+
+
+def test_reads_numbers_and_encodes_text_columns(write):
+    path = write("d.csv", 'a,b,label\n1,2.5,"x, y"\n-3,4e2,z\n5,6,"x, y"\n')
+    table = read_csv(path, ["label"])
+    assert table.header == ["a", "b", "label"]
+    np.testing.assert_array_equal(table.columns(["a", "b"]), [[1, 2.5], [-3, 400], [5, 6]])
+    assert table.text_values["label"] == ["x, y", "z"]
+    np.testing.assert_array_equal(table.column("label"), [0, 1, 0])
+
+
+def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
+    path = write("d.csv", b"\xef\xbb\xbfa,b\r\n1, 2\r\n\r\n3 ,4\r\n")
+    table = read_csv(path)
+    assert table.header == ["a", "b"]
+    np.testing.assert_array_equal(table.values, [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a,b\n1,2\n3,x7\n", ":3: column 'b': 'x7' is not a number"),
+        ("a,b\n1,2\n3,\n", ":3: column 'b': empty cell; expected a number"),
+        ("a,b\n1,2\nnan,4\n", ":3: column 'a': 'nan' (NaN); expected a finite number"),
+        ("a,b\n1,inf\n", ":2: column 'b': 'inf' is infinite or too large for float64"),
+        ("a,b\n1,1e400\n", ":2: column 'b': '1e400' is infinite or too large for float64"),
+        ("a,b\n1,2\n3,4,5\n", ":3: row has 3 fields but the header has 2 columns"),
+        ("a,b\n1,2\n3\n", ":3: row has 1 fields but the header has 2 columns"),
+        ("a,b,c\n1,2\n3,4\n", ":2: row has 2 fields but the header has 3 columns"),
+        ("", ": file is empty"),
+        ("\n\n", ": file is empty"),
+        ("a,b\n", ": has a header but no data rows"),
+        ("a,a\n1,2\n", ":1: column name 'a' appears twice (columns 1 and 2)"),
+        ("a,,c\n1,2,3\n", ":1: column 2 has no name"),
+        ("a;b;c\n1;2;3\n", ":1: the header is a single column containing semicolons"),
+    ],
+)
+def test_bad_csv_names_file_row_column_and_value(write, text, expected):
+    path = write("bad.csv", text)
+    message = _error(path)
+    assert message.startswith(str(path)), message
+    assert expected in message, message
+
+
+def test_binary_and_missing_files(write, tmp_path):
+    assert "binary data" in _error(write("b.csv", b"PK\x03\x04\x00\x00\x01"))
+    assert "not UTF-8" in _error(write("c.csv", b"\xff\xfe\xfa,b\n1,2\n"))
+    assert _error(tmp_path / "none.csv") == f"{tmp_path / 'none.csv'}: file not found"
+    assert "is a folder" in _error(tmp_path)
+
+
+def test_non_numeric_text_column_is_allowed_only_where_asked(write):
+    path = write("d.csv", "a,kind\n1,cat\n2,dog\n")
+    assert read_csv(path, ["kind"]).text_values["kind"] == ["cat", "dog"]
+    assert ":2: column 'kind': 'cat' is not a number" in _error(path)
+
+
+def test_class_order_is_numeric_for_numbers_and_alphabetical_otherwise():
+    assert class_order(["10", "9", "1"]) == ["1", "9", "10"]
+    assert class_order(["07", "3"]) == ["3", "07"]  # spelling kept
+    assert class_order(["virginica", "setosa", "versicolor"]) == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("method", ["standard", "minmax", "none"])
+def test_scaler_handles_constant_columns_and_round_trips(method):
+    X = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 10.0], [5.0, 5.0, 20.0]])
+    scaler = Scaler.fit(X, method)
+    Z = scaler.transform(X)
+    assert np.isfinite(Z).all()
+    if method == "standard":
+        np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(Z[:, [0, 2]].std(axis=0), 1)
+        np.testing.assert_array_equal(Z[:, 1], 0)  # constant column: no NaN from a zero std
+    if method == "minmax":
+        np.testing.assert_allclose(Z[:, [0, 2]], [[0, 0], [0.5, 0.5], [1, 1]])
+    np.testing.assert_allclose(scaler.inverse(Z), X)
+    again = Scaler.from_json(scaler.to_json())
+    np.testing.assert_array_equal(again.transform(X), Z)
+
+
+def test_split_is_seeded_and_disjoint():
+    train, val = split_indices(10, 0.3, np.random.default_rng(0), shuffle=True)
+    assert len(val) == 3 and len(train) == 7
+    assert sorted(np.concatenate([train, val])) == list(range(10))
+    train2, val2 = split_indices(10, 0.3, np.random.default_rng(0), shuffle=True)
+    np.testing.assert_array_equal(val, val2)
+    _, val3 = split_indices(10, 0.3, np.random.default_rng(0), shuffle=False)
+    np.testing.assert_array_equal(val3, [0, 1, 2])
