@@ -66,7 +66,13 @@ def fit(
     Raises :class:`TrainingError` as soon as the loss or a weight stops being finite, so a
     diverged network is never handed back (or saved).
     """
-    reporter = reporter or Reporter()
+    # Overflow while diverging is detected below and reported as one clear error; NumPy's
+    # RuntimeWarnings would only add noise on stderr.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _fit(network, loss, optimizer, X, Y, epochs, batch_size, rng, shuffle, validation, metric, reporter or Reporter())
+
+
+def _fit(network, loss, optimizer, X, Y, epochs, batch_size, rng, shuffle, validation, metric, reporter) -> list[EpochRecord]:
     n = len(X)
     batches = -(-n // batch_size)
     history: list[EpochRecord] = []
