@@ -22,7 +22,6 @@ from nncli.errors import EXIT_INTERRUPTED, NncliError
 
 app = typer.Typer(
     name="nncli",
-    help="Train, evaluate and ship small fully-connected neural networks from YAML configs and CSV data.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # a crash must never print users' data
@@ -62,14 +61,13 @@ def root(
 ) -> None:
     """Train, evaluate and ship small fully-connected neural networks from YAML configs and CSV data.
 
-    Exit codes: 0 ok, 1 the run failed (e.g. training diverged), 2 bad invocation, config,
-    data or model file, 130 interrupted.
+    Exit codes: 0 ok, 1 the run failed (e.g. training diverged), 2 bad invocation, config, data or model file, 130 interrupted.
     """
 
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML config file (see the README for every key)."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML config file (see the README for every key)."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", help="Model file to write (default: the config's `output`, else runs/<config>.npz)."
     ),

@@ -18,7 +18,7 @@ from nncli.errors import TrainingError
 class EpochRecord:
     epoch: int
     train_loss: float  # mean over the epoch's samples of the loss each batch had
-    train_metric: float  # accuracy (classification) or R² (regression), running over the epoch
+    train_metric: Optional[float]  # accuracy (classification) or R² (regression), running over the epoch
     val_loss: Optional[float]
     val_metric: Optional[float]
     seconds: float

@@ -10,18 +10,21 @@ def accuracy(probabilities: np.ndarray, one_hot: np.ndarray) -> float:
     return float(np.mean(probabilities.argmax(axis=1) == one_hot.argmax(axis=1)))
 
 
-def _r2(residual: np.ndarray, total: np.ndarray) -> float:
+def _r2(residual: np.ndarray, total: np.ndarray) -> float | None:
     """R² per target column from its sums of squares, averaged (as scikit-learn does).
 
     A constant target column has no variance to explain: it scores 1 when predicted exactly
-    and 0 otherwise, as in scikit-learn.
+    and 0 otherwise, as in scikit-learn.  When no column varies at all (a single row, say)
+    R² means nothing and is None.
     """
+    if not (total > 0).any():
+        return None
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1), np.where(residual == 0, 1.0, 0.0))
     return float(scores.mean())
 
 
-def r2_score(prediction: np.ndarray, target: np.ndarray) -> float:
+def r2_score(prediction: np.ndarray, target: np.ndarray) -> float | None:
     return _r2(((target - prediction) ** 2).sum(axis=0), ((target - target.mean(axis=0)) ** 2).sum(axis=0))
 
 
@@ -51,7 +54,7 @@ class RunningR2:
         diff = prediction - target
         self.residual += np.einsum("ij,ij->j", diff, diff)
 
-    def result(self) -> float:
+    def result(self) -> float | None:
         return _r2(self.residual, self.total)
 
 

@@ -1,0 +1,154 @@
+"""The installed `nncli` entry point, run as a real process: exit codes, stderr, terminal manners."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIGS, ROOT
+
+NNCLI = Path(sys.executable).parent / "nncli"
+
+
+def run(*args, cwd=None, env=None, **kwargs):
+    assert NNCLI.exists(), f"the nncli entry point is not installed next to {sys.executable}"
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([str(NNCLI), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120, **kwargs)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.stderr.startswith("nncli: error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+GOOD = "data:\n  train: data.csv\nmodel:\n  layers: [auto, 4, auto]\ntraining:\n  epochs: 2\n"
+
+BAD_CONFIGS = {
+    "syntax": ("data: [oops\n", ["c.yaml:2:", "YAML syntax error"]),
+    "empty": ("", ["c.yaml: config is empty"]),
+    "list": ("- 1\n", ["c.yaml:1: expected a mapping"]),
+    "misspelt": (GOOD + "  learnig_rate: 0.1\n", ["c.yaml:7: training.learnig_rate: unknown key; did you mean 'learning_rate'?"]),
+    "duplicate": (GOOD + "  epochs: 3\n", ["c.yaml:7: training.epochs: duplicate key (first set on line 6)"]),
+    "python tag": ("data: !!python/object/apply:os.system ['touch pwned']\n", ["c.yaml:1:", "could not determine a constructor"]),
+    "bool for int": (GOOD.replace("epochs: 2", "epochs: yes"), ["c.yaml:6: training.epochs: input should be a valid integer (got true)"]),
+    "duplicate section": (GOOD + "model:\n", ["c.yaml:7: model: duplicate key (first set on line 3)"]),
+    "bad activation": (GOOD.replace("model:", "model:\n  activation: rleu"), ["c.yaml:4: model.activation: input should be 'identity', 'relu'", "(got 'rleu')"]),
+    "loss/output mismatch": (GOOD.replace("layers: [auto, 4, auto]", "output_activation: relu"), ["c.yaml:4: model.output_activation: cross_entropy needs a softmax output"]),
+    "layer mismatch": (GOOD.replace("[auto, 4, auto]", "[5, 4, auto]"), ["c.yaml:4: model.layers.0: declares 5 inputs but", "has 2 feature columns (a, b"]),
+    "missing target": (GOOD.replace("train: data.csv", "train: data.csv\n  target: lable"), ["data.target: column 'lable' is not in", "did you mean 'label'?"]),
+    "missing csv": (GOOD.replace("data.csv", "nope.csv"), ["nope.csv: file not found"]),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_bad_configs(tmp_path, name):
+    text, fragments = BAD_CONFIGS[name]
+    (tmp_path / "data.csv").write_text("a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
+    (tmp_path / "c.yaml").write_text(text)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run("train", "c.yaml", cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, nothing executed
+
+
+BAD_CSVS = {
+    "non-numeric": ("a,b,label\n1,2,x\n3,abc,y\n", "data.csv:3: column 'b': 'abc' is not a number"),
+    "empty cell": ("a,b,label\n1,,x\n3,4,y\n", "data.csv:2: column 'b': empty cell; expected a number"),
+    "nan": ("a,b,label\n1,2,x\nNaN,4,y\n", "data.csv:3: column 'a': 'NaN' (NaN); expected a finite number"),
+    "inf": ("a,b,label\n1,2,x\n3,-inf,y\n", "data.csv:3: column 'b': '-inf' is infinite"),
+    "ragged": ("a,b,label\n1,2,x\n3,4\n", "data.csv:3: row has 2 fields but the header has 3 columns"),
+    "empty file": ("", "data.csv: file is empty"),
+    "header only": ("a,b,label\n", "data.csv: has a header but no data rows"),
+    "one class": ("a,b,label\n1,2,x\n3,4,x\n", "column 'label' has a single class ('x')"),
+    "no target": ("a,b,c\n1,2,x\n", "data.target: column 'label' is not in"),
+    "semicolons": ("a;b;label\n1;2;x\n", "data.csv:1: the header is a single column containing semicolons"),
+    "duplicate header": ("a,a,label\n1,2,x\n", "data.csv:1: column name 'a' appears twice"),
+    "binary": (b"\x00\x01\x02\x03PK\x05", "data.csv:1: binary data"),
+    "not utf-8": (b"\xff\xfe\x00a,b", "data.csv:1: not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CSVS)
+def test_bad_csvs(tmp_path, name):
+    content, fragment = BAD_CSVS[name]
+    path = tmp_path / "data.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (tmp_path / "c.yaml").write_text("data:\n  train: data.csv\n  target: label\n  validation_split: 0\ntraining:\n  epochs: 1\n")
+    result = run("train", "c.yaml", cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_invocation_exits_2():
+    result = run("train")
+    assert result.returncode == 2 and "Missing argument" in result.stderr
+    result = run("train", "x.yaml", "--bogus")
+    assert result.returncode == 2 and "No such option" in result.stderr
+
+
+def test_piped_output_is_plain_and_json_parses(tmp_path):
+    result = run("train", CONFIGS / "iris.yaml", "-o", tmp_path / "a.npz", "--set", "training.epochs=2")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "\x1b" not in result.stdout and "epoch" in result.stdout
+    result = run("train", CONFIGS / "iris.yaml", "-o", tmp_path / "b.npz", "--set", "training.epochs=2", "--json")
+    assert json.loads(result.stdout)["metrics"]["epochs"] == 2
+
+
+def test_no_color_on_a_terminal_is_plain(tmp_path):
+    """Under a pseudo-terminal rich would colour; NO_COLOR must switch that off."""
+    import pty
+
+    def under_pty(no_color: bool):
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        env.update(TERM="xterm-256color", **({"NO_COLOR": "1"} if no_color else {}))
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [str(NNCLI), "train", str(CONFIGS / "iris.yaml"), "-o", str(tmp_path / "t.npz"), "--set", "training.epochs=2"],
+            stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(leader)
+        return proc.returncode, b"".join(chunks).decode()
+
+    code, coloured = under_pty(no_color=False)
+    assert code == 0 and "\x1b[" in coloured  # a person at a terminal gets colour
+    code, plain = under_pty(no_color=True)
+    assert code == 0 and "\x1b[" not in plain and "Model saved to" in plain
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_leaves_no_model(tmp_path, sig):
+    out = tmp_path / "m.npz"
+    proc = subprocess.Popen(
+        [str(NNCLI), "train", str(CONFIGS / "digits.yaml"), "-o", str(out), "--set", "training.epochs=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    first = proc.stdout.readline()  # the network table: training is about to start
+    assert first, proc.stderr.read()
+    while "epoch" not in proc.stdout.readline() and time.monotonic() < deadline:
+        pass
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr == "nncli: interrupted\n"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
