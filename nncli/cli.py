@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -47,6 +48,11 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         sys.stderr.write("nncli: interrupted\n")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        # The reader went away (`nncli predict … | head -1`): it has what it wanted, so stop
+        # quietly. stdout now points at /dev/null so the final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 def _version(value: bool) -> None:
@@ -117,6 +123,164 @@ def train(
             print(json.dumps(document, indent=2, allow_nan=False))
         elif not quiet:
             training_summary(console, str(model_path), model.metrics, run.metric_name, seconds)
+
+
+def _split_names(values: List[str]) -> list[str]:
+    """`--keep id,name --keep x` -> ['id', 'name', 'x']"""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
+    data: str = typer.Argument(..., metavar="CSV", help="Input CSV with the model's feature columns (any order), or - for stdin."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the CSV here (atomically) instead of stdout."),
+    proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
+    keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output, comma-separated (e.g. id,name)."),
+) -> None:
+    """Apply a model to CSV rows: CSV of predictions out (streamed, so any size of input works)."""
+    with user_errors():
+        from nncli.atomic import atomic_write
+        from nncli.chunks import CsvStream
+        from nncli.modelfile import load_model
+        from nncli.pipeline import check_writable
+        from nncli.predicting import predict_csv
+
+        trained = load_model(model)
+        if output is not None:
+            check_writable(output)
+        with CsvStream(data) as stream:
+            if output is None:
+                predict_csv(trained, stream, sys.stdout, _split_names(keep), proba)
+            else:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_write(output, "w") as f:
+                    predict_csv(trained, stream, f, _split_names(keep), proba)
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
+    data: str = typer.Argument(..., metavar="CSV", help="Labelled CSV (features and target columns), or - for stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document and nothing else."),
+    fail_under: List[str] = typer.Option(
+        [], "--fail-under", metavar="METRIC=VALUE", help="Exit 1 if a metric is below VALUE, e.g. accuracy=0.95 (repeatable)."
+    ),
+    fail_over: List[str] = typer.Option(
+        [], "--fail-over", metavar="METRIC=VALUE", help="Exit 1 if a lower-is-better metric (loss, mse, mae) is above VALUE."
+    ),
+) -> None:
+    """Measure a model on labelled data: loss, accuracy, per-class scores and confusion matrix (or MSE, MAE, R²)."""
+    with user_errors():
+        from nncli.chunks import CsvStream
+        from nncli.evaluation import check_gate_metrics, evaluate_csv, failed_gates, parse_gate
+        from nncli.modelfile import load_model
+
+        gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
+        trained = load_model(model)
+        check_gate_metrics(trained, gates)
+        with CsvStream(data) as stream:
+            evaluation = evaluate_csv(trained, stream)
+            failures = failed_gates(evaluation, gates)
+            if as_json:
+                document = {"model": str(model), "data": stream.name, **evaluation.to_json()}
+                document["gates"] = [
+                    {"metric": g.metric, "bound": g.bound, "direction": "min" if g.higher_is_better else "max",
+                     "value": evaluation.metrics[g.metric], "passed": g.passes(evaluation.metrics[g.metric])}
+                    for g in gates
+                ]
+                document["passed"] = not failures
+                print(json.dumps(document, indent=2, allow_nan=False))
+            else:
+                from nncli.render import evaluation_report, make_console
+
+                evaluation_report(make_console(), evaluation, str(model), stream.name)
+        if failures:
+            from nncli.errors import GateError
+
+            raise GateError(f"quality gate failed: {'; '.join(failures)} ({model} on {stream.name})")
+
+
+@app.command()
+def inspect(
+    target: Path = typer.Argument(..., metavar="MODEL|CONFIG", help="A model file, or a YAML config to show the network it would build."),
+    weights: bool = typer.Option(False, "--weights", help="Print the weight matrices and bias vectors."),
+    layer: Optional[int] = typer.Option(None, "--layer", min=1, help="Only this layer (1 = the first weight matrix)."),
+    full: bool = typer.Option(False, "--full", help="With --weights: print big matrices whole instead of their corners."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything, arrays included, as one JSON document."),
+    export: Optional[Path] = typer.Option(None, "--export", metavar="FOLDER", help="Write each array to FOLDER (W1.csv, b1.csv, …)."),
+    fmt: str = typer.Option("csv", "--format", help="Format for --export: csv or npy."),
+    overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With a config: override a key, as for train."),
+) -> None:
+    """Show a model: layers, weight statistics, classes, normalisation, training record, loss curve."""
+    with user_errors():
+        from nncli.errors import UsageError
+
+        if fmt not in ("csv", "npy"):
+            raise UsageError(f"--format {fmt}: expected csv or npy")
+        if _looks_like_config(target):
+            return _inspect_config(target, overrides, as_json)
+        from nncli import inspection
+        from nncli.modelfile import load_model, read_meta
+        from nncli.render import make_console, model_summary, weight_matrix
+
+        trained = load_model(target)
+        meta = read_meta(target)
+        n_layers = len(trained.network.weights)
+        if layer is not None and layer > n_layers:
+            raise UsageError(f"--layer {layer}: {target} has {n_layers} layer(s)")
+        selected = [layer] if layer else list(range(1, n_layers + 1))
+        if export is not None:
+            written = inspection.export_arrays(trained, export, fmt, selected)
+            if not as_json:
+                print(f"Wrote {len(written)} files to {export}: {', '.join(p.name for p in written)}")
+            return
+        info = inspection.summary(trained, meta)
+        if as_json:
+            arrays = {name: a.tolist() for name, a in inspection.arrays(trained, selected).items()}
+            print(json.dumps({"model": str(target), **info, "arrays": arrays}, indent=2, allow_nan=False))
+            return
+        console = make_console()
+        if layer:
+            info["layers"] = [info["layers"][layer - 1]]
+        curve = {
+            "train loss": inspection.sparkline([r.get("train_loss") for r in trained.history]),
+            "val loss": inspection.sparkline([r.get("val_loss") for r in trained.history]),
+        }
+        model_summary(console, str(target), info, curve)
+        if weights:
+            for index in selected:
+                rows, columns = inspection.neuron_names(trained, index)
+                W = trained.network.weights[index - 1]
+                console.print(weight_matrix(console, f"W{index}  ({W.shape[0]} × {W.shape[1]})", W, rows, columns, full))
+                b = trained.network.biases[index - 1]
+                if b is not None:
+                    console.print(weight_matrix(console, f"b{index}  ({b.shape[0]},)", b, ["b"], columns, full))
+
+
+def _looks_like_config(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
+def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
+    from nncli.config import load_config
+    from nncli.model import layer_table
+    from nncli.pipeline import prepare_training
+    from nncli.render import architecture_table, make_console
+
+    run = prepare_training(load_config(path, overrides))
+    layers = layer_table(run.network)
+    rows = {"train": len(run.X_train), "validation": 0 if run.validation is None else len(run.validation[0])}
+    if as_json:
+        document = {"config": run.resolved_config(), "architecture": layers, "features": run.features,
+                    "targets": run.targets, "classes": run.classes, "rows": rows}
+        print(json.dumps(document, indent=2, allow_nan=False))
+        return
+    console = make_console()
+    console.print(architecture_table(console, layers, title=f"Network {path} would build (untrained, {run.network.dtype.name}, seed {run.seed})"))
+    console.print(f"features: {len(run.features)}  targets: {', '.join(run.targets)}"
+                  + (f"  classes: {len(run.classes)}" if run.classes else "")
+                  + f"  rows: {rows['train']:,} train, {rows['validation']:,} validation", markup=False)
 
 
 def main() -> None:

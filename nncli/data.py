@@ -12,7 +12,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,45 +50,75 @@ def read_header(path: Path) -> list[str]:
         raise DataError(f"{path}:1: not UTF-8 text; expected a CSV file with a header row") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_header(first, str(path))
+
+
+def parse_header(first: str, name: str) -> list[str]:
+    """Check and split a header line; ``name`` is the file as the user should see it."""
     if "\x00" in first:
-        raise DataError(f"{path}:1: binary data; expected a CSV file with a header row")
+        raise DataError(f"{name}:1: binary data; expected a CSV file with a header row")
     if not first.strip():
-        raise DataError(f"{path}: file is empty; expected a CSV file with a header row")
-    header = [name.strip() for name in next(csv.reader([first]))]
+        raise DataError(f"{name}: file is empty; expected a CSV file with a header row")
+    header = [column.strip() for column in next(csv.reader([first]))]
     if len(header) == 1:
         for delimiter, label in ((";", "semicolon"), ("\t", "tab")):
             if delimiter in first:
                 raise DataError(
-                    f"{path}:1: the header is a single column containing {label}s; nncli reads "
+                    f"{name}:1: the header is a single column containing {label}s; nncli reads "
                     f"comma-separated files (is this file {label}-separated?)"
                 )
-    for index, name in enumerate(header, start=1):
-        if not name:
-            raise DataError(f"{path}:1: column {index} has no name; every column needs a header")
+    for index, column in enumerate(header, start=1):
+        if not column:
+            raise DataError(f"{name}:1: column {index} has no name; every column needs a header")
     seen: dict[str, int] = {}
-    for index, name in enumerate(header, start=1):
-        if name in seen:
-            raise DataError(f"{path}:1: column name {name!r} appears twice (columns {seen[name]} and {index})")
-        seen[name] = index
+    for index, column in enumerate(header, start=1):
+        if column in seen:
+            raise DataError(f"{name}:1: column name {column!r} appears twice (columns {seen[column]} and {index})")
+        seen[column] = index
     return header
 
 
 def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
     """Parse a whole CSV file: every column numeric and finite, except ``text_columns``."""
     header = read_header(path)
+    values, text_values = parse_rows(path, header, str(path), text_columns)
+    if values.shape[0] == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+    return CsvColumns(path, header, values, text_values)
+
+
+def parse_rows(
+    source: Path | list[str],
+    header: list[str],
+    name: str,
+    text_columns: Iterable[str] = (),
+    first_line: int = 2,
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Parse data rows (a file after its header, or a list of lines) with NumPy's C parser.
+
+    Returns a ``(rows, len(header))`` float64 array in which each of ``text_columns`` holds
+    codes into its list of distinct (stripped) values.  Any malformed row or non-finite
+    number raises a DataError naming ``name``, the line (counting from ``first_line``),
+    the column and the value.
+    """
     text_columns = list(text_columns)
-    codes: dict[str, dict[str, int]] = {name: {} for name in text_columns}
+    codes: dict[str, dict[str, int]] = {column: {} for column in text_columns}
     converters = {
-        header.index(name): (lambda cell, table=codes[name]: table.setdefault(cell.strip(), len(table)))
-        for name in text_columns
+        header.index(column): (lambda cell, table=codes[column]: table.setdefault(cell.strip(), len(table)))
+        for column in text_columns
     }
+
+    def failure(fallback: str) -> DataError:
+        lines = lines_after_header(source) if isinstance(source, Path) else source
+        return locate_bad_cell(lines, header, name, text_columns, first_line) or DataError(f"{name}: {fallback}")
+
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data" is reported below, as one line
+            warnings.simplefilter("ignore")  # "input contained no data": callers report that
             values = np.loadtxt(
-                path,
+                source,
                 delimiter=",",
-                skiprows=1,
+                skiprows=1 if isinstance(source, Path) else 0,
                 dtype=np.float64,
                 ndmin=2,
                 quotechar='"',
@@ -96,41 +126,41 @@ def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
                 converters=converters or None,
             )
     except (ValueError, UnicodeDecodeError) as exc:
-        raise locate_bad_cell(path, header, text_columns) or DataError(f"{path}: cannot parse CSV: {exc}") from None
-    if values.shape[0] == 0:
-        raise DataError(f"{path}: has a header but no data rows")
-    if values.shape[1] != len(header):  # loadtxt checks rows against each other, not the header
-        raise locate_bad_cell(path, header, text_columns) or DataError(
-            f"{path}: rows have {values.shape[1]} fields but the header names {len(header)} columns"
-        )
+        raise failure(f"cannot parse CSV: {exc}") from None
+    if len(values) and values.shape[1] != len(header):  # loadtxt compares rows with each other only
+        raise failure(f"rows have {values.shape[1]} fields but the header names {len(header)} columns")
     if not np.isfinite(values).all():
-        raise locate_bad_cell(path, header, text_columns) or DataError(f"{path}: contains NaN or infinite values")
-    return CsvColumns(path, header, values, {name: list(table) for name, table in codes.items()})
+        raise failure("contains NaN or infinite values")
+    return values, {column: list(table) for column, table in codes.items()}
 
 
-def locate_bad_cell(path: Path, header: list[str], text_columns: Sequence[str] = ()) -> DataError | None:
-    """Scan the file row by row for the first malformed cell (only after a fast parse failed)."""
-    numeric = [(i, name) for i, name in enumerate(header) if name not in text_columns]
+def lines_after_header(path: Path) -> Iterator[str]:
+    with open(path, encoding=ENCODING, newline="") as f:
+        next(f, None)
+        yield from f
+
+
+def locate_bad_cell(
+    lines: Iterable[str], header: list[str], name: str, text_columns: Sequence[str] = (), first_line: int = 2
+) -> DataError | None:
+    """Scan rows one by one for the first malformed cell (only after a fast parse failed)."""
+    numeric = [(i, column) for i, column in enumerate(header) if column not in text_columns]
     try:
-        with open(path, encoding=ENCODING, newline="") as f:
-            reader = csv.reader(f)
-            next(reader, None)
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue  # blank lines are skipped, as by the fast parser
-                if len(row) != len(header):
-                    return DataError(
-                        f"{path}:{line}: row has {len(row)} fields but the header has {len(header)} columns"
-                    )
-                for index, name in numeric:
-                    problem = _cell_problem(row[index])
-                    if problem:
-                        return DataError(f"{path}:{line}: column {name!r}: {problem}")
+        reader = csv.reader(lines)
+        for row in reader:
+            line = first_line - 1 + reader.line_num
+            if not row:
+                continue  # blank lines are skipped, as by the fast parser
+            if len(row) != len(header):
+                return DataError(f"{name}:{line}: row has {len(row)} fields but the header has {len(header)} columns")
+            for index, column in numeric:
+                problem = _cell_problem(row[index])
+                if problem:
+                    return DataError(f"{name}:{line}: column {column!r}: {problem}")
     except UnicodeDecodeError as exc:
-        return DataError(f"{path}: not UTF-8 text (byte {exc.start}); expected a CSV file")
+        return DataError(f"{name}: not UTF-8 text (byte {exc.start}); expected a CSV file")
     except csv.Error as exc:
-        return DataError(f"{path}: malformed CSV: {exc}")
+        return DataError(f"{name}: malformed CSV: {exc}")
     return None
 
 
@@ -150,15 +180,13 @@ def _cell_problem(cell: str) -> str | None:
     return None
 
 
-def find_row(path: Path, column: str, value: str) -> int | None:
+def find_line(lines: Iterable[str], header: list[str], column: str, value: str, first_line: int = 2) -> int | None:
     """The line on which ``column`` first holds ``value`` (for error messages only)."""
-    with open(path, encoding=ENCODING, newline="") as f:
-        reader = csv.reader(f)
-        header = [name.strip() for name in next(reader)]
-        index = header.index(column)
-        for row in reader:
-            if len(row) > index and row[index].strip() == value:
-                return reader.line_num
+    index = header.index(column)
+    reader = csv.reader(lines)
+    for row in reader:
+        if len(row) > index and row[index].strip() == value:
+            return first_line - 1 + reader.line_num
     return None
 
 
@@ -173,6 +201,33 @@ def class_order(labels: Iterable[str]) -> list[str]:
         return sorted(labels, key=lambda label: (float(label), label))
     except ValueError:
         return sorted(labels)
+
+
+def encode_labels(
+    codes: np.ndarray,
+    distinct: list[str],
+    classes: list[str],
+    *,
+    column: str,
+    name: str,
+    lines: Iterable[str],
+    header: list[str],
+    first_line: int = 2,
+) -> np.ndarray:
+    """Map a parsed label column (codes into ``distinct``) onto a model's class indices.
+
+    A label the model never saw is an error naming the line where it first occurs.
+    """
+    index = {label: i for i, label in enumerate(classes)}
+    unseen = [label for label in distinct if label not in index]
+    if unseen:
+        line = find_line(lines, header, column, unseen[0], first_line)
+        shown = ", ".join(classes[:10]) + (f", … ({len(classes)} in all)" if len(classes) > 10 else "")
+        raise DataError(
+            f"{name}:{line}: column {column!r}: label {unseen[0]!r} does not occur in the training data (classes: {shown})"
+        )
+    remap = np.array([index[label] for label in distinct], dtype=np.intp)
+    return remap[codes.astype(np.intp)]
 
 
 def one_hot(codes: np.ndarray, n_classes: int, dtype) -> np.ndarray:

@@ -36,3 +36,9 @@ class TrainingError(NncliError):
     """Training ran but failed (the loss diverged, the model could not be written)."""
 
     exit_code = EXIT_FAILED
+
+
+class GateError(NncliError):
+    """`evaluate --fail-under/--fail-over`: the model is worse than the bound asked for."""
+
+    exit_code = EXIT_FAILED

@@ -22,7 +22,8 @@ from nncli.data import (
     CsvColumns,
     Scaler,
     class_order,
-    find_row,
+    lines_after_header,
+    encode_labels,
     one_hot,
     read_csv,
     read_header,
@@ -257,17 +258,15 @@ def _is_fractional_number(label: str) -> bool:
 
 def _label_codes(table: CsvColumns, target: str, classes: list[str]) -> np.ndarray:
     """Map the file's own label codes (order of first appearance) onto the model's class order."""
-    index = {label: i for i, label in enumerate(classes)}
-    labels = table.text_values[target]
-    unseen = [label for label in labels if label not in index]
-    if unseen:
-        line = find_row(table.path, target, unseen[0])
-        raise DataError(
-            f"{table.path}:{line}: column {target!r}: label {unseen[0]!r} does not occur in the training data "
-            f"(classes: {_preview(classes)})"
-        )
-    remap = np.array([index[label] for label in labels], dtype=np.intp)
-    return remap[table.column(target).astype(np.intp)]
+    return encode_labels(
+        table.column(target),
+        table.text_values[target],
+        classes,
+        column=target,
+        name=str(table.path),
+        lines=lines_after_header(table.path),
+        header=table.header,
+    )
 
 
 def _layer_sizes(config, n_features, n_outputs, path, features, targets, classes) -> list[int]:

@@ -163,3 +163,122 @@ def training_summary(console: Console, path: str, metrics: dict, metric_name: st
     epochs = metrics["epochs"]
     console.print(f"Trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s: " + ", ".join(parts))
     console.print(f"Model saved to {path}", markup=False)
+
+
+# --- evaluate --------------------------------------------------------------------------------
+def evaluation_report(console: Console, evaluation, model_path: str, data_name: str) -> None:
+    metrics = evaluation.metrics
+    console.print(f"Evaluated {model_path} on {data_name}: {evaluation.rows:,} rows", markup=False)
+    table = _table(console)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        shown = f"{100 * value:.2f}%" if name == "accuracy" else number(value)
+        table.add_row(name, shown)
+    console.print(table)
+    if evaluation.confusion is not None:
+        console.print(per_class_table(console, evaluation.per_class))
+        console.print(confusion_table(console, evaluation.per_class, evaluation.confusion))
+    elif len(evaluation.per_target) > 1:
+        targets = _table(console, title="per target", title_justify="left")
+        for column, justify in (("target", "left"), ("MSE", "right"), ("MAE", "right"), ("R²", "right")):
+            targets.add_column(column, justify=justify)
+        for row in evaluation.per_target:
+            targets.add_row(row["target"], number(row["mse"]), number(row["mae"]), number(row["r2"]))
+        console.print(targets)
+
+
+def per_class_table(console: Console, per_class: list[dict]) -> Table:
+    table = _table(console, title="per class", title_justify="left")
+    for column, justify in (("class", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"), ("support", "right")):
+        table.add_column(column, justify=justify)
+    for row in per_class:
+        table.add_row(str(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
+    return table
+
+
+def confusion_table(console: Console, per_class: list[dict], confusion: list[list[int]]) -> Table:
+    """Rows are the true classes, columns the predicted ones; the diagonal is right."""
+    labels = [str(row["class"]) for row in per_class]
+    table = _table(console, title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    table.add_column("true \\ predicted")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for i, (label, counts) in enumerate(zip(labels, confusion)):
+        cells = []
+        for j, count in enumerate(counts):
+            text = str(count) if count else ("0" if i == j else ".")
+            if not is_plain(console) and count:
+                text = f"[bold green]{text}[/]" if i == j else f"[red]{text}[/]"
+            cells.append(text)
+        table.add_row(label, *cells)
+    return table
+
+
+# --- inspect ---------------------------------------------------------------------------------
+def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]) -> None:
+    console.print(f"Model {path}", markup=False)
+    table = _table(console)
+    for column, justify in (
+        ("layer", "right"), ("weights W", "right"), ("bias b", "right"), ("activation", "left"),
+        ("parameters", "right"), ("mean", "right"), ("std", "right"), ("min", "right"), ("max", "right"),
+        ("near 0", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for row in info["layers"]:
+        stats = row["statistics"]
+        table.add_row(
+            str(row["layer"]),
+            f"{row['weights'][0]} × {row['weights'][1]}",
+            "-" if row["bias"] is None else str(row["bias"][0]),
+            row["activation"],
+            f"{row['parameters']:,}",
+            *(f"{stats[key]:.4f}" for key in ("mean", "std", "min", "max")),
+            f"{100 * stats['near_zero']:.1f}%",
+        )
+    table.add_section()
+    table.add_row("total", "", "", "", f"{info['parameters']:,}", *[""] * 5)
+    console.print(table)
+    facts = _table(console, show_header=False)
+    facts.add_column(style=None if is_plain(console) else "bold")
+    facts.add_column()
+    features = info["features"]
+    facts.add_row("task", f"{info['task']} ({info['loss']} loss, {info['dtype']})")
+    facts.add_row("features", f"{len(features)}: {_names(features)}")
+    facts.add_row("targets", _names(info["targets"]))
+    if info["classes"] is not None:
+        facts.add_row("classes", f"{len(info['classes'])}: {_names(info['classes'])}")
+    norm = info["normalization"]
+    facts.add_row("normalisation", f"features {norm['features']['method']}, targets {norm['targets']['method'] if norm['targets'] else 'none'}")
+    metrics = info["metrics"]
+    if metrics:
+        facts.add_row("trained", f"{metrics.get('epochs')} epochs, seed {info['seed']}, nncli {info['nncli_version']}, {info['created']}")
+        facts.add_row("final", ", ".join(f"{k} {number(v)}" for k, v in metrics.items() if k.startswith(("train_", "val_")) and not k.endswith("rows") and v is not None))
+    for name, line in curve.items():
+        if line:
+            facts.add_row(name, line)
+    console.print(facts)
+
+
+def _names(names: list[str], limit: int = 12) -> str:
+    return ", ".join(names[:limit]) + (f", … ({len(names)} in all)" if len(names) > limit else "")
+
+
+def weight_matrix(console: Console, title: str, matrix, row_names: list[str], column_names: list[str], full: bool) -> Table:
+    """A matrix with named rows and columns; big ones show their corners unless ``full``."""
+    import numpy as np
+
+    matrix = np.atleast_2d(matrix)
+    rows, columns = matrix.shape
+    keep_rows = list(range(rows)) if full or rows <= 20 else list(range(8)) + [-1] + list(range(rows - 4, rows))
+    keep_cols = list(range(columns)) if full or columns <= 12 else list(range(6)) + [-1] + list(range(columns - 3, columns))
+    table = _table(console, title=title, title_justify="left")
+    table.add_column("")
+    for j in keep_cols:
+        table.add_column("…" if j < 0 else column_names[j], justify="right")
+    for i in keep_rows:
+        if i < 0:
+            table.add_row("…", *["…"] * len(keep_cols))
+            continue
+        table.add_row(row_names[i], *("…" if j < 0 else f"{matrix[i, j]:.4f}" for j in keep_cols))
+    return table

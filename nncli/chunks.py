@@ -1,0 +1,119 @@
+"""Stream a CSV file (or stdin) in chunks, so memory stays bounded whatever the file size.
+
+Used by `predict` and `evaluate`: each chunk of about ``CHUNK_BYTES`` of text is parsed by
+NumPy's C parser (:func:`nncli.data.parse_rows`) and handed on before the next is read, so
+output starts long before a large input has been read.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, TextIO
+
+import numpy as np
+
+from nncli.data import ENCODING, locate_bad_cell, parse_header, parse_rows
+from nncli.errors import DataError
+
+CHUNK_BYTES = 1 << 20  # 1 MiB of text per chunk: ~10 MB of float64, output after milliseconds
+
+
+@dataclass
+class Chunk:
+    values: np.ndarray  # (rows, columns) float64; text columns hold codes into `text`
+    text: dict[str, list[str]]  # text column -> distinct values in this chunk
+    lines: list[str]  # the raw lines, kept only to locate a bad cell in an error message
+    first_line: int  # line number of lines[0] in the file (the header is line 1)
+
+    def column(self, header: list[str], name: str) -> np.ndarray:
+        return self.values[:, header.index(name)]
+
+    def numbers(self, header: list[str], name: str, source: str, text_columns: list[str]) -> np.ndarray:
+        """A column read as text (it may hold anything elsewhere) that must here be finite numbers."""
+        try:
+            distinct = np.array([float(cell) for cell in self.text[name]], dtype=np.float64)
+        except ValueError:
+            distinct = np.array([np.nan])
+        if not np.isfinite(distinct).all():
+            others = [column for column in text_columns if column != name]
+            raise locate_bad_cell(self.lines, header, source, others, self.first_line) or DataError(
+                f"{source}: column {name!r} holds a value that is not a finite number"
+            )
+        return distinct[self.column(header, name).astype(np.intp)]
+
+    def text_column(self, header: list[str], name: str) -> list[str]:
+        """The column's cells as text, one per row."""
+        distinct = np.array(self.text[name], dtype=object)
+        return distinct[self.column(header, name).astype(np.intp)].tolist() if len(distinct) else []
+
+
+class CsvStream:
+    """A CSV file or ``-`` (stdin): the header at once, then rows chunk by chunk."""
+
+    def __init__(self, source: str | Path, chunk_bytes: int = CHUNK_BYTES):
+        self.chunk_bytes = chunk_bytes
+        if str(source) == "-":
+            self.name = "<stdin>"
+            self._file: TextIO = io.TextIOWrapper(sys.stdin.buffer, encoding=ENCODING, newline="")
+        else:
+            self.name = str(source)
+            try:
+                self._file = open(source, encoding=ENCODING, newline="")
+            except FileNotFoundError:
+                raise DataError(f"{source}: file not found") from None
+            except IsADirectoryError:
+                raise DataError(f"{source}: is a folder; expected a CSV file") from None
+            except OSError as exc:
+                raise DataError(f"{source}: cannot read: {exc.strerror}") from None
+        self.header = parse_header(self._read(self._file.readline), self.name)
+
+    def __enter__(self) -> "CsvStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.name == "<stdin>":
+            self._file.detach()  # leave the process's stdin open
+        else:
+            self._file.close()
+
+    def _read(self, read):
+        try:
+            return read()
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.name}: not UTF-8 text (byte {exc.start} of a block); expected a CSV file") from None
+
+    def chunks(self, text_columns: Iterable[str] = ()) -> Iterator[Chunk]:
+        """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers."""
+        text_columns = list(text_columns)
+        line_number = 2
+        records = self._records()
+        while True:
+            lines = self._read(lambda: self._take(records))
+            if not lines:
+                return
+            values, text = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)
+            yield Chunk(values, text, lines, line_number)
+            line_number += sum(line.count("\n") for line in lines)
+
+    def _records(self) -> Iterator[str]:
+        """Lines, with a quoted field that spans lines kept in one record."""
+        pending = ""
+        for line in self._file:
+            pending += line
+            if pending.count('"') % 2 == 0:
+                yield pending
+                pending = ""
+        if pending:
+            yield pending
+
+    def _take(self, records: Iterator[str]) -> list[str]:
+        lines, size = [], 0
+        for record in records:
+            lines.append(record)
+            size += len(record)
+            if size >= self.chunk_bytes:
+                break
+        return lines

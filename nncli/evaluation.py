@@ -1,0 +1,205 @@
+"""The `evaluate` service: a model's metrics on labelled CSV data, and quality gates for CI.
+
+Rows are streamed chunk by chunk; only sums (a confusion matrix, sums of errors) are kept,
+so a file of any size is evaluated in bounded memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nncli.chunks import CsvStream
+from nncli.core.losses import get_loss
+from nncli.data import encode_labels, one_hot
+from nncli.errors import DataError, UsageError
+from nncli.model import TrainedModel
+from nncli.predicting import check_columns, chunk_features, text_columns_for
+
+HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
+LOWER_IS_BETTER = {"loss", "mse", "mae"}
+
+
+@dataclass
+class Evaluation:
+    rows: int
+    metrics: dict[str, float]  # the gate-able numbers, by name
+    per_class: list[dict] = field(default_factory=list)  # classification: one dict per class
+    confusion: list[list[int]] | None = None  # rows = true class, columns = predicted class
+    per_target: list[dict] = field(default_factory=list)  # regression: one dict per target
+
+    def to_json(self) -> dict:
+        document = {"rows": self.rows, "metrics": self.metrics}
+        if self.confusion is not None:
+            document["per_class"] = self.per_class
+            document["confusion_matrix"] = self.confusion
+        else:
+            document["per_target"] = self.per_target
+        return document
+
+
+def evaluate_csv(model: TrainedModel, stream: CsvStream) -> Evaluation:
+    missing_targets = [t for t in model.targets if t not in stream.header]
+    if missing_targets:
+        raise DataError(
+            f"{stream.name}:1: no target column {', '.join(map(repr, missing_targets))}; evaluation needs the labels"
+        )
+    check_columns(model, stream, [])
+    text_columns = text_columns_for(model, stream.header, [])
+    if model.is_classification:
+        return _evaluate_classifier(model, stream, text_columns)
+    return _evaluate_regressor(model, stream, text_columns)
+
+
+def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
+    loss = get_loss(model.loss)
+    k = len(model.classes)
+    target = model.targets[0]
+    confusion = np.zeros((k, k), dtype=np.int64)
+    loss_sum, rows = 0.0, 0
+    for chunk in stream.chunks(text_columns):
+        if not len(chunk.values):
+            continue
+        truth = encode_labels(
+            chunk.column(stream.header, target),
+            chunk.text[target],
+            model.classes,
+            column=target,
+            name=stream.name,
+            lines=chunk.lines,
+            header=stream.header,
+            first_line=chunk.first_line,
+        )
+        probabilities = model.outputs(chunk_features(model, stream, chunk, text_columns))
+        loss_sum += loss.value(probabilities, one_hot(truth, k, probabilities.dtype)) * len(truth)
+        confusion += np.bincount(truth * k + probabilities.argmax(axis=1), minlength=k * k).reshape(k, k)
+        rows += len(truth)
+    _require_rows(stream, rows)
+
+    true_positive = np.diag(confusion).astype(np.float64)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # A class never predicted (or never present) has precision (recall) 0, as scikit-learn reports.
+        precision = np.where(predicted > 0, true_positive / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, true_positive / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1), 0.0)
+    metrics = {
+        "loss": loss_sum / rows,
+        "accuracy": float(true_positive.sum() / rows),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_f1": float((f1 * support).sum() / rows),
+    }
+    per_class = [
+        {"class": label, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for label, p, r, f, s in zip(model.classes, precision, recall, f1, support)
+    ]
+    return Evaluation(rows, metrics, per_class=per_class, confusion=confusion.tolist())
+
+
+def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
+    loss = get_loss(model.loss)
+    m = len(model.targets)
+    sums = {name: np.zeros(m) for name in ("y", "y2", "squared_error", "absolute_error")}
+    loss_sum, rows = 0.0, 0
+    for chunk in stream.chunks(text_columns):
+        if not len(chunk.values):
+            continue
+        Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)
+        prediction = model.outputs(chunk_features(model, stream, chunk, text_columns)).astype(np.float64)
+        # The loss is measured as in training (normalised units when the target was normalised),
+        # so it compares with the training run's val_loss; MSE/MAE/R² are in the target's units.
+        scaler = model.target_scaler
+        scaled_truth = Y if scaler is None else scaler.transform(Y)
+        scaled_prediction = prediction if scaler is None else scaler.transform(prediction)
+        loss_sum += loss.value(scaled_prediction, scaled_truth) * len(Y)
+        error = prediction - Y
+        sums["y"] += Y.sum(axis=0)
+        sums["y2"] += (Y * Y).sum(axis=0)
+        sums["squared_error"] += (error * error).sum(axis=0)
+        sums["absolute_error"] += np.abs(error).sum(axis=0)
+        rows += len(Y)
+    _require_rows(stream, rows)
+
+    mse = sums["squared_error"] / rows
+    mae = sums["absolute_error"] / rows
+    total = np.maximum(sums["y2"] - sums["y"] ** 2 / rows, 0.0)  # Σ(y − ȳ)²
+    r2 = [
+        (1 - se / t) if t > 0 else (1.0 if se == 0 else 0.0) for se, t in zip(sums["squared_error"], total)
+    ]
+    per_target = [
+        {"target": name, "mse": float(a), "mae": float(b), "r2": float(c)} for name, a, b, c in zip(model.targets, mse, mae, r2)
+    ]
+    metrics = {"loss": loss_sum / rows, "mse": float(mse.mean()), "mae": float(mae.mean()), "r2": float(np.mean(r2))}
+    if m > 1:
+        for row in per_target:
+            for key in ("mse", "mae", "r2"):
+                metrics[f"{key}_{row['target']}"] = row[key]
+    return Evaluation(rows, metrics, per_target=per_target)
+
+
+def _require_rows(stream: CsvStream, rows: int) -> None:
+    if rows == 0:
+        raise DataError(f"{stream.name}: has a header but no data rows; nothing to evaluate")
+
+
+# --- quality gates ---------------------------------------------------------------------------
+@dataclass
+class Gate:
+    metric: str
+    bound: float
+    higher_is_better: bool
+
+    def passes(self, value: float) -> bool:
+        return value >= self.bound if self.higher_is_better else value <= self.bound
+
+    def describe(self, value: float) -> str:
+        relation = "<" if self.higher_is_better else ">"
+        return f"{self.metric} {value:.4f} {relation} {self.bound:g}"
+
+
+def parse_gate(text: str, higher_is_better: bool) -> Gate:
+    flag = "--fail-under" if higher_is_better else "--fail-over"
+    match = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*=\s*(\S+)\s*", text)
+    if not match:
+        raise UsageError(f"{flag} {text}: expected METRIC=VALUE, e.g. {flag} accuracy=0.95")
+    metric, number = match.groups()
+    try:
+        bound = float(number)
+    except ValueError:
+        raise UsageError(f"{flag} {text}: {number!r} is not a number") from None
+    if not np.isfinite(bound):
+        raise UsageError(f"{flag} {text}: the bound must be a finite number")
+    base = metric.split("_")[0] if metric.split("_")[0] in ("mse", "mae", "r2") else metric
+    if higher_is_better and base in LOWER_IS_BETTER:
+        raise UsageError(f"{flag} {text}: lower {metric} is better; use --fail-over {metric}={number}")
+    if not higher_is_better and base in HIGHER_IS_BETTER:
+        raise UsageError(f"{flag} {text}: higher {metric} is better; use --fail-under {metric}={number}")
+    return Gate(metric, bound, higher_is_better)
+
+
+def metric_names(model: TrainedModel) -> list[str]:
+    """The metrics `evaluate` reports for this model (and so the ones a gate can name)."""
+    if model.is_classification:
+        return ["loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
+    names = ["loss", "mse", "mae", "r2"]
+    if len(model.targets) > 1:
+        names += [f"{key}_{target}" for target in model.targets for key in ("mse", "mae", "r2")]
+    return names
+
+
+def check_gate_metrics(model: TrainedModel, gates: list[Gate]) -> None:
+    """Refuse a gate on a metric this model does not have, before reading any data."""
+    available = metric_names(model)
+    for gate in gates:
+        if gate.metric not in available:
+            raise UsageError(f"no metric {gate.metric!r} for this model; available: {', '.join(available)}")
+
+
+def failed_gates(evaluation: Evaluation, gates: list[Gate]) -> list[str]:
+    """Descriptions of the gates the evaluation fails."""
+    return [gate.describe(evaluation.metrics[gate.metric]) for gate in gates if not gate.passes(evaluation.metrics[gate.metric])]
