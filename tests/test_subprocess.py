@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.conftest import CONFIGS, ROOT
+from tests.conftest import CONFIGS, DATASETS
 
 NNCLI = Path(sys.executable).parent / "nncli"
 
@@ -152,3 +153,58 @@ def test_interrupt_exits_130_and_leaves_no_model(tmp_path, sig):
     assert proc.returncode == 130, stderr
     assert stderr == "nncli: interrupted\n"
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def iris_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "iris.npz"
+    result = run("train", CONFIGS / "iris.yaml", "-o", path, "--set", "training.epochs=2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def _bad_models(good: Path, folder: Path) -> dict[str, Path]:
+    import pickle
+
+    data = good.read_bytes()
+    files = {
+        "truncated": data[: len(data) // 2],
+        "zero bytes": b"",
+        "random bytes": bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)),
+        "pickle": pickle.dumps({"W1": [[1.0]]}),
+        "csv": b"sepal_length,sepal_width\n1,2\n",
+    }
+    paths = {}
+    for name, content in files.items():
+        path = folder / f"{name.replace(' ', '_')}.npz"
+        path.write_bytes(content)
+        paths[name] = path
+    return paths
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "inspect"])
+def test_bad_model_files_through_every_command(iris_model, tmp_path, command):
+    for name, path in _bad_models(iris_model, tmp_path).items():
+        args = [command, path] + ([] if command == "inspect" else [DATASETS / "iris.csv"])
+        result = run(*args)
+        assert_one_line_error(result, str(path))
+        assert result.stdout == "", name
+
+
+def test_predict_into_a_closed_pipe_exits_quietly(iris_model):
+    big = "".join(f"{i % 7}.1,3.0,{i % 5}.2,0.{i % 9}\n" for i in range(200_000))
+    shell = f"'{NNCLI}' predict '{iris_model}' - | head -1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell],
+        input="sepal_length,sepal_width,petal_length,petal_width\n" + big,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.stdout == "prediction\n"
+    assert result.stderr == "" and result.returncode == 0
+
+
+def test_predict_pipes_into_evaluate_style_tools(iris_model):
+    result = run("predict", iris_model, DATASETS / "iris.csv", "--keep", "species")
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == "species,prediction" and len(lines) == 151

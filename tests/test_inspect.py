@@ -1,0 +1,93 @@
+"""inspect: summary, weights, JSON, export, and the dry run on a config."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nncli.cli import app
+from nncli.config import load_config
+from nncli.modelfile import save_model
+from nncli.pipeline import prepare_training
+from tests.conftest import CONFIGS
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [*map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    model = prepare_training(load_config(CONFIGS / "digits.yaml", ["training.epochs=4"])).fit()
+    path = tmp_path_factory.mktemp("m") / "digits.npz"
+    save_model(path, model)
+    return model, path
+
+
+def test_summary_shows_shapes_statistics_and_record(digits_model):
+    model, path = digits_model
+    result = invoke("inspect", path)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "64 × 128" in out and "128 × 10" in out and "9,610" in out
+    W1 = model.network.weights[0]
+    assert f"{W1.mean():.4f}" in out and f"{W1.max():.4f}" in out
+    assert "classes        10: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in out
+    assert "features standard" in out and "4 epochs, seed 0" in out
+    assert "train loss" in out and any(block in out for block in "▁▂▃▄▅▆▇█")
+
+
+def test_weights_are_printed_with_names_and_elided(digits_model):
+    model, path = digits_model
+    result = invoke("inspect", path, "--layer", "2", "--weights")
+    assert result.exit_code == 0
+    assert "W2  (128 × 10)" in result.stdout and "W1  (" not in result.stdout
+    assert "h1.1 " in result.stdout and "…" in result.stdout  # 128 rows: corners only
+    assert f"{model.network.weights[1][0, 9]:.4f}" in result.stdout
+    full = invoke("inspect", path, "--layer", "2", "--weights", "--full")
+    assert "h1.64 " in full.stdout and "…" not in full.stdout.split("W2")[1]
+    first = invoke("inspect", path, "--layer", "1", "--weights")
+    assert "p00" in first.stdout  # layer 1 rows are the feature names
+
+
+def test_json_has_every_array(digits_model):
+    model, path = digits_model
+    result = invoke("inspect", path, "--json")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert set(document["arrays"]) == {"W1", "b1", "W2", "b2"}
+    np.testing.assert_array_equal(np.array(document["arrays"]["W2"], dtype=np.float32), model.network.weights[1])
+    assert document["classes"] == [str(d) for d in range(10)] and document["parameters"] == 9610
+    assert len(document["history"]) == 4 and document["layers"][0]["statistics"]["near_zero"] >= 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npy"])
+def test_export_round_trips(digits_model, tmp_path, fmt):
+    model, path = digits_model
+    folder = tmp_path / "out"
+    result = invoke("inspect", path, "--export", folder, "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.{fmt}" for n in ("W1", "b1", "W2", "b2"))
+    load = (lambda p: np.load(p, allow_pickle=False)) if fmt == "npy" else (lambda p: np.loadtxt(p, delimiter=",", dtype=np.float32))
+    np.testing.assert_array_equal(load(folder / f"W1.{fmt}"), model.network.weights[0])
+    np.testing.assert_array_equal(np.ravel(load(folder / f"b2.{fmt}")), model.network.biases[1])
+
+
+def test_inspect_a_config_is_a_dry_run(tmp_path):
+    result = invoke("inspect", CONFIGS / "digits.yaml")
+    assert result.exit_code == 0
+    assert "64 × 128" in result.stdout and "untrained" in result.stdout and "1,438 train, 359 validation" in result.stdout
+    result = invoke("inspect", CONFIGS / "digits.yaml", "--set", "model.layers=[60,32,auto]")
+    assert result.exit_code == 2 and "model.layers.0: declares 60 inputs" in result.stderr
+    result = invoke("inspect", CONFIGS / "iris.yaml", "--json")
+    assert json.loads(result.stdout)["architecture"][0]["weights"] == [4, 16]
+
+
+def test_bad_layer_and_format(digits_model):
+    _, path = digits_model
+    assert "has 2 layer(s)" in invoke("inspect", path, "--layer", "3").stderr
+    result = invoke("inspect", path, "--export", "x", "--format", "xml")
+    assert result.exit_code == 2 and "expected csv or npy" in result.stderr

@@ -1,0 +1,156 @@
+"""predict: CSV in, CSV out, equal to the in-memory predictions of the trained model."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nncli.chunks import CsvStream
+from nncli.cli import app
+from nncli.config import load_config
+from nncli.errors import DataError
+from nncli.modelfile import save_model
+from nncli.pipeline import prepare_training
+from tests.conftest import CONFIGS, DATASETS
+
+runner = CliRunner()
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, [*map(str, args)], input=input)
+
+
+def _train(config, tmp_path, *overrides):
+    model = prepare_training(load_config(config, list(overrides))).fit()
+    path = tmp_path / "model.npz"
+    save_model(path, model)
+    return model, path
+
+
+def _shuffled_csv(source, target, tmp_path, rows=200, seed=0):
+    """The first rows of ``source`` with columns in a random order; returns (path, features)."""
+    with open(source) as f:
+        table = list(csv.reader(f))
+    header, body = table[0], table[1 : rows + 1]
+    order = np.random.default_rng(seed).permutation(len(header))
+    path = tmp_path / "shuffled.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([header[i] for i in order])
+        writer.writerows([[row[i] for i in order] for row in body])
+    X = np.array([[float(v) for name, v in zip(header, row) if name != target] for row in body])
+    return path, X
+
+
+@pytest.mark.parametrize("normalize", ["standard", "minmax", "none"])
+def test_classification_round_trip_with_shuffled_columns(tmp_path, normalize):
+    model, path = _train(CONFIGS / "digits.yaml", tmp_path, "training.epochs=3", f"data.normalize={normalize}")
+    data, X = _shuffled_csv(DATASETS / "digits.csv", "label", tmp_path)
+    result = invoke("predict", path, data, "--proba")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    expected = model.outputs(X)
+    assert [r["prediction"] for r in rows] == [model.classes[i] for i in expected.argmax(axis=1)]
+    probabilities = np.array([[float(r[f"proba_{c}"]) for c in model.classes] for r in rows], dtype=np.float32)
+    np.testing.assert_array_equal(probabilities, expected)  # bit-exact after the text round trip
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_regression_round_trip_with_normalised_target(tmp_path, dtype):
+    model, path = _train(CONFIGS / "diabetes.yaml", tmp_path, "training.epochs=3", f"model.dtype={dtype}")
+    data, X = _shuffled_csv(DATASETS / "diabetes.csv", "progression", tmp_path, seed=1)
+    result = invoke("predict", path, data)
+    assert result.exit_code == 0, result.stderr
+    values = np.array([float(r["prediction"]) for r in csv.DictReader(io.StringIO(result.stdout))], dtype=dtype)
+    np.testing.assert_array_equal(values, model.outputs(X)[:, 0])
+
+
+def test_multi_target_regression_has_one_column_per_target(write, tmp_path):
+    write("m.csv", "x1,x2,y1,y2\n" + "".join(f"{i},{i % 3},{2 * i},{-i}\n" for i in range(30)))
+    config = write("c.yaml", "data: {train: m.csv, target: [y1, y2]}\ntraining: {loss: mse, epochs: 2}\n")
+    model, path = _train(config, tmp_path)
+    result = invoke("predict", path, write("in.csv", "x2,x1\n1,2\n"))
+    assert result.exit_code == 0
+    header, row = result.stdout.splitlines()
+    assert header == "prediction_y1,prediction_y2"
+    np.testing.assert_array_equal(np.array(row.split(","), dtype=np.float32), model.outputs(np.array([[2.0, 1.0]]))[0])
+
+
+def test_keep_columns_stdin_and_string_labels(write, tmp_path):
+    model, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=2")
+    text = 'name,petal_width,sepal_length,sepal_width,petal_length\n"Smith, J",0.2,5.1,3.5,1.4\nplain,2.3,6.9,3.1,5.4\n'
+    result = invoke("predict", path, "-", "--keep", "name,petal_width", input=text)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "name,petal_width,prediction"
+    assert lines[1].startswith('"Smith, J",0.2,') and lines[2].startswith("plain,2.3,")
+    expected = model.outputs(np.array([[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.3]]))
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == [model.classes[i] for i in expected.argmax(axis=1)]
+
+
+def test_output_file_is_written_atomically(tmp_path):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    out = tmp_path / "preds" / "p.csv"
+    result = invoke("predict", path, DATASETS / "iris.csv", "-o", out)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert len(out.read_text().splitlines()) == 151
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sepal_length,sepal_width,petal_length,petal_width\n1,2,3,4\n5,6,x,8\n")
+    result = invoke("predict", path, bad, "-o", tmp_path / "preds" / "q.csv")
+    assert result.exit_code == 2 and "bad.csv:3: column 'petal_length': 'x' is not a number" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == ["p.csv"]  # no partial file, no temp
+
+
+def test_missing_features_and_unknown_keep_columns(tmp_path, write):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    result = invoke("predict", path, write("x.csv", "sepal_length,petal_width\n1,2\n"))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"nncli: error: {tmp_path / 'x.csv'}:1: missing feature column(s) 'sepal_width', 'petal_length'; "
+        "the model needs all 4 features it was trained on\n"
+    )
+    result = invoke("predict", path, DATASETS / "iris.csv", "--keep", "idd")
+    assert result.exit_code == 2 and "--keep column(s) 'idd' not in the file" in result.stderr
+
+
+def test_proba_needs_a_classifier(tmp_path):
+    _, path = _train(CONFIGS / "diabetes.yaml", tmp_path, "training.epochs=1")
+    result = invoke("predict", path, DATASETS / "diabetes.csv", "--proba")
+    assert result.exit_code == 2 and "--proba needs a classification model" in result.stderr
+
+
+def test_header_only_input_gives_header_only_output(tmp_path, write):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    result = invoke("predict", path, write("h.csv", "sepal_length,sepal_width,petal_length,petal_width\n"))
+    assert result.exit_code == 0 and result.stdout == "prediction\n"
+
+
+def test_chunks_report_the_right_line_across_chunk_boundaries(write):
+    rows = "".join(f"{i},{i * 2}\n" for i in range(1000))
+    path = write("c.csv", "a,b\n" + rows + "7,oops\n" + rows)
+    with CsvStream(path, chunk_bytes=100) as stream:
+        seen = 0
+        with pytest.raises(DataError, match=r"c\.csv:1002: column 'b': 'oops' is not a number"):
+            for chunk in stream.chunks():
+                seen += len(chunk.values)
+    assert 900 < seen <= 1000  # the chunks before the bad one were delivered
+
+
+def test_chunked_values_equal_a_whole_read(write):
+    path = write("c.csv", "a,b,t\n" + "".join(f"{i}.5,{-i},\"x,{i % 3}\"\n" for i in range(500)))
+    with CsvStream(path, chunk_bytes=64) as stream:
+        parts = [(c.values[:, :2], c.text_column(stream.header, "t")) for c in stream.chunks(["t"])]
+    assert len(parts) > 10
+    values = np.concatenate([p[0] for p in parts])
+    np.testing.assert_array_equal(values[:, 0], np.arange(500) + 0.5)
+    assert sum((p[1] for p in parts), []) == [f"x,{i % 3}" for i in range(500)]
+
+
+def test_json_model_path_error_is_one_line(tmp_path, write):
+    result = invoke("predict", write("notamodel.npz", "a,b\n1,2\n"), DATASETS / "iris.csv")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "not a zip/.npz archive" in result.stderr
+    json.dumps(result.stderr)  # plain text
