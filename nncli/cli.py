@@ -106,7 +106,6 @@ def train(
         with display or contextlib.nullcontext():
             model = run.fit(display or Reporter())
         seconds = time.perf_counter() - started
-        model_path.parent.mkdir(parents=True, exist_ok=True)
         save_model(model_path, model)
         if as_json:
             document = {
@@ -140,10 +139,9 @@ def predict(
 ) -> None:
     """Apply a model to CSV rows: CSV of predictions out (streamed, so any size of input works)."""
     with user_errors():
-        from nncli.atomic import atomic_write
+        from nncli.atomic import atomic_write, check_writable
         from nncli.chunks import CsvStream
         from nncli.modelfile import load_model
-        from nncli.pipeline import check_writable
         from nncli.predicting import predict_csv
 
         trained = load_model(model)
@@ -153,7 +151,6 @@ def predict(
             if output is None:
                 predict_csv(trained, stream, sys.stdout, _split_names(keep), proba)
             else:
-                output.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_write(output, "w") as f:
                     predict_csv(trained, stream, f, _split_names(keep), proba)
 
@@ -231,6 +228,8 @@ def inspect(
             raise UsageError(f"--layer {layer}: {target} has {n_layers} layer(s)")
         selected = [layer] if layer else list(range(1, n_layers + 1))
         if export is not None:
+            if export.exists() and not export.is_dir():
+                raise UsageError(f"--export {export}: is a file; give a folder to write W1.{fmt}, b1.{fmt}, … into")
             written = inspection.export_arrays(trained, export, fmt, selected)
             if not as_json:
                 print(f"Wrote {len(written)} files to {export}: {', '.join(p.name for p in written)}")

@@ -42,3 +42,9 @@ class GateError(NncliError):
     """`evaluate --fail-under/--fail-over`: the model is worse than the bound asked for."""
 
     exit_code = EXIT_FAILED
+
+
+class OutputError(NncliError):
+    """A result could not be written (disk full, permissions, a vanished folder)."""
+
+    exit_code = EXIT_FAILED

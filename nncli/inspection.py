@@ -85,7 +85,6 @@ def neuron_names(model: TrainedModel, layer: int) -> tuple[list[str], list[str]]
 
 def export_arrays(model: TrainedModel, folder: Path, fmt: str, layers: list[int] | None = None) -> list[Path]:
     """One file per array in ``folder``: CSV (W as rows × columns, b as one row) or .npy."""
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
     number = float_format(model.network.dtype)
     for name, array in arrays(model, layers).items():

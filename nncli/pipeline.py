@@ -8,12 +8,12 @@ reported in milliseconds, not after an hour of epochs.
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nncli.atomic import check_writable
 from nncli.config import Config, resolve_path
 from nncli.core.losses import get_loss
 from nncli.core.network import MLP
@@ -29,7 +29,7 @@ from nncli.data import (
     read_header,
     split_indices,
 )
-from nncli.errors import DataError, UsageError
+from nncli.errors import DataError
 from nncli.model import TrainedModel
 from nncli.training import EpochRecord, Reporter, fit
 
@@ -310,17 +310,3 @@ def output_path(config: Config, cli_output: str | None, config_path: Path) -> Pa
         path = Path("runs") / f"{config_path.stem}.npz"
     check_writable(path)
     return path
-
-
-def check_writable(path: Path) -> None:
-    """Fail before training, not after it, when the model file could not be written."""
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give a file name for the model, e.g. {path / 'model.npz'}")
-    parent = path.parent
-    for ancestor in [parent, *parent.parents]:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise UsageError(f"{path}: cannot write there: {ancestor} is a file, not a folder")
-            if not os.access(ancestor, os.W_OK | os.X_OK):
-                raise UsageError(f"{path}: cannot write there: no write permission in {ancestor}")
-            break

@@ -19,8 +19,49 @@ from rich.table import Table
 from nncli.training import EpochRecord, Reporter
 
 
+class PipeSafeStdout:
+    """stdout that goes quiet, instead of raising, once its reader has gone away.
+
+    `nncli train … | head -3` must still finish training and save the model after `head`
+    exits; only the rest of the progress table is lost.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        self._closed = True
+        # Point the descriptor at /dev/null so the interpreter's final flush cannot fail either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def make_console(stderr: bool = False) -> Console:
-    stream = sys.stderr if stderr else sys.stdout
+    stream = sys.stderr if stderr else PipeSafeStdout(sys.stdout)
     plain = not stream.isatty() or "NO_COLOR" in os.environ
     if plain:
         # No colour, no cursor movement, no wrapping at an imaginary 80 columns.

@@ -163,3 +163,22 @@ def test_inconsistent_metadata(model_path, tmp_path):
     assert "implies 2 outputs but the last layer has 3" in _error(path)
     path = _edit_meta(model_path, tmp_path / "l.npz", lambda m: m.update(layers="many"))
     assert "metadata field layers" in _error(path)
+
+
+def test_saved_file_has_the_usual_permissions(trained, tmp_path):
+    import os
+
+    path = tmp_path / "perm.npz"
+    save_model(path, trained)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_unwritable_location_is_an_output_error(trained, tmp_path):
+    from nncli.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write"):
+        save_model(blocker / "m.npz", trained)

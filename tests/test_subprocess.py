@@ -208,3 +208,14 @@ def test_predict_pipes_into_evaluate_style_tools(iris_model):
     assert result.returncode == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == "species,prediction" and len(lines) == 151
+
+
+def test_train_piped_into_head_still_saves_the_model(tmp_path):
+    out = tmp_path / "m.npz"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"'{NNCLI}' train '{CONFIGS / 'digits.yaml'}' -o '{out}' | head -2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    assert len(result.stdout.splitlines()) == 2
+    assert out.exists() and np.load(out)["W1"].shape == (64, 128)
