@@ -19,6 +19,19 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
     an operating-system error (disk full, permissions) becomes an :class:`OutputError`.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))  # replace the file the link points to, keep the link
+    if path.exists() and not path.is_file():
+        # A device or pipe (-o /dev/stdout, /dev/null, a FIFO) cannot be replaced by renaming:
+        # write to it directly.
+        try:
+            with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+                yield f
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -47,6 +60,8 @@ def _umask() -> int:
 
 def check_writable(path: Path) -> None:
     """Fail before the work, not after it, when its output file could not be written."""
+    if not str(path):
+        raise UsageError("the output path is empty")
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; give a file name, e.g. {path / ('out' + (path.suffix or '.out'))}")
     parent = path.parent

@@ -7,15 +7,14 @@ output starts long before a large input has been read.
 
 from __future__ import annotations
 
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from nncli.data import ENCODING, locate_bad_cell, parse_header, parse_rows
+from nncli.data import locate_bad_cell, parse_header, parse_rows
 from nncli.errors import DataError
 
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per chunk: ~10 MB of float64, output after milliseconds
@@ -51,39 +50,45 @@ class Chunk:
 
 
 class CsvStream:
-    """A CSV file or ``-`` (stdin): the header at once, then rows chunk by chunk."""
+    """A CSV file or ``-`` (stdin): the header at once, then rows chunk by chunk.
+
+    Bytes are decoded line by line, so a byte that is not UTF-8 is reported with its line.
+    """
 
     def __init__(self, source: str | Path, chunk_bytes: int = CHUNK_BYTES):
         self.chunk_bytes = chunk_bytes
+        self._line = 0
         if str(source) == "-":
             self.name = "<stdin>"
-            self._file: TextIO = io.TextIOWrapper(sys.stdin.buffer, encoding=ENCODING, newline="")
+            self._file: BinaryIO = sys.stdin.buffer
         else:
             self.name = str(source)
             try:
-                self._file = open(source, encoding=ENCODING, newline="")
+                self._file = open(source, "rb")
             except FileNotFoundError:
                 raise DataError(f"{source}: file not found") from None
             except IsADirectoryError:
                 raise DataError(f"{source}: is a folder; expected a CSV file") from None
             except OSError as exc:
                 raise DataError(f"{source}: cannot read: {exc.strerror}") from None
-        self.header = parse_header(self._read(self._file.readline), self.name)
+        first = self._decode(self._file.readline())
+        self.header = parse_header(first.removeprefix("\ufeff"), self.name)  # a byte-order mark is fine
 
     def __enter__(self) -> "CsvStream":
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.name == "<stdin>":
-            self._file.detach()  # leave the process's stdin open
-        else:
+        if self._file is not sys.stdin.buffer:
             self._file.close()
 
-    def _read(self, read):
+    def _decode(self, raw: bytes) -> str:
+        self._line += 1
         try:
-            return read()
+            return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DataError(f"{self.name}: not UTF-8 text (byte {exc.start} of a block); expected a CSV file") from None
+            raise DataError(
+                f"{self.name}:{self._line}: not UTF-8 text (byte {exc.start + 1} of the line); expected a CSV file"
+            ) from None
 
     def chunks(self, text_columns: Iterable[str] = ()) -> Iterator[Chunk]:
         """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers."""
@@ -91,7 +96,7 @@ class CsvStream:
         line_number = 2
         records = self._records()
         while True:
-            lines = self._read(lambda: self._take(records))
+            lines = self._take(records)
             if not lines:
                 return
             values, text = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)
@@ -101,8 +106,8 @@ class CsvStream:
     def _records(self) -> Iterator[str]:
         """Lines, with a quoted field that spans lines kept in one record."""
         pending = ""
-        for line in self._file:
-            pending += line
+        for raw in self._file:
+            pending += self._decode(raw)
             if pending.count('"') % 2 == 0:
                 yield pending
                 pending = ""

@@ -95,7 +95,7 @@ def train(
 
         loaded = load_config(config, overrides)
         model_path = output_path(loaded, output, config)
-        run = prepare_training(loaded)
+        run = prepare_training(loaded, model_path)
         console = make_console()
         layers = layer_table(run.network)
         talk = not (as_json or quiet)

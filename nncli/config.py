@@ -145,7 +145,7 @@ class Config(Section):
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    output: Union[str, None] = None
+    output: Union[str, None] = Field(None, min_length=1)
 
     _source: "ConfigSource" = PrivateAttr(default=None)
 
@@ -155,7 +155,8 @@ class Config(Section):
 
     def error(self, path: str, message: str) -> ConfigError:
         """A ConfigError about the field at dotted ``path``, located in the file or --set."""
-        return ConfigError(f"{self._source.where(tuple(path.split('.')))}: {path}: {message}")
+        key_path = tuple(int(part) if part.isdigit() else part for part in path.split("."))
+        return ConfigError(f"{self._source.where(key_path)}: {path}: {message}")
 
     @property
     def output_activation(self) -> str:
@@ -194,7 +195,9 @@ class ConfigSource:
         return str(self.path)
 
     def from_command_line(self, key: str) -> bool:
-        return tuple(key.split(".")) in self.overrides
+        """Was this key (or a section containing it) given with --set?"""
+        parts = tuple(key.split("."))
+        return any(parts[:n] in self.overrides for n in range(1, len(parts) + 1))
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -231,17 +234,39 @@ def _read_text(path: Path) -> str:
 
 
 class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no Python tags, nothing executed), reading floats as YAML 1.2 does.
+    """PyYAML's safe loader (no Python tags, nothing executed) with YAML 1.2's core schema.
 
-    YAML 1.1 reads `1e-3` as a string, a trap for every `learning_rate: 1e-3`.
+    YAML 1.1, PyYAML's default, reads `1e-3` as a string, `010` as 8, `1:30` as 90 and
+    `on`/`no` as booleans: traps for `learning_rate: 1e-3`, `epochs: 010` or `target: no`.
+    Only the 1.2 spellings are plain scalars here: null ~, true/false, decimal, 0o and 0x
+    integers, and floats with a dot or an exponent (plus .inf/.nan, which validation rejects).
     """
 
 
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_ConfigLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    (
+        "float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        list("-+0123456789."),
+    ),
+):
+    _ConfigLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), _first)
+
+
+def _construct_int(loader: _ConfigLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits.startswith(("0o", "0x")):
+        return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+    return sign * int(digits, 10)  # `010` is ten, as in YAML 1.2
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _yaml_value(text: str, source: ConfigSource | None = None) -> Any:
@@ -373,8 +398,20 @@ def _validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> 
         message = "unknown key" + _suggestion(first["loc"])
     elif first["type"] == "missing":
         message = "required setting is missing"
+    elif first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        found, value = _lookup(raw, key_path)
+        got = "nothing" if value is None else f"{_kind(value)} ({_short_repr(value)})"
+        message = f"expected a section (a mapping of keys), got {got}"
+    elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        names = ", ".join(_tags_at(first["loc"]))
+        found, value = _lookup(raw, key_path)
+        if isinstance(value, dict):
+            got = f" (got {_short_repr(value['name'])})" if "name" in value else " (the mapping has no `name:`)"
+        else:
+            got = f" (got {_short_repr(value)})" if found else ""
+        message = f"expected one of: {names}, or a mapping with `name:` one of them{got}"
     else:
-        message = first["msg"]
+        message = first["msg"].replace(" after validation", "")
         message = message[0].lower() + message[1:]
         found, value = _lookup(raw, key_path)
         if found and not isinstance(value, (dict, list)):
@@ -383,6 +420,12 @@ def _validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> 
     if more > 0:
         message += f" [and {more} more problem{'s' if more > 1 else ''}]"
     return ConfigError(f"{source.where(tuple(key_path))}: {dotted}: {message}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", str: "a string", list: "a list"}.get(type(value), type(value).__name__)
 
 
 def _short_repr(value: Any) -> str:
@@ -433,8 +476,11 @@ def _walk_models(loc: tuple) -> tuple[list, type[BaseModel] | None]:
                 continue
         if model is not None and part in model.model_fields:
             path.append(part)
-            members = _models_in(model.model_fields[part].annotation)
-            if len(members) == 1:
+            info = model.model_fields[part]
+            members = _models_in(info.annotation)
+            if _is_tagged_union(info):
+                model, pending_union = None, members
+            elif len(members) == 1:
                 model = members[0]
             elif members:
                 model, pending_union = None, members
@@ -445,6 +491,18 @@ def _walk_models(loc: tuple) -> tuple[list, type[BaseModel] | None]:
         else:
             path.append(part)  # an unknown key: keep it so the message can name it
     return path, model
+
+
+def _tags_at(loc: tuple) -> list[str]:
+    """The names a tagged union (model.init, training.optimizer) accepts at ``loc``."""
+    _, parent = _walk_models(tuple(loc[:-1]))
+    if parent is None or loc[-1] not in parent.model_fields:
+        return []
+    return [typing.get_args(m.model_fields["name"].annotation)[0] for m in _models_in(parent.model_fields[loc[-1]].annotation)]
+
+
+def _is_tagged_union(info) -> bool:
+    return any(getattr(m, "discriminator", None) for m in [info, *info.metadata])
 
 
 def _display_path(loc: tuple) -> list:
@@ -483,6 +541,8 @@ def _check_consistency(config: Config) -> None:
         raise config.error("data.target", "cross_entropy (classification) needs exactly one target column")
     if targets is not None and len(set(targets)) != len(targets):
         raise config.error("data.target", "lists a column twice")
+    if loss == "cross_entropy" and config.data.normalize_target != "none":
+        raise config.error("data.normalize_target", "applies to regression targets only; cross_entropy predicts classes")
     if config.data.validation is not None and "validation_split" in config.data.model_fields_set:
         if config.data.validation_split > 0:
             raise config.error(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,8 @@ class CsvColumns:
 def read_header(path: Path) -> list[str]:
     """The column names of a CSV file, checked: present, unique, not empty."""
     try:
-        with open(path, encoding=ENCODING, newline="") as f:
-            first = f.readline()
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20).decode(ENCODING)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -135,9 +136,14 @@ def parse_rows(
 
 
 def lines_after_header(path: Path) -> Iterator[str]:
-    with open(path, encoding=ENCODING, newline="") as f:
+    """The file's lines after the header, decoded one by one so a bad byte is found by line."""
+    with open(path, "rb") as f:
         next(f, None)
-        yield from f
+        for number, raw in enumerate(f, start=2):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the line); expected a CSV file") from None
 
 
 def locate_bad_cell(
@@ -152,7 +158,9 @@ def locate_bad_cell(
             if not row:
                 continue  # blank lines are skipped, as by the fast parser
             if len(row) != len(header):
-                return DataError(f"{name}:{line}: row has {len(row)} fields but the header has {len(header)} columns")
+                return DataError(
+                    f"{name}:{line}: row has {len(row)} field{'s' * (len(row) != 1)} but the header has {len(header)} columns"
+                )
             for index, column in numeric:
                 problem = _cell_problem(row[index])
                 if problem:
@@ -164,15 +172,18 @@ def locate_bad_cell(
     return None
 
 
+# What NumPy's parser reads as a number (Python's float() also takes `1_000` and non-ASCII digits).
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
 def _cell_problem(cell: str) -> str | None:
     text = cell.strip()
     if not text:
         return "empty cell; expected a number"
-    try:
-        value = float(text)
-    except ValueError:
+    if not _NUMBER.fullmatch(text):
         shown = text if len(text) <= 30 else text[:27] + "..."
         return f"{shown!r} is not a number"
+    value = float(text)
     if math.isnan(value):
         return f"{text!r} (NaN); expected a finite number"
     if math.isinf(value):

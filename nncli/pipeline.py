@@ -8,6 +8,7 @@ reported in milliseconds, not after an hour of epochs.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +23,15 @@ from nncli.data import (
     CsvColumns,
     Scaler,
     class_order,
-    lines_after_header,
     encode_labels,
+    find_line,
+    lines_after_header,
     one_hot,
     read_csv,
     read_header,
     split_indices,
 )
-from nncli.errors import DataError
+from nncli.errors import DataError, TrainingError
 from nncli.model import TrainedModel
 from nncli.training import EpochRecord, Reporter, fit
 
@@ -50,6 +52,7 @@ class TrainingRun:
     feature_scaler: Scaler
     target_scaler: Scaler | None
     shuffle_rng: np.random.Generator
+    output: Path | None = None  # where the model will be saved, recorded in the resolved config
 
     @property
     def metric_name(self) -> str:
@@ -65,27 +68,31 @@ class TrainingRun:
         data["target"] = self.targets[0] if len(self.targets) == 1 else self.targets
         for key in ("train", "validation"):
             if data[key] is not None:
-                data[key] = str(resolve_path(self.config, f"data.{key}", data[key]))
-        if resolved["output"] is not None:
-            resolved["output"] = str(resolve_path(self.config, "output", resolved["output"]))
+                data[key] = os.path.abspath(resolve_path(self.config, f"data.{key}", data[key]))
+        resolved["output"] = None if self.output is None else os.path.abspath(self.output)
         return resolved
 
     def fit(self, reporter: Reporter | None = None) -> TrainedModel:
         training = self.config.training
-        history = fit(
-            self.network,
-            get_loss(training.loss),
-            build_optimizer(self.config),
-            self.X_train,
-            self.Y_train,
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            rng=self.shuffle_rng,
-            shuffle=self.config.data.shuffle,
-            validation=self.validation,
-            metric=self.metric_name,
-            reporter=reporter,
-        )
+        try:
+            history = fit(
+                self.network,
+                get_loss(training.loss),
+                build_optimizer(self.config),
+                self.X_train,
+                self.Y_train,
+                epochs=training.epochs,
+                batch_size=training.batch_size,
+                rng=self.shuffle_rng,
+                shuffle=self.config.data.shuffle,
+                validation=self.validation,
+                metric=self.metric_name,
+                reporter=reporter,
+            )
+        except TrainingError as exc:
+            if self.config.data.normalize == "none":
+                raise TrainingError(f"{exc} Unnormalised inputs often cause this: try data.normalize: standard.") from None
+            raise
         return TrainedModel(
             network=self.network,
             loss=training.loss,
@@ -129,12 +136,12 @@ def build_optimizer(config: Config):
     return get_optimizer(params.pop("name"), learning_rate=config.training.learning_rate, **params)
 
 
-def prepare_training(config: Config) -> TrainingRun:
+def prepare_training(config: Config, output: Path | None = None) -> TrainingRun:
     seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
     # Independent streams: changing the split or the epoch count never changes the initial weights.
     split_rng, init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
 
-    train_path = resolve_path(config, "data.train", config.data.train)
+    train_path = _data_path(config, "data.train")
     header = read_header(train_path)
     targets = _target_columns(config, train_path, header)
     features = [name for name in header if name not in targets]
@@ -151,7 +158,7 @@ def prepare_training(config: Config) -> TrainingRun:
         Y = table.columns(targets)
 
     if config.data.validation is not None:
-        val_path = resolve_path(config, "data.validation", config.data.validation)
+        val_path = _data_path(config, "data.validation")
         val_header = read_header(val_path)
         missing = [name for name in features + targets if name not in val_header]
         if missing:
@@ -176,19 +183,19 @@ def prepare_training(config: Config) -> TrainingRun:
     dtype = np.dtype(config.model.dtype)
     n_outputs = len(classes) if classes is not None else len(targets)
     sizes = _layer_sizes(config, len(features), n_outputs, train_path, features, targets, classes)
-    feature_scaler = Scaler.fit(X[train_rows], config.data.normalize)
+    feature_scaler = _scaler(X[train_rows], config.data.normalize, features, train_path)
     target_scaler = None
     if classes is not None:
         Y_train = one_hot(codes[train_rows], n_outputs, dtype)
         Y_val = one_hot(val_codes, n_outputs, dtype)
     else:
         if config.data.normalize_target != "none":
-            target_scaler = Scaler.fit(Y[train_rows], config.data.normalize_target)
-            Y_train, Y_val = target_scaler.transform(Y[train_rows], dtype), target_scaler.transform(Y_val, dtype)
-        else:
-            Y_train, Y_val = Y[train_rows].astype(dtype), Y_val.astype(dtype)
-    X_train = feature_scaler.transform(X[train_rows], dtype)
-    validation = (feature_scaler.transform(X_val, dtype), Y_val) if len(X_val) else None
+            target_scaler = _scaler(Y[train_rows], config.data.normalize_target, targets, train_path)
+        Y_train = _scaled(Y[train_rows], target_scaler, dtype, targets, train_path)
+        Y_val = _scaled(Y_val, target_scaler, dtype, targets, train_path)
+    X_train = _scaled(X[train_rows], feature_scaler, dtype, features, train_path)
+    X_val = _scaled(X_val, feature_scaler, dtype, features, train_path)
+    validation = (X_val, Y_val) if len(X_val) else None
 
     return TrainingRun(
         config=config,
@@ -203,7 +210,47 @@ def prepare_training(config: Config) -> TrainingRun:
         feature_scaler=feature_scaler,
         target_scaler=target_scaler,
         shuffle_rng=shuffle_rng,
+        output=output,
     )
+
+
+def _scaler(values: np.ndarray, method: str, names: list[str], path: Path) -> Scaler:
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaler = Scaler.fit(values, method)
+    bad = ~(np.isfinite(scaler.offset) & np.isfinite(scaler.scale))
+    if bad.any():
+        column = int(np.argmax(bad))
+        raise DataError(
+            f"{path}: column {names[column]!r} holds values too large to normalise "
+            f"(largest magnitude {np.abs(values[:, column]).max():.3g}); rescale the column"
+        )
+    return scaler
+
+
+def _scaled(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], path: Path) -> np.ndarray:
+    """Values normalised and cast to the training dtype, which must keep them finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = values.astype(dtype) if scaler is None else scaler.transform(values, dtype)
+    if not np.isfinite(result).all():
+        column = int(np.argmax(~np.isfinite(result).all(axis=0)))
+        raise DataError(
+            f"{path}: column {names[column]!r} holds values too large for {np.dtype(dtype).name} "
+            f"(largest magnitude {np.abs(values[:, column]).max():.3g}); normalise it or use model.dtype: float64"
+        )
+    return result
+
+
+def _data_path(config: Config, key: str) -> Path:
+    """A data file named in the config, checked to exist, with the rule for where it was looked for."""
+    written = getattr(config.data, key.split(".")[1])
+    path = resolve_path(config, key, written)
+    if not path.exists():
+        if config.source.from_command_line(key) or Path(written).is_absolute():
+            rule = ""
+        else:
+            rule = f" (paths in a config are relative to its folder, {config.source.folder})"
+        raise config.error(key, f"{path}: file not found{rule}")
+    return path
 
 
 def _target_columns(config: Config, path: Path, header: list[str]) -> list[str]:
@@ -214,7 +261,7 @@ def _target_columns(config: Config, path: Path, header: list[str]) -> list[str]:
             hint = f"; did you mean {close[0]!r}?" if close else f"; columns are: {_preview(header)}"
             raise config.error("data.target", f"column {name!r} is not in {path}{hint}")
     if len(targets) == len(header):
-        raise DataError(f"{path}: every column is a target; nothing is left as a feature")
+        raise config.error("data.target", f"takes every column of {path}; nothing is left as a feature")
     return targets
 
 
@@ -233,6 +280,24 @@ def _read_table(config: Config, path: Path, targets: list[str]) -> CsvColumns:
 
 def _classes(config: Config, table: CsvColumns, target: str) -> list[str]:
     labels = table.text_values[target]
+    for label in labels:
+        problem = None
+        if not label:
+            problem = "empty label; every row needs a class"
+        elif _is_number(label) and not np.isfinite(float(label)):
+            problem = f"label {label!r} is not a class (a missing or overflowing value?)"
+        if problem:
+            line = find_line(lines_after_header(table.path), table.header, target, label)
+            raise DataError(f"{table.path}:{line}: column {target!r}: {problem}")
+    numbers: dict[float, str] = {}
+    for label in labels:
+        if _is_number(label):
+            other = numbers.setdefault(float(label), label)
+            if other != label:
+                raise DataError(
+                    f"{table.path}: column {target!r}: labels {other!r} and {label!r} are the same number spelt "
+                    "differently and would become two classes; spell them one way"
+                )
     classes = class_order(labels)
     if len(classes) < 2:
         raise DataError(
@@ -248,12 +313,16 @@ def _classes(config: Config, table: CsvColumns, target: str) -> list[str]:
     return classes
 
 
-def _is_fractional_number(label: str) -> bool:
+def _is_number(label: str) -> bool:
     try:
-        value = float(label)
+        float(label)
     except ValueError:
         return False
-    return np.isfinite(value) and value != int(value)
+    return True
+
+
+def _is_fractional_number(label: str) -> bool:
+    return _is_number(label) and np.isfinite(float(label)) and float(label) != int(float(label))
 
 
 def _label_codes(table: CsvColumns, target: str, classes: list[str]) -> np.ndarray:
@@ -276,7 +345,7 @@ def _layer_sizes(config, n_features, n_outputs, path, features, targets, classes
     elif layers[0] != n_features:
         raise config.error(
             "model.layers.0",
-            f"declares {layers[0]} inputs but {path} has {n_features} feature columns "
+            f"declares {layers[0]} input{'s' * (layers[0] != 1)} but {path} has {n_features} feature column{'s' * (n_features != 1)} "
             f"({_preview(features)}: every column except the target {', '.join(map(repr, targets))}); "
             "use 'auto' or the right number",
         )
@@ -290,7 +359,7 @@ def _layer_sizes(config, n_features, n_outputs, path, features, targets, classes
         )
         raise config.error(
             f"model.layers.{len(layers) - 1}",
-            f"declares {layers[-1]} outputs but {path} has {what}; use 'auto' or the right number",
+            f"declares {layers[-1]} output{'s' * (layers[-1] != 1)} but {path} has {what}; use 'auto' or the right number",
         )
     return layers
 

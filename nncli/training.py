@@ -94,8 +94,7 @@ def _fit(network, loss, optimizer, X, Y, epochs, batch_size, rng, shuffle, valid
             if not np.isfinite(value):
                 raise TrainingError(
                     f"training diverged: the loss became {value} in epoch {epoch}, batch {batch}; "
-                    f"try a lower learning rate (now {getattr(optimizer, 'learning_rate', '?')}) "
-                    "or normalised inputs. No model was written."
+                    f"try a lower learning rate (now {getattr(optimizer, 'learning_rate', '?')}). No model was written."
                 )
             optimizer.step(network.parameters(), network.gradients())
             weighted_loss += value * len(X_batch)

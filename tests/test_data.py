@@ -36,7 +36,7 @@ def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
         ("a,b\n1,inf\n", ":2: column 'b': 'inf' is infinite or too large for float64"),
         ("a,b\n1,1e400\n", ":2: column 'b': '1e400' is infinite or too large for float64"),
         ("a,b\n1,2\n3,4,5\n", ":3: row has 3 fields but the header has 2 columns"),
-        ("a,b\n1,2\n3\n", ":3: row has 1 fields but the header has 2 columns"),
+        ("a,b\n1,2\n3\n", ":3: row has 1 field but the header has 2 columns"),
         ("a,b,c\n1,2\n3,4\n", ":2: row has 2 fields but the header has 3 columns"),
         ("", ": file is empty"),
         ("\n\n", ": file is empty"),
