@@ -285,4 +285,21 @@ def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
 def main() -> None:
     # SIGTERM (a CI runner cancelling a job) ends the run like Ctrl-C: cleanly, exit 130.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        # Command-line mistakes (a missing argument, an unknown option, a bad value) raise the
+        # parser's UsageError family, recognised here by its interface so that typer's own
+        # and click's versions both work. They get the same one-line treatment as our errors.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # Bare `nncli`: the help is the message (typer's rich help has printed itself already).
+            if exc.format_message():
+                print(exc.format_message())
+            sys.exit(2)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        error_line(f"{exc.format_message()}{hint}")
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -173,3 +173,49 @@ def test_paths_resolve_against_config_folder_but_set_paths_against_cwd(write, tm
 def test_exponent_floats_are_numbers_as_in_yaml_1_2(write):
     path = write("c.yaml", "data: {train: x.csv}\ntraining:\n  learning_rate: 1e-3\n")
     assert load_config(path).training.learning_rate == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("training: {epochs: 010}", ("training", "epochs", 10)),  # decimal, not octal
+        ("training: {epochs: 0o10}", ("training", "epochs", 8)),
+        ("data: {train: x.csv, target: no}", ("data", "target", "no")),  # a column named "no"
+        ("data: {train: x.csv, target: on}", ("data", "target", "on")),
+    ],
+)
+def test_yaml_1_2_scalars(write, line, expected):
+    text = line if line.startswith("data") else "data: {train: x.csv}\n" + line
+    config = load_config(write("c.yaml", text + "\n"))
+    section, key, value = expected
+    assert getattr(getattr(config, section), key) == value
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("data: {train: x.csv, shuffle: on}", "data.shuffle: input should be a valid boolean (got 'on')"),
+        ("data: {train: x.csv}\ntraining: {epochs: '1:30'}", "training.epochs: input should be a valid integer (got '1:30')"),
+        ("data: {train: x.csv}\ntraining: {optimizer: {name: sgd, momentun: 0.9}}", "training.optimizer.momentun: unknown key"),
+        ("data: {train: x.csv}\nmodel: {init: He}", "model.init: expected one of: he, xavier, lecun, normal, uniform, constant"),
+        ("data: {train: x.csv}\nmodel: {init: {std: 1}}", "the mapping has no `name:`"),
+        ("data: {train: x.csv}\nmodel:\n", "model: expected a section (a mapping of keys), got nothing"),
+        ("data: {train: x.csv}\ntraining: 5\n", "training: expected a section (a mapping of keys), got a number (5)"),
+        ("data: {train: x.csv, normalize_target: standard}", "data.normalize_target: applies to regression targets only"),
+        ("data: {train: x.csv}\noutput: ''", "output: string should have at least 1 character"),
+    ],
+)
+def test_friendly_messages(write, text, expected):
+    assert expected in _error(write("c.yaml", text + "\n"))
+
+
+def test_cross_field_errors_from_set_name_the_flag(write):
+    path = write("c.yaml", "data: {train: x.csv}\nmodel: {layers: [auto, 4, auto]}\n")
+    message = _error(path, ["model.layers.1=auto"])
+    assert message.startswith("--set model.layers.1=auto: model.layers.1: only the first")
+
+
+def test_a_whole_section_set_on_the_command_line_keeps_the_cwd_rule(write):
+    path = write("sub/c.yaml", "data: {train: in-config.csv}\n")
+    config = load_config(path, ["data={train: mine.csv}"])
+    assert str(resolve_path(config, "data.train", config.data.train)) == "mine.csv"

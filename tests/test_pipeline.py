@@ -112,3 +112,37 @@ def test_same_seed_same_arrays_different_seed_different(tiny_config, dtype):
 def test_missing_seed_gets_one_drawn_and_recorded(tiny_config):
     run = _prepare(tiny_config, "seed=null")
     assert isinstance(run.seed, int) and run.resolved_config()["seed"] == run.seed
+
+
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        ("1,2,x\n3,4,\n", ":3: column 'label': empty label; every row needs a class"),
+        ("1,2,1\n3,4,NaN\n", ":3: column 'label': label 'NaN' is not a class"),
+        ("1,2,1\n3,4,1.0\n", "labels '1' and '1.0' are the same number spelt differently"),
+        ("1,1e308,x\n3,-1e308,y\n", "column 'b' holds values too large to normalise"),
+    ],
+)
+def test_label_and_magnitude_checks(write, rows, expected):
+    write("d.csv", "a,b,label\n" + rows)
+    assert expected in _error(DataError, write("c.yaml", "data: {train: d.csv}\n"))
+
+
+def test_float32_overflow_is_a_data_error(write):
+    write("d.csv", "a,b,label\n1,1e39,x\n3,4,y\n")
+    message = _error(DataError, write("c.yaml", "data: {train: d.csv, normalize: none}\n"))
+    assert "column 'b' holds values too large for float32" in message and "model.dtype: float64" in message
+    _prepare(write("e.yaml", "data: {train: d.csv, normalize: none}\nmodel: {dtype: float64}\n"))  # fine
+
+
+def test_missing_data_file_says_where_it_was_looked_for(write, tmp_path):
+    path = write("sub/c.yaml", "data: {train: nope.csv}\n")
+    message = _error(ConfigError, path)
+    assert message == f"{path}:1: data.train: {tmp_path / 'sub' / 'nope.csv'}: file not found (paths in a config are relative to its folder, {tmp_path / 'sub'})"
+
+
+def test_resolved_config_records_absolute_paths_and_the_real_output(tiny_config, tmp_path):
+    run = prepare_training(load_config(tiny_config), tmp_path / "elsewhere.npz")
+    resolved = run.resolved_config()
+    assert resolved["data"]["train"] == str(tmp_path / "tiny.csv")
+    assert resolved["output"] == str(tmp_path / "elsewhere.npz")

@@ -90,11 +90,44 @@ def test_bad_csvs(tmp_path, name):
     assert not (tmp_path / "runs").exists()
 
 
-def test_bad_invocation_exits_2():
-    result = run("train")
-    assert result.returncode == 2 and "Missing argument" in result.stderr
-    result = run("train", "x.yaml", "--bogus")
-    assert result.returncode == 2 and "No such option" in result.stderr
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train"], "Missing argument 'CONFIG'. (see 'nncli train --help')"),
+        (["trian", "x.yaml"], "No such command 'trian'. Did you mean 'train'?"),
+        (["train", "x.yaml", "--bogus"], "No such option: --bogus"),
+        (["train", "x.yaml", "--log-every", "0"], "Invalid value for '--log-every'"),
+        (["train", "x.yaml", "extra"], "Got unexpected extra argument(s) (extra)"),
+        (["predict", "m.npz"], "Missing argument 'CSV'."),
+    ],
+)
+def test_bad_invocation_is_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert_one_line_error(result, message)
+
+
+def test_bare_nncli_shows_help():
+    result = run()
+    assert result.returncode == 2 and "train" in result.stdout and "predict" in result.stdout
+
+
+def test_output_to_a_device_writes_through_it(tmp_path):
+    result = run("train", CONFIGS / "xor.yaml", "-o", "/dev/null", "--quiet", "--set", "training.epochs=2")
+    assert result.returncode == 0
+    assert Path("/dev/null").is_char_device()
+    result = run("predict", CONFIGS.parent / "runs" / "none.npz", DATASETS / "iris.csv", "-o", "/dev/null")
+    assert result.returncode == 2  # (no such model) — and /dev/null is still a device
+    assert Path("/dev/null").is_char_device()
+
+
+def test_output_through_a_symlink_replaces_its_target(tmp_path):
+    target = tmp_path / "real.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    result = run("train", CONFIGS / "xor.yaml", "-o", link, "--quiet", "--set", "training.epochs=2")
+    assert result.returncode == 0
+    assert link.is_symlink() and np.load(link)["W1"].shape == (2, 8)
 
 
 def test_piped_output_is_plain_and_json_parses(tmp_path):
