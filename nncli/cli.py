@@ -75,7 +75,7 @@ def root(
 def train(
     config: Path = typer.Argument(..., metavar="CONFIG", help="YAML config file (see the README for every key)."),
     output: Optional[str] = typer.Option(
-        None, "--output", "-o", help="Model file to write (default: the config's `output`, else runs/<config>.npz)."
+        None, "--output", "-o", help="Model file to write, relative to the current directory (default: the config's `output`, else runs/<config>.npz)."
     ),
     overrides: List[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set training.epochs=5 (repeatable)."
@@ -84,7 +84,12 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (errors still go to stderr)."),
     log_every: int = typer.Option(1, "--log-every", min=1, help="Print every N-th epoch (the last is always printed)."),
 ) -> None:
-    """Train a network from a YAML config and save it as an .npz model file."""
+    """Train a network from a YAML config and save it as an .npz model file.
+
+    Paths given here are relative to the current directory; paths written in the config are
+    relative to the config file's folder. Exit codes: 0 ok, 1 training diverged or the model
+    could not be written, 2 bad invocation, config or data, 130 interrupted.
+    """
     with user_errors():
         from nncli.config import load_config
         from nncli.model import layer_table

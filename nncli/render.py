@@ -62,7 +62,7 @@ class PipeSafeStdout:
 
 def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else PipeSafeStdout(sys.stdout)
-    plain = not stream.isatty() or "NO_COLOR" in os.environ
+    plain = not stream.isatty() or bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
     if plain:
         # No colour, no cursor movement, no wrapping at an imaginary 80 columns.
         return Console(file=stream, color_system=None, force_terminal=False, highlight=False, width=200, soft_wrap=True)
@@ -121,9 +121,14 @@ def metric_label(metric_name: str) -> str:
 
 
 class TrainingDisplay(Reporter):
-    """Prints one table row per epoch as it finishes, with a live batch bar on terminals."""
+    """Prints one table row per epoch as it finishes, with a live batch bar on terminals.
 
-    WIDTHS = (6, 11, 10, 11, 10, 8)
+    Redrawing a terminal costs far more than a small epoch, so rows are printed in batches at
+    most ten times a second, and the bar is updated at that rate too.
+    """
+
+    WIDTHS = (6, 12, 10, 12, 10, 8)
+    REFRESH_SECONDS = 0.1
 
     def __init__(self, console: Console, metric_name: str, epochs: int, log_every: int = 1):
         self.console = console
@@ -134,6 +139,9 @@ class TrainingDisplay(Reporter):
         self.progress: Progress | None = None
         self._task = None
         self._last_refresh = 0.0
+        self._pending: list[str] = []
+        self._epoch = 0
+        self._batches = 0
 
     def __enter__(self) -> "TrainingDisplay":
         label = metric_label(self.metric_name)
@@ -151,39 +159,47 @@ class TrainingDisplay(Reporter):
                 transient=True,
             )
             self.progress.start()
+            self._task = self.progress.add_task("train", total=None, epoch=1, epochs=self.epochs)
         return self
 
     def __exit__(self, *exc) -> None:
+        self._flush()
         if self.progress is not None:
             self.progress.stop()
 
     def on_epoch_start(self, epoch: int, batches: int) -> None:
-        if self.progress is None:
-            return
-        if self._task is None:
-            self._task = self.progress.add_task("train", total=batches, epoch=epoch, epochs=self.epochs)
-        self.progress.reset(self._task, total=batches, epoch=epoch, epochs=self.epochs)
+        self._epoch, self._batches = epoch, batches
 
     def on_batch(self, epoch: int, batch: int) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        if now - self._last_refresh > 0.1:  # a redraw per batch would cost more than the batch
-            self._last_refresh = now
-            self.progress.update(self._task, completed=batch)
+        if self.progress is not None and self._due():
+            self.progress.update(self._task, completed=batch, total=self._batches, epoch=epoch)
+            self._flush()
 
     def on_epoch_end(self, record: EpochRecord) -> None:
-        if record.epoch % self.log_every and record.epoch != self.epochs:
-            return
-        cells = (
-            str(record.epoch),
-            number(record.train_loss),
-            metric_text(self.metric_name, record.train_metric),
-            number(record.val_loss),
-            metric_text(self.metric_name, record.val_metric),
-            f"{record.seconds:.3f}",
-        )
-        self.console.print(self._row(cells))
+        if record.epoch % self.log_every == 0 or record.epoch == self.epochs:
+            cells = (
+                str(record.epoch),
+                number(record.train_loss),
+                metric_text(self.metric_name, record.train_metric),
+                number(record.val_loss),
+                metric_text(self.metric_name, record.val_metric),
+                f"{record.seconds:.3f}",
+            )
+            self._pending.append(self._row(cells))
+        if not self.live or self._due():
+            self._flush()
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_refresh >= self.REFRESH_SECONDS:
+            self._last_refresh = now
+            return True
+        return False
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.console.print("\n".join(self._pending), markup=False, highlight=False)
+            self._pending = []
 
     def _row(self, cells: tuple[str, ...], header: bool = False) -> str:
         text = "  ".join(cell.rjust(width) for cell, width in zip(cells, self.WIDTHS))
