@@ -274,7 +274,7 @@ def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
 
     run = prepare_training(load_config(path, overrides))
     layers = layer_table(run.network)
-    rows = {"train": len(run.X_train), "validation": 0 if run.validation is None else len(run.validation[0])}
+    rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}
     if as_json:
         document = {"config": run.resolved_config(), "architecture": layers, "features": run.features,
                     "targets": run.targets, "classes": run.classes, "rows": rows}

@@ -9,9 +9,7 @@ declared shapes, sizes) before any array is read, and arrays are read with
 
 from __future__ import annotations
 
-import json
 import platform
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Optional
@@ -20,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nncli import __version__
-from nncli.atomic import atomic_write
+from nncli.npzfile import MAX_ARRAY_ELEMENTS, read_archive, write_archive
 from nncli.core.activations import ACTIVATIONS
 from nncli.core.losses import LOSSES
 from nncli.core.network import MLP
@@ -30,8 +28,6 @@ from nncli.model import TrainedModel
 
 FORMAT = "nncli-model"
 FORMAT_VERSION = 1
-MAX_META_BYTES = 64 << 20
-MAX_ARRAY_ELEMENTS = 1 << 30  # 4 GiB of float32: far beyond any network nncli trains
 
 
 class _ScalerMeta(BaseModel):
@@ -86,13 +82,12 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "history": model.history,
         "metrics": model.metrics,
     }
-    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta, allow_nan=False))}
+    arrays: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(zip(network.weights, network.biases), start=1):
         arrays[f"W{i}"] = W
         if b is not None:
             arrays[f"b{i}"] = b
-    with atomic_write(path) as f:
-        np.savez(f, **arrays)
+    write_archive(path, meta, arrays)
 
 
 def load_model(path: Path) -> TrainedModel:
@@ -124,91 +119,17 @@ def read_meta(path: Path) -> ModelMeta:
 
 
 def _read_archive(path: Path) -> tuple[ModelMeta, dict[str, np.ndarray]]:
-    _check_signature(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {info.filename: info for info in archive.infolist()}
-            if "meta.npy" not in members:
-                raise ModelFileError(f"{path}: a .npz archive without nncli metadata ('meta'); not an nncli model")
-            meta = _parse_meta(path, _read_member(path, archive, members["meta.npy"], "meta", None, None))
-            arrays = {}
-            for name, shape in _expected_arrays(path, meta).items():
-                if f"{name}.npy" not in members:
-                    raise ModelFileError(f"{path}: array {name!r} is missing from the model file")
-                arrays[name] = _read_member(path, archive, members[f"{name}.npy"], name, shape, meta.dtype)
-    except zipfile.BadZipFile as exc:
-        raise ModelFileError(f"{path}: damaged or truncated model file ({exc})") from None
-    except (EOFError, zipfile.LargeZipFile) as exc:
-        raise ModelFileError(f"{path}: damaged or truncated model file ({exc})") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read model file: {exc.strerror or exc}") from None
-    return meta, arrays
+    return read_archive(
+        path,
+        kind="model file",
+        error=ModelFileError,
+        parse_meta=lambda data: _parse_meta(path, data),
+        expected=lambda meta: _expected_arrays(path, meta),
+    )
 
 
-def _check_signature(path: Path) -> None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a folder; expected an .npz model file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read model file: {exc.strerror}") from None
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return
-    if not head:
-        raise ModelFileError(f"{path}: empty file; expected an .npz model file written by nncli train")
-    if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}"):
-        what = "a Python pickle (nncli never loads pickles: they can run code)"
-    elif head.startswith(b"\x93NUMPY"):
-        what = "a single .npy array, not an .npz model archive"
-    else:
-        what = "not a zip/.npz archive"
-    raise ModelFileError(f"{path}: {what}; expected an .npz model file written by nncli train")
-
-
-def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, shape, dtype):
-    limit = MAX_META_BYTES if name == "meta" else MAX_ARRAY_ELEMENTS * 8 + 4096
-    if info.file_size > limit:
-        raise ModelFileError(f"{path}: array {name!r} is implausibly large ({info.file_size:,} bytes)")
-    with archive.open(info) as member:
-        try:
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                header = np.lib.format.read_array_header_1_0(member)
-            elif version == (2, 0):
-                header = np.lib.format.read_array_header_2_0(member)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: array {name!r} has a malformed header ({exc})") from None
-        declared_shape, _fortran, declared_dtype = header
-        if declared_dtype.hasobject:
-            raise ModelFileError(f"{path}: array {name!r} holds Python objects; refusing to load it (pickle)")
-        if name == "meta":
-            if declared_dtype.kind != "U" or declared_shape != ():
-                raise ModelFileError(f"{path}: 'meta' is not a JSON string; not an nncli model")
-        else:
-            if declared_dtype != np.dtype(dtype):
-                raise ModelFileError(f"{path}: array {name!r} has dtype {declared_dtype}, expected {dtype}")
-            if tuple(declared_shape) != shape:
-                raise ModelFileError(
-                    f"{path}: array {name!r} has shape {tuple(declared_shape)}, expected {shape} from the layer sizes"
-                )
-    with archive.open(info) as fresh:  # read again from the start, header included
-        try:
-            return np.lib.format.read_array(fresh, allow_pickle=False)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: array {name!r} is damaged ({exc})") from None
-
-
-def _parse_meta(path: Path, array: np.ndarray) -> ModelMeta:
-    try:
-        data = json.loads(str(array))
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: metadata is not valid JSON ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+def _parse_meta(path: Path, data: dict) -> ModelMeta:
+    if data.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an nncli model file (metadata 'format' is not {FORMAT!r})")
     version = data.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
@@ -242,12 +163,12 @@ def _parse_meta(path: Path, array: np.ndarray) -> ModelMeta:
     return meta
 
 
-def _expected_arrays(path: Path, meta: ModelMeta) -> dict[str, tuple]:
+def _expected_arrays(path: Path, meta: ModelMeta) -> dict[str, tuple[tuple, str]]:
     expected: dict[str, tuple] = {}
     for i, (fan_in, fan_out) in enumerate(zip(meta.layers[:-1], meta.layers[1:]), start=1):
         if fan_in * fan_out > MAX_ARRAY_ELEMENTS:
             raise ModelFileError(f"{path}: layer {i} declares {fan_in}x{fan_out} weights; implausibly large")
-        expected[f"W{i}"] = (fan_in, fan_out)
+        expected[f"W{i}"] = ((fan_in, fan_out), meta.dtype)
         if meta.bias:
-            expected[f"b{i}"] = (fan_out,)
+            expected[f"b{i}"] = ((fan_out,), meta.dtype)
     return expected

@@ -1,27 +1,39 @@
-"""The epoch/batch loop.  Reports progress through a reporter object; never prints."""
+"""The epoch/batch loop as a resumable state machine.  Reports progress through a reporter
+object and never prints.
+
+Everything that changes while training (weights, optimizer moments, the random streams, the
+position inside an epoch, the history, early-stopping and schedule state) lives in a
+:class:`Trainer` and can be saved with :meth:`Trainer.state` and restored with
+:meth:`Trainer.load_state`, so an interrupted run resumes with bit-identical results.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
 from nncli.core.losses import Loss
 from nncli.core.metrics import METRICS
+from nncli.core.monitor import Improvement, minimizes
 from nncli.core.network import MLP
+from nncli.core.optimizers import Optimizer, clip_by_global_norm
+from nncli.core.schedules import Schedule
 from nncli.errors import TrainingError
 
 
 @dataclass
 class EpochRecord:
     epoch: int
-    train_loss: float  # mean over the epoch's samples of the loss each batch had
+    train_loss: float  # mean over the epoch's samples of the loss their batch had (before its update)
     train_metric: Optional[float]  # accuracy (classification) or R² (regression), running over the epoch
     val_loss: Optional[float]
     val_metric: Optional[float]
     seconds: float
+    learning_rate: float
+    best: bool = False  # a new best of the early-stopping monitor
 
     def to_json(self, metric_name: str) -> dict:
         """Plain dict with the metric named, e.g. ``val_accuracy``."""
@@ -29,6 +41,13 @@ class EpochRecord:
         record[f"train_{metric_name}"] = record.pop("train_metric")
         record[f"val_{metric_name}"] = record.pop("val_metric")
         return record
+
+    @classmethod
+    def from_json(cls, record: dict, metric_name: str) -> "EpochRecord":
+        record = dict(record)
+        record["train_metric"] = record.pop(f"train_{metric_name}")
+        record["val_metric"] = record.pop(f"val_{metric_name}")
+        return cls(**record)
 
 
 class Reporter:
@@ -41,76 +60,227 @@ class Reporter:
     def on_epoch_end(self, record: EpochRecord) -> None: ...
 
 
-def evaluate(network: MLP, loss: Loss, metric: str, X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+class StopRequested(Exception):
+    """Training stopped after a batch because it was asked to (Ctrl-C, SIGTERM)."""
+
+
+@dataclass
+class EarlyStopping:
+    monitor: str = "val_loss"
+    patience: int = 10
+    min_delta: float = 0.0
+    mode: str = "auto"
+
+
+@dataclass
+class TrainingPlan:
+    """What a run trains and how: fixed for the whole run (and checked again on resume)."""
+
+    network: MLP
+    loss: Loss
+    optimizer: Optimizer
+    schedule: Schedule
+    X: np.ndarray
+    Y: np.ndarray
+    epochs: int
+    batch_size: int
+    metric: str  # "accuracy" or "r2"
+    shuffle: bool = True
+    sample_weights: Optional[np.ndarray] = None  # class weights, one per training row
+    validation: Optional[tuple[np.ndarray, np.ndarray]] = None
+    clip_norm: Optional[float] = None
+    early_stopping: Optional[EarlyStopping] = None
+    schedule_monitor: Optional[str] = None  # reduce-on-plateau watches this
+    checkpoint_every: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def evaluate(network: MLP, loss: Loss, metric: str, X: np.ndarray, Y: np.ndarray) -> tuple[float, Optional[float]]:
     output = network.forward(X)
     return loss.value(output, Y), METRICS[metric][0](output, Y)
 
 
-def fit(
-    network: MLP,
-    loss: Loss,
-    optimizer,
-    X: np.ndarray,
-    Y: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    shuffle: bool = True,
-    validation: tuple[np.ndarray, np.ndarray] | None = None,
-    metric: str,
-    reporter: Reporter | None = None,
-) -> list[EpochRecord]:
-    """Mini-batch gradient descent for ``epochs`` passes over ``(X, Y)``.
+class Trainer:
+    def __init__(self, plan: TrainingPlan, shuffle_rng: np.random.Generator, dropout_rng: np.random.Generator):
+        self.plan = plan
+        self.shuffle_rng = shuffle_rng
+        self.dropout_rng = dropout_rng
+        self.epoch = 1  # the epoch in progress, or the next to start
+        self.batch = 0  # batches of that epoch already done
+        self.order: Optional[np.ndarray] = None  # that epoch's row order
+        self.loss_sum = 0.0
+        self.running = METRICS[plan.metric][1](plan.Y)
+        self.epoch_seconds = 0.0
+        self.history: list[EpochRecord] = []
+        early = plan.early_stopping
+        self.tracker = Improvement(early.patience, early.min_delta, minimizes(early.monitor, early.mode)) if early else None
+        self.best_epoch: Optional[int] = None
+        self.best_parameters: Optional[list[np.ndarray]] = None
+        self.stopped_early = False
+        self.stop_requested = False  # set from a signal handler; honoured after the current batch
+        self.on_checkpoint: Optional[Callable[["Trainer"], None]] = None
 
-    Raises :class:`TrainingError` as soon as the loss or a weight stops being finite, so a
-    diverged network is never handed back (or saved).
-    """
-    # Overflow while diverging is detected below and reported as one clear error; NumPy's
-    # RuntimeWarnings would only add noise on stderr.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _fit(network, loss, optimizer, X, Y, epochs, batch_size, rng, shuffle, validation, metric, reporter or Reporter())
+    @property
+    def batches(self) -> int:
+        return -(-len(self.plan.X) // self.plan.batch_size)
 
+    @property
+    def finished(self) -> bool:
+        return self.stopped_early or self.epoch > self.plan.epochs
 
-def _fit(network, loss, optimizer, X, Y, epochs, batch_size, rng, shuffle, validation, metric, reporter) -> list[EpochRecord]:
-    n = len(X)
-    batches = -(-n // batch_size)
-    history: list[EpochRecord] = []
-    for epoch in range(1, epochs + 1):
+    def run(self, reporter: Reporter | None = None) -> list[EpochRecord]:
+        """Train to the end (or until early stopping); then restore the best weights if watched.
+
+        Raises :class:`TrainingError` as soon as the loss or a weight stops being finite, so a
+        diverged network is never handed back (or saved), and :class:`StopRequested` after the
+        batch during which ``stop_requested`` was set.
+        """
+        reporter = reporter or Reporter()
+        # Overflow while diverging is detected below and reported as one clear error; NumPy's
+        # RuntimeWarnings would only add noise on stderr.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            while not self.finished:
+                self._run_epoch(reporter)
+        if self.on_checkpoint is not None and self.plan.checkpoint_every:
+            self.on_checkpoint(self)  # the final state, so `--resume` can extend the run
+        if self.best_parameters is not None:
+            for param, best in zip(self.plan.network.parameters(), self.best_parameters):
+                param[...] = best
+        return self.history
+
+    def _start_epoch(self) -> None:
+        plan = self.plan
+        plan.optimizer.learning_rate = plan.schedule.rate(self.epoch)
+        n = len(plan.X)
+        self.order = self.shuffle_rng.permutation(n) if plan.shuffle else np.arange(n)
+        self.loss_sum = 0.0
+        self.running = METRICS[plan.metric][1](plan.Y)
+        self.epoch_seconds = 0.0
+
+    def _run_epoch(self, reporter: Reporter) -> None:
+        plan = self.plan
+        network, optimizer = plan.network, plan.optimizer
+        if self.batch == 0:
+            self._start_epoch()
         started = time.perf_counter()
-        reporter.on_epoch_start(epoch, batches)
-        if shuffle:
-            # One gather per epoch; the batches below are then cheap contiguous views.
-            order = rng.permutation(n)
-            X_epoch, Y_epoch = X[order], Y[order]
-        else:
-            X_epoch, Y_epoch = X, Y
-        weighted_loss = 0.0
-        running = METRICS[metric][1](Y)
-        for batch, start in enumerate(range(0, n, batch_size), start=1):
-            X_batch = X_epoch[start : start + batch_size]
-            Y_batch = Y_epoch[start : start + batch_size]
-            value, output = network.loss_and_gradients(X_batch, Y_batch, loss)
+        reporter.on_epoch_start(self.epoch, self.batches)
+        # One gather per epoch; the batches below are then cheap contiguous views.
+        X, Y = plan.X[self.order], plan.Y[self.order]
+        weights = None if plan.sample_weights is None else plan.sample_weights[self.order]
+        dropout_rng = self.dropout_rng if any(network.dropout) else None
+        parameters, gradients = network.parameters(), network.gradients()
+        size = plan.batch_size
+        while self.batch < self.batches:
+            start = self.batch * size
+            X_batch, Y_batch = X[start : start + size], Y[start : start + size]
+            w_batch = None if weights is None else weights[start : start + size]
+            value, output = network.loss_and_gradients(X_batch, Y_batch, plan.loss, w_batch, dropout_rng)
             if not np.isfinite(value):
                 raise TrainingError(
-                    f"training diverged: the loss became {value} in epoch {epoch}, batch {batch}; "
-                    f"try a lower learning rate (now {getattr(optimizer, 'learning_rate', '?')}). No model was written."
+                    f"training diverged: the loss became {value} in epoch {self.epoch}, batch {self.batch + 1}; "
+                    f"try a lower learning rate (now {optimizer.learning_rate:g}). No model was written."
                 )
-            optimizer.step(network.parameters(), network.gradients())
-            weighted_loss += value * len(X_batch)
-            running.update(output, Y_batch)
-            reporter.on_batch(epoch, batch)
-        if not all(np.isfinite(p).all() for p in network.parameters()):
+            if plan.clip_norm is not None:
+                clip_by_global_norm(gradients, plan.clip_norm)
+            optimizer.step(parameters, gradients)
+            self.loss_sum += value * len(X_batch)
+            self.running.update(output, Y_batch)
+            self.batch += 1
+            reporter.on_batch(self.epoch, self.batch)
+            if self.stop_requested:
+                self.epoch_seconds += time.perf_counter() - started
+                raise StopRequested()
+        self.epoch_seconds += time.perf_counter() - started
+        self._end_epoch(reporter)
+
+    def _end_epoch(self, reporter: Reporter) -> None:
+        plan = self.plan
+        parameters = plan.network.parameters()
+        if not all(np.isfinite(p).all() for p in parameters):
             raise TrainingError(
-                f"training diverged: weights became non-finite in epoch {epoch}; "
+                f"training diverged: weights became non-finite in epoch {self.epoch}; "
                 "try a lower learning rate. No model was written."
             )
         val_loss = val_metric = None
-        if validation is not None and len(validation[0]):
-            val_loss, val_metric = evaluate(network, loss, metric, *validation)
+        if plan.validation is not None and len(plan.validation[0]):
+            val_loss, val_metric = evaluate(plan.network, plan.loss, plan.metric, *plan.validation)
         record = EpochRecord(
-            epoch, weighted_loss / n, running.result(), val_loss, val_metric, time.perf_counter() - started
+            self.epoch,
+            self.loss_sum / len(plan.X),
+            self.running.result(),
+            val_loss,
+            val_metric,
+            self.epoch_seconds,
+            plan.optimizer.learning_rate,
         )
-        history.append(record)
+        values = record.to_json(plan.metric)
+        if self.tracker is not None:
+            value = values[plan.early_stopping.monitor]
+            if value is not None and self.tracker.update(value):
+                record.best = True
+                self.best_epoch = self.epoch
+                self.best_parameters = [p.copy() for p in parameters]
+            self.stopped_early = self.tracker.exhausted
+        if plan.schedule_monitor is not None:
+            plan.schedule.observe(values[plan.schedule_monitor])
+        self.history.append(record)
         reporter.on_epoch_end(record)
-    return history
+        self.epoch += 1
+        self.batch = 0
+        self.order = None
+        due = plan.checkpoint_every and (record.epoch % plan.checkpoint_every == 0)
+        if self.on_checkpoint is not None and due and not self.finished:
+            self.on_checkpoint(self)
+
+    # --- saving and restoring ----------------------------------------------------------------
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able scalars, named arrays) holding everything needed to continue exactly."""
+        plan = self.plan
+        optimizer_scalars, optimizer_arrays = plan.optimizer.state()
+        arrays = {f"param.{i}": p for i, p in enumerate(plan.network.parameters())}
+        arrays.update({f"optimizer.{name}": a for name, a in optimizer_arrays.items()})
+        if self.best_parameters is not None:
+            arrays.update({f"best.{i}": p for i, p in enumerate(self.best_parameters)})
+        if self.order is not None:
+            arrays["order"] = self.order.astype(np.int64)
+        scalars = {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "loss_sum": self.loss_sum,
+            "epoch_seconds": self.epoch_seconds,
+            "running": self.running.state(),
+            "history": [asdict(r) for r in self.history],
+            "early_stopping": None if self.tracker is None else {**self.tracker.state(), "best_epoch": self.best_epoch},
+            "stopped_early": self.stopped_early,
+            "schedule": plan.schedule.state(),
+            "optimizer": optimizer_scalars,
+            "shuffle_rng": self.shuffle_rng.bit_generator.state,
+            "dropout_rng": self.dropout_rng.bit_generator.state,
+        }
+        return scalars, arrays
+
+    def load_state(self, scalars: dict, arrays: dict[str, np.ndarray]) -> None:
+        plan = self.plan
+        parameters = plan.network.parameters()
+        for i, param in enumerate(parameters):
+            param[...] = arrays[f"param.{i}"]
+        plan.optimizer.load_state(
+            scalars["optimizer"],
+            {name[len("optimizer."):]: a for name, a in arrays.items() if name.startswith("optimizer.")},
+            parameters,
+        )
+        self.epoch, self.batch = int(scalars["epoch"]), int(scalars["batch"])
+        self.loss_sum, self.epoch_seconds = float(scalars["loss_sum"]), float(scalars["epoch_seconds"])
+        self.running.load_state(scalars["running"])
+        self.history = [EpochRecord(**r) for r in scalars["history"]]
+        self.order = arrays["order"].astype(np.intp) if "order" in arrays else None
+        early = scalars["early_stopping"]
+        if self.tracker is not None and early is not None:
+            self.tracker.load_state(early)
+            self.best_epoch = early["best_epoch"]
+            if "best.0" in arrays:
+                self.best_parameters = [arrays[f"best.{i}"].copy() for i in range(len(parameters))]
+        self.stopped_early = bool(scalars["stopped_early"])
+        plan.schedule.load_state(scalars["schedule"])
+        self.shuffle_rng.bit_generator.state = scalars["shuffle_rng"]
+        self.dropout_rng.bit_generator.state = scalars["dropout_rng"]

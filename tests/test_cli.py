@@ -66,7 +66,7 @@ def test_json_is_one_document_with_config_history_and_metrics(tmp_path):
     assert report["model"] == str(out)
     assert report["config"]["training"]["epochs"] == 3 and report["config"]["model"]["layers"] == [4, 16, 3]
     assert [row["epoch"] for row in report["history"]] == [1, 2, 3]
-    assert set(report["history"][0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(report["history"][0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate", "best"}
     assert report["classes"] == ["setosa", "versicolor", "virginica"]
 
 

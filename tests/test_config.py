@@ -3,11 +3,13 @@ import typing
 import pytest
 
 from nncli import config as cfg
+from nncli.config.messages import models_in
 from nncli.config import load_config, resolve_path
 from nncli.core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from nncli.core.init import INITIALISERS
 from nncli.core.losses import LOSSES
 from nncli.core.optimizers import OPTIMIZERS
+from nncli.core.schedules import SCHEDULES
 from nncli.errors import ConfigError
 from tests.conftest import CONFIGS
 
@@ -22,10 +24,12 @@ def test_config_names_match_the_registries():
     assert set(typing.get_args(cfg.HiddenActivation)) == set(HIDDEN_ACTIVATIONS)
     assert set(typing.get_args(cfg.OutputActivation)) == set(ACTIVATIONS) | {"auto"}
     assert set(typing.get_args(cfg.LossName)) == set(LOSSES)
-    init_names = {typing.get_args(m.model_fields["name"].annotation)[0] for m in cfg._models_in(cfg.InitConfig)}
+    init_names = {typing.get_args(m.model_fields["name"].annotation)[0] for m in models_in(cfg.InitConfig)}
     assert init_names == set(INITIALISERS)
-    opt_names = {typing.get_args(m.model_fields["name"].annotation)[0] for m in cfg._models_in(cfg.OptimizerConfig)}
+    opt_names = {typing.get_args(m.model_fields["name"].annotation)[0] for m in models_in(cfg.OptimizerConfig)}
     assert opt_names == set(OPTIMIZERS)
+    schedule_names = {typing.get_args(m.model_fields["name"].annotation)[0] for m in models_in(cfg.ScheduleConfig)}
+    assert schedule_names == set(SCHEDULES)
 
 
 @pytest.mark.parametrize("name", ["digits", "seed-example", "xor", "diabetes", "iris"])

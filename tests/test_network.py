@@ -7,15 +7,29 @@ from nncli.core.network import MLP
 from nncli.core.optimizers import SGD
 from tests.gradcheck import assert_gradients_close, numerical_gradient
 
-OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "mse": "identity", "quadratic": "identity"}
+OUTPUT_FOR_LOSS = {
+    "cross_entropy": "softmax",
+    "binary_cross_entropy": "sigmoid",
+    "mse": "identity",
+    "quadratic": "identity",
+    "mae": "identity",
+    "huber": "identity",
+}
+
+
+def _outputs(loss_name: str, classes: int = 3) -> int:
+    return 1 if loss_name == "binary_cross_entropy" else classes
 
 
 def _batch(loss_name: str, rng: np.random.Generator, n: int = 6, classes: int = 3, features: int = 4):
     X = rng.standard_normal((n, features))
-    if get_loss(loss_name).classification:
+    task = get_loss(loss_name).task
+    if task == "classification":
         Y = np.eye(classes)[rng.integers(0, classes, n)]
+    elif task == "binary":
+        Y = rng.integers(0, 2, (n, 1)).astype(float)
     else:
-        Y = rng.standard_normal((n, classes))
+        Y = rng.standard_normal((n, classes)) * 2  # spread, so Huber sees both of its regimes
     return X, Y
 
 
@@ -26,7 +40,7 @@ def test_network_gradients_match_central_differences(hidden, loss_name):
     rng = np.random.default_rng(7)
     X, Y = _batch(loss_name, rng)
     net = MLP.initialise(
-        [4, 5, 4, 3], [hidden, hidden, OUTPUT_FOR_LOSS[loss_name]], rng, init="xavier", dtype=np.float64
+        [4, 5, 4, _outputs(loss_name)], [hidden, hidden, OUTPUT_FOR_LOSS[loss_name]], rng, init="xavier", dtype=np.float64
     )
     for b in net.biases:
         b[:] = rng.standard_normal(b.shape) * 0.1  # non-zero biases, so their gradients matter
@@ -39,7 +53,7 @@ def test_network_gradients_match_central_differences(hidden, loss_name):
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "tanh", "softmax", "relu"])
-@pytest.mark.parametrize("loss_name", ["mse", "quadratic"])
+@pytest.mark.parametrize("loss_name", ["mse", "quadratic", "mae", "huber"])
 def test_regression_losses_through_non_identity_outputs(output, loss_name):
     rng = np.random.default_rng(3)
     X, Y = _batch(loss_name, rng)
@@ -124,3 +138,47 @@ def test_same_seed_same_weights_different_seed_different():
     a, b, c = make(1), make(1), make(2)
     assert all(np.array_equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     assert not np.array_equal(a.weights[0], c.weights[0])
+
+
+def _check_all_gradients(net, objective):
+    analytic = [g.copy() for g in net.gradients()]
+    for param, grad in zip(net.parameters(), analytic):
+        assert_gradients_close(grad, numerical_gradient(objective, param))
+
+
+@pytest.mark.parametrize("loss_name", ["cross_entropy", "binary_cross_entropy", "mse", "huber"])
+def test_sample_weighted_gradients(loss_name):
+    rng = np.random.default_rng(11)
+    X, Y = _batch(loss_name, rng)
+    weights = rng.uniform(0.2, 3.0, len(X))
+    net = MLP.initialise([4, 5, _outputs(loss_name)], ["tanh", OUTPUT_FOR_LOSS[loss_name]], rng, init="xavier", dtype=np.float64)
+    loss = get_loss(loss_name)
+    net.loss_and_gradients(X, Y, loss, weights)
+    _check_all_gradients(net, lambda: loss.value(net.forward(X), Y, weights))
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid"])
+def test_dropout_gradients_with_a_fixed_mask(hidden):
+    """The same seed draws the same mask, so the dropped network is a fixed function to check."""
+    rng = np.random.default_rng(5)
+    X, Y = _batch("cross_entropy", rng)
+    net = MLP.initialise([4, 6, 5, 3], [hidden, hidden, "softmax"], rng, init="xavier", dropout=[0.3, 0.5], dtype=np.float64)
+    loss = get_loss("cross_entropy")
+    net.loss_and_gradients(X, Y, loss, dropout_rng=np.random.default_rng(42))
+    _check_all_gradients(net, lambda: loss.value(net.forward(X, dropout_rng=np.random.default_rng(42)), Y))
+
+
+def test_dropout_is_off_at_prediction_and_scales_survivors():
+    rng = np.random.default_rng(0)
+    net = MLP.initialise([3, 2000, 1], ["identity", "identity"], rng, init="constant", init_params={"value": 1.0}, dropout=[0.25], dtype=np.float64)
+    X = np.ones((1, 3))
+    assert net.forward(X)[0, 0] == 3 * 2000  # no dropout without a generator
+    dropped = net.forward(X, keep=True, dropout_rng=np.random.default_rng(1))[0, 0]
+    assert dropped != 3 * 2000 and abs(dropped / (3 * 2000) - 1) < 0.05  # inverted: same expectation
+    hidden = net._cache[0][1]
+    assert set(np.unique(hidden)) == {0.0, 3 / 0.75}
+
+
+def test_per_layer_activations():
+    net = MLP.initialise([2, 3, 3, 1], ["relu", "tanh", "identity"], np.random.default_rng(0))
+    assert net.activation_names == ["relu", "tanh", "identity"]

@@ -21,8 +21,8 @@ def test_auto_layers_and_string_classes(tiny_config):
     assert run.network.sizes == [2, 8, 3]
     assert run.classes == ["cat", "dog", "eel"]
     assert run.features == ["a", "b"] and run.targets == ["kind"]
-    assert run.X_train.dtype == np.float64 and run.Y_train.shape == (24, 3)
-    assert run.validation[0].shape == (6, 2)
+    assert run.data.X_train.dtype == np.float64 and run.data.Y_train.shape == (24, 3)
+    assert run.data.validation[0].shape == (6, 2)
     resolved = run.resolved_config()
     assert resolved["model"]["layers"] == [2, 8, 3] and resolved["seed"] == 1
     assert resolved["model"]["output_activation"] == "softmax"
@@ -80,8 +80,8 @@ def test_validation_file_is_matched_by_name_and_checked(write, tiny_csv):
     write("val.csv", "kind,b,a\ncat,0,0\ndog,2,1\n")
     path = write("c.yaml", "data: {train: tiny.csv, validation: val.csv}\n")
     run = _prepare(path)
-    np.testing.assert_array_equal(run.validation[1].argmax(axis=1), [0, 1])
-    assert len(run.X_train) == 30
+    np.testing.assert_array_equal(run.data.validation[1].argmax(axis=1), [0, 1])
+    assert len(run.data.X_train) == 30
     write("val2.csv", "a,b,kind\n0,0,cat\n1,2,fox\n")
     message = _error(DataError, write("d.yaml", "data: {train: tiny.csv, validation: val2.csv}\n"))
     assert message.endswith("val2.csv:3: column 'kind': label 'fox' does not occur in the training data (classes: cat, dog, eel)")

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
+    """Class index per row: the most probable class, or for a single sigmoid column p ≥ ½."""
+    if probabilities.shape[1] == 1:
+        return (probabilities[:, 0] >= 0.5).astype(np.intp)
+    return probabilities.argmax(axis=1)
+
+
 def accuracy(probabilities: np.ndarray, one_hot: np.ndarray) -> float:
     """Fraction of rows whose most probable class is the labelled one."""
-    return float(np.mean(probabilities.argmax(axis=1) == one_hot.argmax(axis=1)))
+    return float(np.mean(predicted_classes(probabilities) == predicted_classes(one_hot)))
 
 
 def _r2(residual: np.ndarray, total: np.ndarray) -> float | None:
@@ -36,11 +43,17 @@ class RunningAccuracy:
         self.count = 0
 
     def update(self, probabilities: np.ndarray, one_hot: np.ndarray) -> None:
-        self.correct += int(np.count_nonzero(probabilities.argmax(axis=1) == one_hot.argmax(axis=1)))
+        self.correct += int(np.count_nonzero(predicted_classes(probabilities) == predicted_classes(one_hot)))
         self.count += len(probabilities)
 
     def result(self) -> float:
         return self.correct / self.count
+
+    def state(self) -> dict:
+        return {"correct": self.correct, "count": self.count}
+
+    def load_state(self, state: dict) -> None:
+        self.correct, self.count = int(state["correct"]), int(state["count"])
 
 
 class RunningR2:
@@ -56,6 +69,12 @@ class RunningR2:
 
     def result(self) -> float | None:
         return _r2(self.residual, self.total)
+
+    def state(self) -> dict:
+        return {"residual": self.residual.tolist()}  # exact: JSON keeps float64 digits
+
+    def load_state(self, state: dict) -> None:
+        self.residual = np.asarray(state["residual"], dtype=np.float64)
 
 
 # name -> (whole-array function, running accumulator)

@@ -24,6 +24,7 @@ class MLP:
         weights: Sequence[Array],
         biases: Sequence[Array | None],
         activations: Sequence[str],
+        dropout: Sequence[float] | None = None,
     ):
         if not (len(weights) == len(biases) == len(activations)) or not weights:
             raise ValueError("weights, biases and activations need one entry per layer")
@@ -35,10 +36,14 @@ class MLP:
         self.weights = list(weights)
         self.biases = list(biases)
         self.activations: list[Activation] = [get_activation(name) for name in activations]
+        # Dropout rate after each hidden layer (the output layer never drops).
+        self.dropout = list(dropout) if dropout is not None else [0.0] * (len(weights) - 1)
+        if len(self.dropout) != len(weights) - 1 or not all(0 <= rate < 1 for rate in self.dropout):
+            raise ValueError("dropout needs one rate in [0, 1) per hidden layer")
+        self._cache: tuple | None = None  # what the last forward(keep=True) left for backward
         # Gradient buffers are allocated once and overwritten by every backward pass.
         self.weight_grads = [np.zeros_like(W) for W in self.weights]
         self.bias_grads = [None if b is None else np.zeros_like(b) for b in self.biases]
-        self._layer_outputs: list[Array] = []
 
     @classmethod
     def initialise(
@@ -50,6 +55,7 @@ class MLP:
         init: str = "he",
         init_params: dict | None = None,
         bias: bool = True,
+        dropout: Sequence[float] | None = None,
         dtype=np.float32,
     ) -> "MLP":
         """A new network with layer ``sizes`` from input to output (the guide's notation)."""
@@ -61,7 +67,7 @@ class MLP:
             for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
         ]
         biases = [np.zeros(W.shape[1], dtype=dtype) if bias else None for W in weights]
-        return cls(weights, biases, activations)
+        return cls(weights, biases, activations, dropout)
 
     @property
     def sizes(self) -> list[int]:
@@ -85,37 +91,66 @@ class MLP:
     def parameter_count(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    def forward(self, X: Array, *, keep: bool = False) -> Array:
-        """The network's output for ``X``; ``keep=True`` caches what backward needs."""
-        outputs = [X]
+    def decay_mask(self) -> list[bool]:
+        """For each array of :meth:`parameters`: is it a weight matrix (True) or a bias?"""
+        return [flag for b in self.biases for flag in ((True, False) if b is not None else (True,))]
+
+    def forward(self, X: Array, *, keep: bool = False, dropout_rng: np.random.Generator | None = None) -> Array:
+        """The network's output for ``X``; ``keep=True`` caches what backward needs.
+
+        With ``dropout_rng`` (training only) each hidden neuron is zeroed with its layer's
+        dropout rate and the survivors are scaled by 1/(1 − rate) ("inverted dropout"), so
+        nothing changes at prediction time.
+        """
+        inputs = [X]  # what each layer saw (after dropout); the last entry is the output
+        activations = []  # each layer's activation output (before dropout), for its derivative
+        masks = []
         a = X
-        for W, b, activation in zip(self.weights, self.biases, self.activations):
+        last = len(self.weights) - 1
+        for layer, (W, b, activation) in enumerate(zip(self.weights, self.biases, self.activations)):
             z = a @ W
             if b is not None:
                 z += b
             a = activation.forward(z)  # may reuse z's memory: z is ours
-            outputs.append(a)
-        self._layer_outputs = outputs if keep else []
+            activations.append(a)
+            mask = None
+            if dropout_rng is not None and layer < last and self.dropout[layer] > 0:
+                rate = self.dropout[layer]
+                mask = (dropout_rng.random(a.shape, dtype=a.dtype) >= rate) * a.dtype.type(1 / (1 - rate))
+                a = a * mask
+            masks.append(mask)
+            inputs.append(a)
+        if keep:
+            self._cache = (inputs, activations, masks)
         return a
 
     def backward(self, output_delta: Array) -> None:
         """Fill the gradient buffers from dL/dz of the output layer (after ``forward(keep=True)``)."""
-        if not self._layer_outputs:
+        if self._cache is None:
             raise RuntimeError("backward() needs a preceding forward(X, keep=True)")
+        inputs, activations, masks = self._cache
         delta = output_delta
         for layer in range(len(self.weights) - 1, -1, -1):
-            layer_input = self._layer_outputs[layer]
-            np.matmul(layer_input.T, delta, out=self.weight_grads[layer])
+            np.matmul(inputs[layer].T, delta, out=self.weight_grads[layer])
             if self.bias_grads[layer] is not None:
                 np.sum(delta, axis=0, out=self.bias_grads[layer])
             if layer > 0:  # the input layer needs no gradient
                 upstream = delta @ self.weights[layer].T
-                delta = self.activations[layer - 1].backward(upstream, layer_input)
-        self._layer_outputs = []
+                if masks[layer - 1] is not None:
+                    upstream *= masks[layer - 1]
+                delta = self.activations[layer - 1].backward(upstream, activations[layer - 1])
+        self._cache = None
 
-    def loss_and_gradients(self, X: Array, Y: Array, loss: Loss) -> tuple[float, Array]:
+    def loss_and_gradients(
+        self,
+        X: Array,
+        Y: Array,
+        loss: Loss,
+        weights: Array | None = None,
+        dropout_rng: np.random.Generator | None = None,
+    ) -> tuple[float, Array]:
         """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers."""
-        output = self.forward(X, keep=True)
-        value = loss.value(output, Y)
-        self.backward(output_delta(loss, self.activations[-1], output, Y))
+        output = self.forward(X, keep=True, dropout_rng=dropout_rng)
+        value = loss.value(output, Y, weights)
+        self.backward(output_delta(loss, self.activations[-1], output, Y, weights))
         return value, output

@@ -1,4 +1,10 @@
-"""Optimizers update parameters in place from their gradients."""
+"""Optimizers update parameters in place from their gradients.
+
+All follow PyTorch's formulations (so their steps can be checked against it, or by hand):
+``weight_decay`` is an L2 term ``wd·w`` added to the gradient (decoupled, ``w ← w − lr·wd·w``,
+for AdamW) and applies to weight matrices only, never to biases.  Each optimizer's state
+(momenta, moments, step count) can be saved and restored, so a resumed run continues exactly.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,159 @@ from typing import Sequence
 
 import numpy as np
 
+Arrays = Sequence[np.ndarray]
 
-class SGD:
-    """Plain (mini-batch) gradient descent, the guide's rule: ``w <- w - lr * dL/dw``."""
+
+class Optimizer:
+    name = ""
+
+    def __init__(self, learning_rate: float, weight_decay: float = 0.0, decay_mask: Sequence[bool] | None = None):
+        self.learning_rate = learning_rate  # the schedule rewrites this every epoch
+        self.weight_decay = weight_decay
+        self.decay_mask = decay_mask
+        self.slots: dict[str, list[np.ndarray]] = {}  # per-parameter state arrays
+        self.steps = 0
+
+    def step(self, parameters: Arrays, gradients: Arrays) -> None:
+        if not self.slots:
+            self._create_slots(parameters)
+        self.steps += 1
+        for index, (param, grad) in enumerate(zip(parameters, gradients)):
+            decays = self.weight_decay > 0 and (self.decay_mask is None or self.decay_mask[index])
+            self._update(index, param, grad, decays)
+
+    def _create_slots(self, parameters: Arrays) -> None: ...
+
+    def _update(self, index: int, param: np.ndarray, grad: np.ndarray, decays: bool) -> None:
+        raise NotImplementedError
+
+    def _slot_zeros(self, parameters: Arrays, *names: str) -> None:
+        for name in names:
+            self.slots[name] = [np.zeros_like(p) for p in parameters]
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able scalars, named arrays) that :meth:`load_state` turns back into this state."""
+        arrays = {f"{name}.{i}": a for name, slot in self.slots.items() for i, a in enumerate(slot)}
+        return {"name": self.name, "steps": self.steps, "learning_rate": self.learning_rate, "slots": sorted(self.slots)}, arrays
+
+    def load_state(self, scalars: dict, arrays: dict[str, np.ndarray], parameters: Arrays) -> None:
+        self.steps = int(scalars["steps"])
+        self.learning_rate = float(scalars["learning_rate"])
+        self.slots = {name: [arrays[f"{name}.{i}"] for i in range(len(parameters))] for name in scalars["slots"]}
+
+
+class SGD(Optimizer):
+    """Gradient descent, the guide's rule ``w ← w − lr·∂L/∂w``; with momentum (and Nesterov's
+    variant) as in PyTorch: ``v ← μ·v + g``, ``w ← w − lr·v`` (Nesterov: ``w ← w − lr·(g + μ·v)``)."""
 
     name = "sgd"
 
-    def __init__(self, learning_rate: float):
-        self.learning_rate = learning_rate
+    def __init__(self, learning_rate: float, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = momentum
+        self.nesterov = nesterov
 
-    def step(self, parameters: Sequence[np.ndarray], gradients: Sequence[np.ndarray]) -> None:
-        for param, grad in zip(parameters, gradients):
-            # Scaling the gradient buffer in place avoids a temporary per parameter;
-            # the buffer is rewritten by the next backward pass anyway.
+    def _create_slots(self, parameters: Arrays) -> None:
+        if self.momentum:
+            self._slot_zeros(parameters, "velocity")
+
+    def _update(self, index, param, grad, decays):
+        if decays:
+            grad += self.weight_decay * param  # the buffer is rewritten by the next backward pass
+        if self.momentum:
+            velocity = self.slots["velocity"][index]
+            velocity *= self.momentum
+            velocity += grad
+            if self.nesterov:
+                grad += self.momentum * velocity
+            else:
+                grad = velocity
+            param -= self.learning_rate * grad
+        else:
+            # Scaling the gradient buffer in place avoids a temporary per parameter.
             grad *= self.learning_rate
             param -= grad
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD,)}
+class Adam(Optimizer):
+    """Kingma & Ba (2015), with bias correction."""
+
+    name = "adam"
+    decoupled = False
+
+    def __init__(self, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def _create_slots(self, parameters: Arrays) -> None:
+        self._slot_zeros(parameters, "m", "v")
+
+    def _update(self, index, param, grad, decays):
+        if decays and self.decoupled:
+            param -= (self.learning_rate * self.weight_decay) * param
+        elif decays:
+            grad += self.weight_decay * param
+        m, v = self.slots["m"][index], self.slots["v"][index]
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        v *= self.beta2
+        v += (1 - self.beta2) * grad * grad
+        m_hat_scale = 1 / (1 - self.beta1**self.steps)
+        v_hat_scale = 1 / (1 - self.beta2**self.steps)
+        param -= (self.learning_rate * m_hat_scale) * m / (np.sqrt(v * v_hat_scale) + self.epsilon)
 
 
-def get_optimizer(name: str, **params) -> SGD:
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019)."""
+
+    name = "adamw"
+    decoupled = True
+
+
+class RMSprop(Optimizer):
+    """Hinton's RMSprop as in PyTorch: ``s ← ρ·s + (1−ρ)·g²``, ``w ← w − lr·g/(√s + ε)``."""
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate: float, rho: float = 0.9, epsilon: float = 1e-8, momentum: float = 0.0, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.epsilon, self.momentum = rho, epsilon, momentum
+
+    def _create_slots(self, parameters: Arrays) -> None:
+        self._slot_zeros(parameters, "square", *(["velocity"] if self.momentum else []))
+
+    def _update(self, index, param, grad, decays):
+        if decays:
+            grad += self.weight_decay * param
+        square = self.slots["square"][index]
+        square *= self.rho
+        square += (1 - self.rho) * grad * grad
+        step = grad / (np.sqrt(square) + self.epsilon)
+        if self.momentum:
+            velocity = self.slots["velocity"][index]
+            velocity *= self.momentum
+            velocity += step
+            step = velocity
+        param -= self.learning_rate * step
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+
+
+def get_optimizer(name: str, **params) -> Optimizer:
     try:
-        return OPTIMIZERS[name](**params)
+        cls = OPTIMIZERS[name]
     except KeyError:
         raise ValueError(f"Unknown optimizer {name!r}. Expected one of: {', '.join(OPTIMIZERS)}") from None
+    return cls(**params)
+
+
+def clip_by_global_norm(gradients: Arrays, max_norm: float) -> float:
+    """Scale all gradients together so their joint L2 norm is at most ``max_norm``; returns the
+    norm before clipping. The direction of the step is kept, only its length is capped."""
+    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in gradients)))
+    if norm > max_norm:
+        scale = max_norm / (norm + 1e-12)
+        for grad in gradients:
+            grad *= scale
+    return norm

@@ -1,0 +1,111 @@
+"""The YAML config: load it, check it, and resolve the paths written in it.
+
+All user mistakes become a :class:`~nncli.errors.ConfigError` naming the file, the line (or
+the ``--set`` flag) and the field path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from nncli.config.messages import validation_error
+from nncli.config.schema import (  # noqa: F401  (the public names of the config package)
+    CLASSIFICATION_LOSSES,
+    Config,
+    HiddenActivation,
+    InitConfig,
+    LossName,
+    OptimizerConfig,
+    OutputActivation,
+    ScheduleConfig,
+)
+from nncli.config.source import ConfigSource
+from nncli.config.yamlfile import apply_override, parse_yaml, read_text
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, check and validate a YAML config; apply ``--set key=value`` overrides."""
+    path = Path(path)
+    source = ConfigSource(path)
+    raw = parse_yaml(read_text(path), source)
+    return config_from_dict(raw, source, overrides)
+
+
+def config_from_dict(raw: dict, source: ConfigSource, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate an already-parsed config (from a file, or stored in a checkpoint)."""
+    for override in overrides:
+        apply_override(raw, override, source)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, raw, source) from None
+    config._source = source
+    check_consistency(config)
+    return config
+
+
+def resolve_path(config: Config, key: str, value: str) -> Path:
+    """Config paths are relative to the config file's folder; --set paths to the working dir."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or config.source.from_command_line(key):
+        return path
+    return Path(os.path.normpath(config.source.folder / path))
+
+
+def check_consistency(config: Config) -> None:
+    """Checks that span several fields (the data-dependent ones come when the data is read)."""
+    model, training, data = config.model, config.training, config.data
+    layers = model.layers
+    hidden = len(layers) - 2
+    for index, size in enumerate(layers[1:-1], start=1):
+        if size == "auto":
+            raise config.error(
+                f"model.layers.{index}",
+                "only the first (input) and last (output) layer can be 'auto'; give hidden layer sizes as numbers",
+            )
+    for key in ("activation", "dropout"):
+        value = getattr(model, key)
+        if isinstance(value, list) and len(value) != hidden:
+            raise config.error(
+                f"model.{key}",
+                f"lists {len(value)} value(s) but the network has {hidden} hidden layer(s); give one per hidden "
+                "layer, or a single value for all",
+            )
+    loss, output = training.loss, model.output_activation
+    required = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
+    if required and output not in ("auto", required):
+        raise config.error(
+            "model.output_activation",
+            f"{loss} needs a {required} output (or 'auto'); got {output!r}. Use a regression loss (mse, mae, huber, quadratic) for other outputs",
+        )
+    if loss == "binary_cross_entropy" and layers[-1] not in ("auto", 1):
+        raise config.error(f"model.layers.{len(layers) - 1}", "binary_cross_entropy has one output neuron (the probability of the second class); use 1 or 'auto'")
+    classification = config.is_classification
+    targets = data.target_columns
+    if classification and targets is not None and len(targets) != 1:
+        raise config.error("data.target", f"{loss} (classification) needs exactly one target column")
+    if targets is not None and len(set(targets)) != len(targets):
+        raise config.error("data.target", "lists a column twice")
+    if classification and data.normalize_target != "none":
+        raise config.error("data.normalize_target", f"applies to regression targets only; {loss} predicts classes")
+    if training.class_weights is not None and not classification:
+        raise config.error("training.class_weights", f"apply to classification only; {loss} is a regression loss")
+    if data.validation is not None and "validation_split" in data.model_fields_set and data.validation_split > 0:
+        raise config.error("data.validation_split", "give either a validation file or a validation_split, not both")
+    has_validation = data.validation is not None or data.validation_split > 0
+    watched = [("training.early_stopping.monitor", training.early_stopping)]
+    if training.schedule.name == "reduce_on_plateau":
+        watched.append(("training.schedule.monitor", training.schedule))
+    for key, section in watched:
+        if section is None:
+            continue
+        monitor = section.monitor
+        if monitor.startswith("val_") and not has_validation:
+            raise config.error(key, f"{monitor} needs validation data (data.validation_split > 0 or data.validation)")
+        if monitor.endswith("_accuracy") and not classification:
+            raise config.error(key, f"{monitor} is for classification; regression reports {monitor.replace('accuracy', 'r2')}")
+        if monitor.endswith("_r2") and classification:
+            raise config.error(key, f"{monitor} is for regression; classification reports {monitor.replace('r2', 'accuracy')}")

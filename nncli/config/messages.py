@@ -1,0 +1,146 @@
+"""Pydantic's validation errors turned into one line a user can act on."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nncli.config.schema import Config
+from nncli.config.source import ConfigSource
+from nncli.errors import ConfigError
+
+
+def validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> ConfigError:
+    # include_input=False: echoing the input of a huge or alias-expanded value can take minutes.
+    errors = exc.errors(include_input=False, include_url=False)
+    # A misspelt key usually explains the "missing" error next to it, so it goes first.
+    first = min(errors, key=lambda e: e["type"] != "extra_forbidden")
+    key_path = _display_path(first["loc"])
+    dotted = ".".join(map(str, key_path)) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        message = "unknown key" + _suggestion(first["loc"])
+    elif first["type"] == "missing":
+        message = "required setting is missing"
+    elif first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        found, value = _lookup(raw, key_path)
+        got = "nothing" if value is None else f"{_kind(value)} ({_short_repr(value)})"
+        message = f"expected a section (a mapping of keys), got {got}"
+    elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        names = ", ".join(_tags_at(first["loc"]))
+        found, value = _lookup(raw, key_path)
+        if isinstance(value, dict):
+            got = f" (got {_short_repr(value['name'])})" if "name" in value else " (the mapping has no `name:`)"
+        else:
+            got = f" (got {_short_repr(value)})" if found else ""
+        message = f"expected one of: {names}, or a mapping with `name:` one of them{got}"
+    else:
+        message = first["msg"].replace(" after validation", "")
+        message = message[0].lower() + message[1:]
+        found, value = _lookup(raw, key_path)
+        if found and not isinstance(value, (dict, list)):
+            message += f" (got {_short_repr(value)})"
+    more = len({tuple(_display_path(e["loc"])) for e in errors}) - 1
+    if more > 0:
+        message += f" [and {more} more problem{'s' if more > 1 else ''}]"
+    return ConfigError(f"{source.where(tuple(key_path))}: {dotted}: {message}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", str: "a string", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _short_repr(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        text = "null" if value is None else str(value).lower()  # as YAML spells them
+    else:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _lookup(raw: Any, key_path: list) -> tuple[bool, Any]:
+    node = raw
+    for part in key_path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False, None
+    return True, node
+
+
+def models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModel classes an annotation can hold (through Annotated, Union, list, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+
+def _walk_models(loc: tuple) -> tuple[list, type[BaseModel] | None]:
+    """Split Pydantic's error location into the user's key path and the model it ends in.
+
+    Pydantic inserts union member tags (``'constant'``, ``'str'``, ``'list[str]'``) into
+    locations; a user never wrote those, so they are dropped from the path.
+    """
+    path: list = []
+    model: type[BaseModel] | None = Config
+    pending_union: list[type[BaseModel]] = []
+    for part in loc:
+        if isinstance(part, int):
+            path.append(part)
+            continue
+        if pending_union:
+            tagged = [m for m in pending_union if typing.get_args(m.model_fields["name"].annotation) == (part,)]
+            pending_union = []
+            if tagged:
+                model = tagged[0]
+                continue
+        if model is not None and part in model.model_fields:
+            path.append(part)
+            info = model.model_fields[part]
+            members = models_in(info.annotation)
+            if _is_tagged_union(info):
+                model, pending_union = None, members
+            elif len(members) == 1:
+                model = members[0]
+            elif members:
+                model, pending_union = None, members
+            else:
+                model = None
+        elif model is None and not pending_union:
+            continue  # a scalar union tag such as 'str' or 'list[str]'
+        else:
+            path.append(part)  # an unknown key: keep it so the message can name it
+    return path, model
+
+
+def _tags_at(loc: tuple) -> list[str]:
+    """The names a tagged union (model.init, training.optimizer) accepts at ``loc``."""
+    _, parent = _walk_models(tuple(loc[:-1]))
+    if parent is None or loc[-1] not in parent.model_fields:
+        return []
+    return [typing.get_args(m.model_fields["name"].annotation)[0] for m in models_in(parent.model_fields[loc[-1]].annotation)]
+
+
+def _is_tagged_union(info) -> bool:
+    return any(getattr(m, "discriminator", None) for m in [info, *info.metadata])
+
+
+def _display_path(loc: tuple) -> list:
+    return _walk_models(loc)[0]
+
+
+def _suggestion(loc: tuple) -> str:
+    _, parent = _walk_models(loc[:-1])
+    if parent is None or not loc:
+        return ""
+    valid = list(parent.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of: {', '.join(valid)}"

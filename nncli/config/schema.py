@@ -1,0 +1,234 @@
+"""The config's Pydantic models: every key, its type, default and bounds.
+
+A key in the YAML file, its attribute here and its ``--set`` path share one name.  Names of
+activations, losses, initialisers and optimizers are spelt out as ``Literal``s (tests check
+they equal the core's registries) so that loading a config does not import the core.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic_core import PydanticCustomError
+
+from nncli.config.source import ConfigSource
+from nncli.errors import ConfigError
+
+HiddenActivation = Literal["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus"]
+OutputActivation = Literal[
+    "auto", "identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax"
+]
+LossName = Literal["cross_entropy", "binary_cross_entropy", "mse", "quadratic", "mae", "huber"]
+Normalization = Literal["standard", "minmax", "none"]
+Dtype = Literal["float32", "float64"]
+Monitor = Literal["val_loss", "val_accuracy", "val_r2", "train_loss", "train_accuracy", "train_r2"]
+Mode = Literal["auto", "min", "max"]
+
+CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+
+
+class Section(BaseModel):
+    # strict: `epochs: 5.0`, `epochs: true` or `epochs: "5"` are mistakes, not integers.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _name_shorthand(value: Any) -> Any:
+    """`init: he` means `init: {name: he}` (likewise for optimizer and schedule)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _layer_size(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise PydanticCustomError(
+        "layer_size", "expected a whole number of neurons >= 1, or 'auto' (first/last layer only)"
+    )
+
+
+LayerSize = Annotated[Union[int, str], BeforeValidator(_layer_size)]
+Probability = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _tagged(*members):
+    return Annotated[Union[members], Field(discriminator="name"), BeforeValidator(_name_shorthand)]
+
+
+# --- model.init ------------------------------------------------------------------------------
+class HeInit(Section):
+    name: Literal["he"]
+
+
+class XavierInit(Section):
+    name: Literal["xavier"]
+
+
+class LecunInit(Section):
+    name: Literal["lecun"]
+
+
+class NormalInit(Section):
+    name: Literal["normal"]
+    std: float = Field(0.05, gt=0)
+
+
+class UniformInit(Section):
+    name: Literal["uniform"]
+    limit: float = Field(0.05, gt=0)
+
+
+class ConstantInit(Section):
+    name: Literal["constant"]
+    value: float
+
+
+InitConfig = _tagged(HeInit, XavierInit, LecunInit, NormalInit, UniformInit, ConstantInit)
+
+
+# --- training.optimizer: one constrained section per optimizer -------------------------------
+class SGDConfig(Section):
+    name: Literal["sgd"]
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+
+class AdamConfig(Section):
+    name: Literal["adam"]
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    epsilon: float = Field(1e-8, gt=0)
+
+
+class AdamWConfig(Section):
+    name: Literal["adamw"]
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    epsilon: float = Field(1e-8, gt=0)
+
+
+class RMSpropConfig(Section):
+    name: Literal["rmsprop"]
+    rho: float = Field(0.9, ge=0, lt=1)
+    epsilon: float = Field(1e-8, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+OptimizerConfig = _tagged(SGDConfig, AdamConfig, AdamWConfig, RMSpropConfig)
+
+
+# --- training.schedule: the learning rate epoch by epoch --------------------------------------
+class ConstantSchedule(Section):
+    name: Literal["constant"]
+
+
+class StepSchedule(Section):
+    name: Literal["step"]
+    step_size: int = Field(10, ge=1)  # epochs between drops
+    gamma: float = Field(0.5, gt=0, le=1)
+
+
+class ExponentialSchedule(Section):
+    name: Literal["exponential"]
+    gamma: float = Field(0.95, gt=0, le=1)
+
+
+class CosineSchedule(Section):
+    name: Literal["cosine"]
+    min_lr: float = Field(0.0, ge=0)
+
+
+class PlateauSchedule(Section):
+    name: Literal["reduce_on_plateau"]
+    monitor: Monitor = "val_loss"
+    mode: Mode = "auto"
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+
+
+ScheduleConfig = _tagged(ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule, PlateauSchedule)
+
+
+class EarlyStoppingConfig(Section):
+    monitor: Monitor = "val_loss"
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    mode: Mode = "auto"
+
+
+# --- sections --------------------------------------------------------------------------------
+class DataConfig(Section):
+    train: str = Field(min_length=1)
+    target: Union[str, list[str], None] = None
+    validation: Union[str, None] = None
+    validation_split: float = Field(0.2, ge=0, lt=1)
+    shuffle: bool = True
+    normalize: Normalization = "standard"
+    normalize_target: Normalization = "none"
+
+    @property
+    def target_columns(self) -> list[str] | None:
+        return [self.target] if isinstance(self.target, str) else self.target
+
+
+class ModelConfig(Section):
+    layers: list[LayerSize] = Field(default_factory=lambda: ["auto", 32, "auto"], min_length=2)
+    activation: Union[HiddenActivation, list[HiddenActivation]] = "relu"
+    output_activation: OutputActivation = "auto"
+    dropout: Union[Probability, list[Probability]] = 0.0
+    bias: bool = True
+    init: InitConfig = Field(default_factory=lambda: HeInit(name="he"))
+    init_from: Union[str, None] = Field(None, min_length=1)
+    dtype: Dtype = "float32"
+
+    def per_hidden_layer(self, key: str) -> list:
+        """`activation`/`dropout` as one value per hidden layer (a single value applies to all)."""
+        value = getattr(self, key)
+        hidden = len(self.layers) - 2
+        return list(value) if isinstance(value, list) else [value] * hidden
+
+
+class TrainingConfig(Section):
+    loss: LossName = "cross_entropy"
+    huber_delta: float = Field(1.0, gt=0)
+    class_weights: Union[Literal["balanced"], dict[str, Annotated[float, Field(gt=0)]], None] = None
+    optimizer: OptimizerConfig = Field(default_factory=lambda: SGDConfig(name="sgd"))
+    learning_rate: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    clip_norm: Union[Annotated[float, Field(gt=0)], None] = None
+    schedule: ScheduleConfig = Field(default_factory=lambda: ConstantSchedule(name="constant"))
+    warmup_epochs: int = Field(0, ge=0)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    early_stopping: Union[EarlyStoppingConfig, None] = None
+    checkpoint_every: int = Field(0, ge=0)  # epochs; 0: only when interrupted
+
+
+class Config(Section):
+    seed: Union[int, None] = Field(None, ge=0, lt=2**63)
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    output: Union[str, None] = Field(None, min_length=1)
+
+    _source: ConfigSource = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> ConfigSource:
+        return self._source
+
+    def error(self, path: str, message: str) -> ConfigError:
+        """A ConfigError about the field at dotted ``path``, located in the file or --set."""
+        key_path = tuple(int(part) if part.isdigit() else part for part in path.split("."))
+        return ConfigError(f"{self._source.where(key_path)}: {path}: {message}")
+
+    @property
+    def output_activation(self) -> str:
+        if self.model.output_activation != "auto":
+            return self.model.output_activation
+        return {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(self.training.loss, "identity")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.training.loss in CLASSIFICATION_LOSSES
