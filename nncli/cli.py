@@ -30,10 +30,10 @@ app = typer.Typer(
 )
 
 
-def error_line(message: str) -> None:
+def error_line(message: str, label: str = "error") -> None:
     """One line on stderr, whatever the message contains."""
     text = " ".join(str(message).split())
-    sys.stderr.write(f"nncli: error: {text}\n")
+    sys.stderr.write(f"nncli: {label}: {text}\n")
     sys.stderr.flush()
 
 
@@ -43,7 +43,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except NncliError as exc:
-        error_line(str(exc))
+        error_line(str(exc), exc.label)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         sys.stderr.write("nncli: interrupted\n")
@@ -73,13 +73,19 @@ def root(
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML config file (see the README for every key)."),
+    config: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config file (see the README for every key)."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", help="Model file to write, relative to the current directory (default: the config's `output`, else runs/<config>.npz)."
     ),
     overrides: List[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set training.epochs=5 (repeatable)."
     ),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", metavar="FOLDER", help="Put the model and every run file in FOLDER instead of beside the model."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="CHECKPOINT", help="Continue a run from its checkpoint (CONFIG optional; only training.epochs may change)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", metavar="MODEL", help="Start from a trained model's weights (fine-tuning); shapes must match."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the model and run files if they exist."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the config against the data, show the network and resolved config, train nothing."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the config with every default filled in, and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (config, history, metrics) and nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (errors still go to stderr)."),
     log_every: int = typer.Option(1, "--log-every", min=1, help="Print every N-th epoch (the last is always printed)."),
@@ -87,34 +93,38 @@ def train(
     """Train a network from a YAML config and save it as an .npz model file.
 
     Paths given here are relative to the current directory; paths written in the config are
-    relative to the config file's folder. Exit codes: 0 ok, 1 training diverged or the model
-    could not be written, 2 bad invocation, config or data, 130 interrupted.
+    relative to the config file's folder. Exit codes: 0 ok, 1 training diverged or a file
+    could not be written, 2 bad invocation, config or data, 130 interrupted (a checkpoint is
+    saved; continue with --resume).
     """
     with user_errors():
-        from nncli.config import load_config
-        from nncli.model import layer_table
-        from nncli.modelfile import save_model
-        from nncli.pipeline import output_path, prepare_training
-        from nncli.render import TrainingDisplay, architecture_table, make_console, training_summary
-        from nncli.training import Reporter
+        from nncli.runner import TrainRequest, open_session
 
-        loaded = load_config(config, overrides)
-        model_path = output_path(loaded, output, config)
-        run = prepare_training(loaded, model_path)
+        request = TrainRequest(config, list(overrides), output, run_dir, resume, init_from, force)
+        if print_config or dry_run:
+            return _preview_run(request, print_config, as_json)
+        from nncli.model import layer_table
+        from nncli.render import TrainingDisplay, architecture_table, make_console, training_summary
+
+        session = open_session(request)
+        run, trainer = session.run, session.trainer
         console = make_console()
         layers = layer_table(run.network)
         talk = not (as_json or quiet)
         if talk:
             console.print(architecture_table(console, layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
+            if session.resumed is not None:
+                console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
         started = time.perf_counter()
-        display = TrainingDisplay(console, run.metric_name, loaded.training.epochs, log_every) if talk else None
+        display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
         with display or contextlib.nullcontext():
-            model = run.fit(display or Reporter())
+            model = session.train(display)
         seconds = time.perf_counter() - started
-        save_model(model_path, model)
+        files = {name: str(path) for name, path in vars(session.files).items() if path is not None and path.exists()}
         if as_json:
             document = {
-                "model": str(model_path),
+                "model": str(session.files.model),
+                "files": files,
                 "config": model.config,
                 "architecture": layers,
                 "classes": model.classes,
@@ -126,7 +136,51 @@ def train(
             }
             print(json.dumps(document, indent=2, allow_nan=False))
         elif not quiet:
-            training_summary(console, str(model_path), model.metrics, run.metric_name, seconds)
+            training_summary(console, files, model.metrics, run.metric_name, seconds)
+
+
+def _preview_run(request, print_config: bool, as_json: bool) -> None:
+    """--print-config (no data read) and --dry-run (data read and checked, nothing trained)."""
+    import yaml
+
+    from nncli.config import load_config
+    from nncli.model import layer_table
+    from nncli.pipeline import prepare_training
+
+    if request.config is None:
+        from nncli.errors import UsageError
+
+        raise UsageError("--print-config and --dry-run need a CONFIG file")
+    overrides = list(request.overrides) + ([f"model.init_from={request.init_from}"] if request.init_from else [])
+    config = load_config(request.config, overrides)
+    if print_config:
+        document = config.model_dump(mode="json")
+        print(json.dumps(document, indent=2) if as_json else yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="" if not as_json else "\n")
+        return
+    run = prepare_training(config)
+    layers = layer_table(run.network)
+    rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}
+    if as_json:
+        print(json.dumps({"config": run.resolved_config(), "architecture": layers, "features": run.features, "targets": run.targets, "classes": run.classes, "rows": rows}, indent=2))
+        return
+    from nncli.render import architecture_table, make_console
+
+    console = make_console()
+    console.print(architecture_table(console, layers, title=f"Network (untrained, {run.network.dtype.name}, seed {run.seed})"))
+    console.print(f"rows: {rows['train']:,} train, {rows['validation']:,} validation; nothing trained, nothing written", markup=False)
+    console.print(yaml.safe_dump(run.resolved_config(), sort_keys=False, allow_unicode=True), markup=False, end="")
+
+
+@app.command()
+def schema() -> None:
+    """Print the config's JSON Schema (for editor completion and validation of YAML configs)."""
+    with user_errors():
+        from nncli.config import Config
+
+        document = Config.model_json_schema()
+        document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        document["title"] = "nncli training config"
+        print(json.dumps(document, indent=2))
 
 
 def _split_names(values: List[str]) -> list[str]:

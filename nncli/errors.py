@@ -14,6 +14,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, as shells report SIGINT
 
 class NncliError(Exception):
     exit_code = EXIT_USAGE
+    label = "error"  # the word after "nncli:" on stderr
 
 
 class ConfigError(NncliError):
@@ -48,3 +49,10 @@ class OutputError(NncliError):
     """A result could not be written (disk full, permissions, a vanished folder)."""
 
     exit_code = EXIT_FAILED
+
+
+class InterruptedRun(NncliError):
+    """Ctrl-C or SIGTERM stopped training; a checkpoint was written."""
+
+    exit_code = EXIT_INTERRUPTED
+    label = "interrupted"

@@ -252,13 +252,13 @@ def _layer_sizes(config: Config, data: TrainingData) -> list[int]:
     return layers
 
 
-def output_path(config: Config, cli_output: str | None, config_path: Path) -> Path:
+def output_path(config: Config, cli_output: str | None, name: str) -> Path:
     """--output (relative to the working directory), else the config's `output`, else runs/<name>.npz."""
     if cli_output is not None:
         path = Path(cli_output).expanduser()
     elif config.output:
         path = resolve_path(config, "output", config.output)
     else:
-        path = Path("runs") / f"{config_path.stem}.npz"
+        path = Path("runs") / f"{name}.npz"
     check_writable(path)
     return path

@@ -127,7 +127,7 @@ class TrainingDisplay(Reporter):
     most ten times a second, and the bar is updated at that rate too.
     """
 
-    WIDTHS = (6, 12, 10, 12, 10, 8)
+    WIDTHS = (7, 12, 10, 12, 10, 10, 8)
     REFRESH_SECONDS = 0.1
 
     def __init__(self, console: Console, metric_name: str, epochs: int, log_every: int = 1):
@@ -146,7 +146,7 @@ class TrainingDisplay(Reporter):
     def __enter__(self) -> "TrainingDisplay":
         label = metric_label(self.metric_name)
         self.console.print(
-            self._row(("epoch", "train loss", f"train {label}", "val loss", f"val {label}", "seconds"), header=True)
+            self._row(("epoch", "train loss", f"train {label}", "val loss", f"val {label}", "lr", "seconds"), header=True)
         )
         if self.live:
             self.progress = Progress(
@@ -178,11 +178,12 @@ class TrainingDisplay(Reporter):
     def on_epoch_end(self, record: EpochRecord) -> None:
         if record.epoch % self.log_every == 0 or record.epoch == self.epochs:
             cells = (
-                str(record.epoch),
+                f"{record.epoch}{'*' if record.best else ' '}",  # * marks a new best epoch
                 number(record.train_loss),
                 metric_text(self.metric_name, record.train_metric),
                 number(record.val_loss),
                 metric_text(self.metric_name, record.val_metric),
+                f"{record.learning_rate:.3g}",
                 f"{record.seconds:.3f}",
             )
             self._pending.append(self._row(cells))
@@ -208,7 +209,7 @@ class TrainingDisplay(Reporter):
         return text
 
 
-def training_summary(console: Console, path: str, metrics: dict, metric_name: str, seconds: float) -> None:
+def training_summary(console: Console, files: dict[str, str], metrics: dict, metric_name: str, seconds: float) -> None:
     label = metric_label(metric_name)
     parts = [
         f"train loss {number(metrics['train_loss'])}",
@@ -218,8 +219,15 @@ def training_summary(console: Console, path: str, metrics: dict, metric_name: st
         parts.append(f"val loss {number(metrics['val_loss'])}")
         parts.append(f"val {label} {metric_text(metric_name, metrics[f'val_{metric_name}'])}")
     epochs = metrics["epochs"]
-    console.print(f"Trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s: " + ", ".join(parts))
-    console.print(f"Model saved to {path}", markup=False)
+    console.print(f"Trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s", markup=False)
+    if metrics["epoch"] != epochs or metrics.get("stopped_early"):
+        why = "stopped early; " if metrics.get("stopped_early") else ""
+        console.print(f"Early stopping: {why}the model holds the best epoch, {metrics['epoch']}", markup=False)
+    console.print(f"Epoch {metrics['epoch']}: " + ", ".join(parts), markup=False)
+    console.print(f"Model saved to {files['model']}", markup=False)
+    others = [path for name, path in files.items() if name != "model"]
+    if others:
+        console.print(f"Run files: {', '.join(others)}", markup=False)
 
 
 # --- evaluate --------------------------------------------------------------------------------

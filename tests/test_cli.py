@@ -93,7 +93,8 @@ def test_plain_output_when_not_a_terminal(tmp_path):
     assert "\x1b[" not in result.stdout
     lines = result.stdout.splitlines()
     assert any(line.split()[:1] == ["3"] for line in lines)  # one row per epoch
-    assert lines[-1] == f"Model saved to {tmp_path / 'm.npz'}"
+    assert f"Model saved to {tmp_path / 'm.npz'}" in lines
+    assert lines[-1].startswith("Run files: ") and "m.history.csv" in lines[-1]
 
 
 def test_bad_config_gives_one_line_and_exit_2(write):

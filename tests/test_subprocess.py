@@ -93,7 +93,7 @@ def test_bad_csvs(tmp_path, name):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train"], "Missing argument 'CONFIG'. (see 'nncli train --help')"),
+        (["train"], "give a CONFIG file to train from, or --resume CHECKPOINT"),
         (["trian", "x.yaml"], "No such command 'trian'. Did you mean 'train'?"),
         (["train", "x.yaml", "--bogus"], "No such option: --bogus"),
         (["train", "x.yaml", "--log-every", "0"], "Invalid value for '--log-every'"),
@@ -125,7 +125,7 @@ def test_output_through_a_symlink_replaces_its_target(tmp_path):
     target.write_bytes(b"old")
     link = tmp_path / "link.npz"
     link.symlink_to(target)
-    result = run("train", CONFIGS / "xor.yaml", "-o", link, "--quiet", "--set", "training.epochs=2")
+    result = run("train", CONFIGS / "xor.yaml", "-o", link, "--quiet", "--set", "training.epochs=2", "--force")
     assert result.returncode == 0
     assert link.is_symlink() and np.load(link)["W1"].shape == (2, 8)
 
@@ -147,7 +147,7 @@ def test_no_color_on_a_terminal_is_plain(tmp_path):
         env.update(TERM="xterm-256color", **({"NO_COLOR": "1"} if no_color else {}))
         leader, follower = pty.openpty()
         proc = subprocess.Popen(
-            [str(NNCLI), "train", str(CONFIGS / "iris.yaml"), "-o", str(tmp_path / "t.npz"), "--set", "training.epochs=2"],
+            [str(NNCLI), "train", str(CONFIGS / "iris.yaml"), "-o", str(tmp_path / "t.npz"), "--set", "training.epochs=2", "--force"],
             stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True,
         )
         os.close(follower)

@@ -1,0 +1,86 @@
+"""The files a training run leaves: the model, its checkpoint, history.csv, metrics.json and
+the resolved config — beside the model file, or together in a run folder (``--run-dir``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from nncli.atomic import atomic_write
+from nncli.errors import UsageError
+
+
+@dataclass
+class RunFiles:
+    model: Path
+    checkpoint: Path | None  # None when the model goes to a device (-o /dev/null): no siblings there
+    history: Path | None
+    metrics: Path | None
+    config: Path | None
+
+    @classmethod
+    def beside(cls, model: Path) -> "RunFiles":
+        """runs/digits.npz → runs/digits.ckpt.npz, runs/digits.history.csv, …"""
+        if model.exists() and not model.is_file():
+            return cls(model, None, None, None, None)
+        stem = model.name[: -len(".npz")] if model.name.endswith(".npz") else model.name
+        sibling = model.parent
+        return cls(
+            model=model,
+            checkpoint=sibling / f"{stem}.ckpt.npz",
+            history=sibling / f"{stem}.history.csv",
+            metrics=sibling / f"{stem}.metrics.json",
+            config=sibling / f"{stem}.config.yaml",
+        )
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> "RunFiles":
+        return cls(
+            model=folder / "model.npz",
+            checkpoint=folder / "checkpoint.npz",
+            history=folder / "history.csv",
+            metrics=folder / "metrics.json",
+            config=folder / "config.yaml",
+        )
+
+    def all(self) -> list[Path]:
+        return [path for f in fields(self) if (path := getattr(self, f.name)) is not None]
+
+    def refuse_overwrite(self) -> None:
+        """Nothing is overwritten silently: an existing output needs --force (a device is no file)."""
+        existing = [p for p in self.all() if p.is_symlink() or p.is_file()]
+        if existing:
+            more = f" (and {len(existing) - 1} more file(s) of that run)" if len(existing) > 1 else ""
+            raise UsageError(f"{existing[0]} already exists{more}; pass --force to overwrite, or choose another --output/--run-dir")
+
+
+def write_history(path: Path | None, history: list[dict]) -> None:
+    if path is None:
+        return
+    buffer = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+    with atomic_write(path, "w") as f:
+        f.write(buffer.getvalue())
+
+
+def write_json(path: Path | None, document: dict) -> None:
+    if path is None:
+        return
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+def write_config(path: Path | None, resolved: dict) -> None:
+    if path is None:
+        return
+    with atomic_write(path, "w") as f:
+        f.write("# The config as this run used it (seed, layer sizes and paths resolved).\n")
+        f.write(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
