@@ -175,12 +175,9 @@ def _preview_run(request, print_config: bool, as_json: bool) -> None:
 def schema() -> None:
     """Print the config's JSON Schema (for editor completion and validation of YAML configs)."""
     with user_errors():
-        from nncli.config import Config
+        from nncli.config import json_schema
 
-        document = Config.model_json_schema()
-        document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        document["title"] = "nncli training config"
-        print(json.dumps(document, indent=2))
+        print(json.dumps(json_schema(), indent=2))
 
 
 def _split_names(values: List[str]) -> list[str]:

@@ -73,7 +73,10 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
             first_line=chunk.first_line,
         )
         probabilities = model.outputs(chunk_features(model, stream, chunk, text_columns))
-        loss_sum += loss.value(probabilities, one_hot(truth, k, probabilities.dtype)) * len(truth)
+        if model.loss == "binary_cross_entropy":  # the network's one column is P(second class)
+            loss_sum += loss.value(probabilities[:, 1:], (truth == 1).astype(probabilities.dtype)[:, None]) * len(truth)
+        else:
+            loss_sum += loss.value(probabilities, one_hot(truth, k, probabilities.dtype)) * len(truth)
         confusion += np.bincount(truth * k + probabilities.argmax(axis=1), minlength=k * k).reshape(k, k)
         rows += len(truth)
     _require_rows(stream, rows)

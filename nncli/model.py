@@ -31,6 +31,9 @@ class TrainedModel:
         """Class probabilities, or regression values in the target's own units."""
         X = self.feature_scaler.transform(X_raw, self.network.dtype)
         out = self.network.forward(X)
+        if self.loss == "binary_cross_entropy":
+            # One sigmoid column is P(second class); callers see one column per class.
+            return np.concatenate([1 - out, out], axis=1)
         if self.target_scaler is not None:
             out = self.target_scaler.inverse(out)
         return out

@@ -154,7 +154,10 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
         raise ModelFileError(f"{path}: metadata layer sizes must be >= 1, got {meta.layers}")
     if len(meta.features) != meta.layers[0]:
         raise ModelFileError(f"{path}: metadata names {len(meta.features)} features for {meta.layers[0]} inputs")
-    outputs = len(meta.classes) if meta.classes is not None else len(meta.targets)
+    if meta.loss == "binary_cross_entropy":
+        outputs = 1 if meta.classes is not None and len(meta.classes) == 2 else -1  # P(second class)
+    else:
+        outputs = len(meta.classes) if meta.classes is not None else len(meta.targets)
     if outputs != meta.layers[-1]:
         raise ModelFileError(f"{path}: metadata implies {outputs} outputs but the last layer has {meta.layers[-1]}")
     for scaler, width in ((meta.feature_scaler, meta.layers[0]), (meta.target_scaler, len(meta.targets))):

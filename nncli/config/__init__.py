@@ -47,6 +47,22 @@ def config_from_dict(raw: dict, source: ConfigSource, overrides: list[str] | tup
     return config
 
 
+def json_schema() -> dict:
+    """The config's JSON Schema, including the `init: he` shorthand for named sections."""
+    document = Config.model_json_schema()
+    for definition in document.get("$defs", {}).values():
+        for name, prop in definition.get("properties", {}).items():
+            if "discriminator" in prop:
+                names = sorted(prop["discriminator"]["mapping"])
+                shorthand = {"type": "string", "enum": names, "description": "shorthand for {name: ...}"}
+                definition["properties"][name] = {"anyOf": [shorthand, {k: v for k, v in prop.items() if k != "title"}], "title": prop.get("title", name)}
+                if "default" in prop:
+                    definition["properties"][name]["default"] = prop["default"]
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "nncli training config"
+    return document
+
+
 def resolve_path(config: Config, key: str, value: str) -> Path:
     """Config paths are relative to the config file's folder; --set paths to the working dir."""
     path = Path(value).expanduser()
