@@ -71,8 +71,12 @@ class CsvStream:
                 raise DataError(f"{source}: is a folder; expected a CSV file") from None
             except OSError as exc:
                 raise DataError(f"{source}: cannot read: {exc.strerror}") from None
-        first = self._decode(self._file.readline())
-        self.header = parse_header(first.removeprefix("\ufeff"), self.name)  # a byte-order mark is fine
+        try:
+            first = self._decode(self._file.readline())
+            self.header = parse_header(first.removeprefix("\ufeff"), self.name)  # a byte-order mark is fine
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __enter__(self) -> "CsvStream":
         return self

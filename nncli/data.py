@@ -60,7 +60,10 @@ def parse_header(first: str, name: str) -> list[str]:
         raise DataError(f"{name}:1: binary data; expected a CSV file with a header row")
     if not first.strip():
         raise DataError(f"{name}: file is empty; expected a CSV file with a header row")
-    header = [column.strip() for column in next(csv.reader([first]))]
+    try:
+        header = [column.strip() for column in next(csv.reader([first]))]
+    except csv.Error as exc:
+        raise DataError(f"{name}:1: malformed header row ({exc})") from None
     if len(header) == 1:
         for delimiter, label in ((";", "semicolon"), ("\t", "tab")):
             if delimiter in first:

@@ -16,6 +16,10 @@ class NncliError(Exception):
     exit_code = EXIT_USAGE
     label = "error"  # the word after "nncli:" on stderr
 
+    def __init__(self, message: str):
+        # Always one line: messages quote user data (YAML problems, cell values) that may not be.
+        super().__init__(" ".join(str(message).split()))
+
 
 class ConfigError(NncliError):
     """The YAML config or a --set override is wrong."""

@@ -9,6 +9,7 @@ declared shapes, sizes) before any array is read, and arrays are read with
 
 from __future__ import annotations
 
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +60,18 @@ class ModelMeta(BaseModel):
     metrics: dict = Field(default_factory=dict)
 
 
+def blas_info() -> dict:
+    """The BLAS NumPy uses and the thread settings in force: results are bit-identical only
+    for the same machine, BLAS and thread count, so the model file records them."""
+    info: dict = {"threads": {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS_")}}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(name=blas.get("name"), version=blas.get("version"), configuration=blas.get("openblas configuration"))
+    except Exception:  # older NumPy (< 1.26) has no dict form; the versions above still identify it
+        pass
+    return info
+
+
 def save_model(path: Path, model: TrainedModel) -> None:
     network = model.network
     meta = {
@@ -67,6 +80,7 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "nncli_version": __version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
+        "blas": blas_info(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "layers": network.sizes,
         "activations": network.activation_names,

@@ -182,3 +182,12 @@ def test_unwritable_location_is_an_output_error(trained, tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="cannot write"):
         save_model(blocker / "m.npz", trained)
+
+
+def test_the_file_records_what_reproducing_it_needs(model_path):
+    import json
+
+    with np.load(model_path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+    assert meta["config"]["seed"] == 1 and meta["numpy_version"] == np.__version__
+    assert meta["nncli_version"] and meta["python_version"] and "threads" in meta["blas"]

@@ -29,13 +29,16 @@ def validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> C
         got = "nothing" if value is None else f"{_kind(value)} ({_short_repr(value)})"
         message = f"expected a section (a mapping of keys), got {got}"
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        names = ", ".join(_tags_at(first["loc"]))
+        tags = _tags_at(first["loc"])
         found, value = _lookup(raw, key_path)
-        if isinstance(value, dict):
-            got = f" (got {_short_repr(value['name'])})" if "name" in value else " (the mapping has no `name:`)"
+        given = value.get("name") if isinstance(value, dict) else value
+        if isinstance(value, dict) and "name" not in value:
+            got = " (the mapping has no `name:`)"
         else:
-            got = f" (got {_short_repr(value)})" if found else ""
-        message = f"expected one of: {names}, or a mapping with `name:` one of them{got}"
+            got = f" (got {_short_repr(given)})" if found else ""
+        close = difflib.get_close_matches(str(given), tags, n=1) if isinstance(given, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        message = f"expected one of: {', '.join(tags)}, or a mapping with `name:` one of them{got}{hint}"
     else:
         message = first["msg"].replace(" after validation", "")
         message = message[0].lower() + message[1:]

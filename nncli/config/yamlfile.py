@@ -92,6 +92,10 @@ def parse_yaml(text: str, source: ConfigSource) -> dict:
         where = f"{source.path}:{mark.line + 1}:{mark.column + 1}" if mark else str(source.path)
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"{source.path}: not YAML text: character {exc.character!r} at position {exc.position} is not allowed"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source.path}: YAML error: {exc}") from None
     if data is None:

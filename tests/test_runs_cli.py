@@ -1,0 +1,135 @@
+"""Runs people script: signals, checkpoints, resume, kill -9, dry runs, the schema — through
+the installed `nncli` as a real process."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import CONFIGS
+from tests.test_subprocess import NNCLI, run
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files if name != "meta"}
+
+
+def _start(*args):
+    return subprocess.Popen([str(NNCLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epoch_rows(proc, rows=1, timeout=60):
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while seen < rows and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        if line.strip()[:1].isdigit() and "%" in line:
+            seen += 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_checkpoints_and_resume_matches_an_uninterrupted_run(tmp_path, sig):
+    common = ["--set", "training.epochs=40", "--set", "training.optimizer={name: adam}", "--set", "training.learning_rate=0.001"]
+    straight = run("train", CONFIGS / "digits.yaml", "-o", tmp_path / "a.npz", "--quiet", *common)
+    assert straight.returncode == 0, straight.stderr
+
+    proc = _start("train", CONFIGS / "digits.yaml", "-o", tmp_path / "b.npz", *common)
+    _wait_for_epoch_rows(proc, rows=2)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    checkpoint = tmp_path / "b.ckpt.npz"
+    assert stderr.startswith("nncli: interrupted: stopped ") and stderr.count("\n") == 1
+    assert f"checkpoint saved to {checkpoint}; resume with: nncli train --resume {checkpoint}" in stderr
+    assert not (tmp_path / "b.npz").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.config.yaml", "a.history.csv", "a.metrics.json", "a.npz", "b.ckpt.npz",
+    ]  # no temp files
+
+    resumed = run("train", "--resume", checkpoint, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _arrays(tmp_path / "a.npz"), _arrays(tmp_path / "b.npz")
+    assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+def test_second_interrupt_exits_at_once(tmp_path):
+    proc = _start("train", CONFIGS / "digits.yaml", "-o", tmp_path / "m.npz", "--set", "training.epochs=100000",
+                  "--set", "training.batch_size=1")
+    _wait_for_epoch_rows(proc, rows=0)
+    time.sleep(0.5)
+    # Two signals in quick succession: the second lands while the first batch is finishing.
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.startswith("nncli: interrupted")
+    assert not (tmp_path / "m.npz").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_kill_9_loses_at_most_the_epochs_since_the_last_checkpoint(tmp_path):
+    proc = _start("train", CONFIGS / "digits.yaml", "-o", tmp_path / "m.npz", "--set", "training.epochs=100000",
+                  "--set", "training.checkpoint_every=2")
+    checkpoint = tmp_path / "m.ckpt.npz"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    from nncli.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)  # whole and readable: it was written atomically
+    done = state.trainer_state["epoch"] - 1
+    assert done >= 2 and done % 2 == 0 and state.trainer_state["batch"] == 0
+    result = run("train", "--resume", checkpoint, "--set", f"training.epochs={done + 2}", "--json")
+    assert result.returncode == 0, result.stderr
+    history = json.loads(result.stdout)["history"]
+    assert [r["epoch"] for r in history] == list(range(1, done + 3))
+
+
+def test_dry_run_and_print_config_write_nothing(tmp_path):
+    result = run("train", CONFIGS / "digits.yaml", "--dry-run", "-o", tmp_path / "m.npz")
+    assert result.returncode == 0 and "64 × 128" in result.stdout and "nothing trained" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+    printed = run("train", CONFIGS / "digits.yaml", "--print-config", "--set", "training.epochs=7")
+    config = yaml.safe_load(printed.stdout)
+    assert config["training"]["epochs"] == 7 and config["training"]["optimizer"] == {"name": "sgd", "momentum": 0.0, "nesterov": False}
+    result = run("train", CONFIGS / "digits.yaml", "--dry-run", "--set", "model.layers=[3, 8, auto]")
+    assert result.returncode == 2 and "model.layers.0: declares 3 inputs" in result.stderr
+
+
+def test_schema_describes_the_config():
+    import jsonschema
+
+    result = run("schema")
+    schema = json.loads(result.stdout)
+    for name in ("digits", "seed-example", "xor", "diabetes", "iris"):
+        jsonschema.validate(yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"data": {"train": "x.csv"}, "training": {"epochs": 0}}, schema)
+
+
+def test_existing_outputs_need_force(tmp_path):
+    args = ["train", CONFIGS / "xor.yaml", "-o", tmp_path / "m.npz", "--set", "training.epochs=1", "--quiet"]
+    assert run(*args).returncode == 0
+    stamp = os.stat(tmp_path / "m.npz").st_mtime_ns
+    again = run(*args)
+    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    assert os.stat(tmp_path / "m.npz").st_mtime_ns == stamp
+    assert run(*args, "--force").returncode == 0
+
+
+def test_a_table_marks_the_best_epochs(tmp_path):
+    result = run("train", CONFIGS / "iris.yaml", "-o", tmp_path / "m.npz", "--set", "training.epochs=30",
+                 "--set", "training.early_stopping={patience: 3}")
+    assert result.returncode == 0
+    rows = [line for line in result.stdout.splitlines() if line.strip()[:1].isdigit() and "%" in line]
+    assert any(line.split()[0].endswith("*") for line in rows)
+    assert "the model holds the best epoch" in result.stdout
