@@ -191,3 +191,24 @@ def test_the_file_records_what_reproducing_it_needs(model_path):
         meta = json.loads(str(archive["meta"]))
     assert meta["config"]["seed"] == 1 and meta["numpy_version"] == np.__version__
     assert meta["nncli_version"] and meta["python_version"] and "threads" in meta["blas"]
+
+
+def test_disk_full_while_writing_leaves_the_old_file_and_no_temp(trained, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from nncli.errors import OutputError
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save_model(folder / "m.npz", trained)
+    before = (folder / "m.npz").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError, match=r"m\.npz: cannot write: No space left on device"):
+        save_model(folder / "m.npz", trained)
+    assert (folder / "m.npz").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["m.npz"]
