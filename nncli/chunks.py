@@ -14,18 +14,35 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from nncli.data import locate_bad_cell, parse_header, parse_rows
+from nncli.data import locate_bad_cell, parse_header, parse_rows, physical_lines
 from nncli.errors import DataError
 
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per chunk: ~10 MB of float64, output after milliseconds
+MAX_RECORD_BYTES = 1 << 20  # a quoted field longer than this is taken for an unclosed quote
 
 
 @dataclass
 class Chunk:
     values: np.ndarray  # (rows, columns) float64; text columns hold codes into `text`
     text: dict[str, list[str]]  # text column -> distinct values in this chunk
-    lines: list[str]  # the raw lines, kept only to locate a bad cell in an error message
-    first_line: int  # line number of lines[0] in the file (the header is line 1)
+    records: list[str]  # the raw records, kept only to locate a problem for an error message
+    first_line: int  # line number of records[0] in the file (the header is line 1)
+
+    @property
+    def lines(self) -> list[str]:
+        """The chunk's physical lines (a quoted field may span several)."""
+        return list(physical_lines(self.records))
+
+    def line_of_row(self, row: int) -> int:
+        """The file line on which data row ``row`` of this chunk starts (blank lines skipped)."""
+        line = self.first_line
+        for record in self.records:
+            if record not in ("\n", "\r\n"):
+                if row == 0:
+                    return line
+                row -= 1
+            line += record.count("\n")
+        return line
 
     def column(self, header: list[str], name: str) -> np.ndarray:
         return self.values[:, header.index(name)]
@@ -108,13 +125,27 @@ class CsvStream:
             line_number += sum(line.count("\n") for line in lines)
 
     def _records(self) -> Iterator[str]:
-        """Lines, with a quoted field that spans lines kept in one record."""
-        pending = ""
+        """Lines, with a quoted field that spans lines kept in one record.
+
+        Only a quote that opens a field starts a quoted field (as in RFC 4180 and Python's csv
+        module): `12" ruler` is plain text. A record still open after MAX_RECORD_BYTES is an
+        unterminated quote, reported with the line where it began.
+        """
+        pending, inside, started = "", False, 0
         for raw in self._file:
-            pending += self._decode(raw)
-            if pending.count('"') % 2 == 0:
+            line = self._decode(raw)
+            if not inside and '"' not in line:
+                yield line  # the common case: no quotes, no parsing
+                continue
+            if not inside:
+                started = self._line
+            inside = _inside_quotes_after(line, inside)
+            pending += line
+            if not inside:
                 yield pending
                 pending = ""
+            elif len(pending) > MAX_RECORD_BYTES:
+                raise DataError(f"{self.name}:{started}: a quoted field opened here is never closed")
         if pending:
             yield pending
 
@@ -126,3 +157,27 @@ class CsvStream:
             if size >= self.chunk_bytes:
                 break
         return lines
+
+
+def _inside_quotes_after(line: str, inside: bool) -> bool:
+    """Whether a CSV record is still inside a quoted field at the end of ``line``.
+
+    Jumps from quote to quote (no Python loop over ordinary characters): outside a quoted
+    field, a quote matters only at the start of a field; inside, `""` is an escaped quote.
+    """
+    position = 0
+    while True:
+        if inside:
+            close = line.find('"', position)
+            if close < 0:
+                return True
+            if line.startswith('"', close + 1):  # "" inside a quoted field
+                position = close + 2
+                continue
+            inside, position = False, close + 1
+        else:
+            quote = line.find('"', position)
+            if quote < 0:
+                return False
+            opens_field = quote == 0 or line[quote - 1] == ","
+            inside, position = opens_field, quote + 1

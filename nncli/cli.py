@@ -111,15 +111,16 @@ def train(
         console = make_console()
         layers = layer_table(run.network)
         talk = not (as_json or quiet)
-        if talk:
-            console.print(architecture_table(console, layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
-            if session.resumed is not None:
-                console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
-        started = time.perf_counter()
-        display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
-        with display or contextlib.nullcontext():
-            model = session.train(display)
-        seconds = time.perf_counter() - started
+        with session.stop_on_signals():  # from here on, Ctrl-C means "checkpoint and stop"
+            if talk:
+                console.print(architecture_table(console, layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
+                if session.resumed is not None:
+                    console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
+            started = time.perf_counter()
+            display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
+            with display or contextlib.nullcontext():
+                model = session.train(display)
+            seconds = time.perf_counter() - started
         files = {name: str(path) for name, path in vars(session.files).items() if path is not None and path.exists()}
         if as_json:
             document = {
@@ -239,7 +240,8 @@ def evaluate(
                 document = {"model": str(model), "data": stream.name, **evaluation.to_json()}
                 document["gates"] = [
                     {"metric": g.metric, "bound": g.bound, "direction": "min" if g.higher_is_better else "max",
-                     "value": evaluation.metrics[g.metric], "passed": g.passes(evaluation.metrics[g.metric])}
+                     "value": evaluation.metrics[g.metric],
+                     "passed": evaluation.metrics[g.metric] is not None and g.passes(evaluation.metrics[g.metric])}
                     for g in gates
                 ]
                 document["passed"] = not failures

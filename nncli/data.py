@@ -58,8 +58,12 @@ def parse_header(first: str, name: str) -> list[str]:
     """Check and split a header line; ``name`` is the file as the user should see it."""
     if "\x00" in first:
         raise DataError(f"{name}:1: binary data; expected a CSV file with a header row")
-    if not first.strip():
+    if not first:
         raise DataError(f"{name}: file is empty; expected a CSV file with a header row")
+    if not first.strip():
+        raise DataError(f"{name}:1: the first line is blank; it must be the header row (column names)")
+    if "\r" in first.rstrip("\r\n"):
+        raise DataError(f"{name}:1: lines end in a bare carriage return (old Mac style); convert them, e.g. tr '\\r' '\\n'")
     try:
         header = [column.strip() for column in next(csv.reader([first]))]
     except csv.Error as exc:
@@ -101,19 +105,19 @@ def parse_rows(
     """Parse data rows (a file after its header, or a list of lines) with NumPy's C parser.
 
     Returns a ``(rows, len(header))`` float64 array in which each of ``text_columns`` holds
-    codes into its list of distinct (stripped) values.  Any malformed row or non-finite
+    codes into its list of distinct values (as written, spaces included).  Any malformed row or non-finite
     number raises a DataError naming ``name``, the line (counting from ``first_line``),
     the column and the value.
     """
     text_columns = list(text_columns)
     codes: dict[str, dict[str, int]] = {column: {} for column in text_columns}
     converters = {
-        header.index(column): (lambda cell, table=codes[column]: table.setdefault(cell.strip(), len(table)))
+        header.index(column): (lambda cell, table=codes[column]: table.setdefault(cell, len(table)))
         for column in text_columns
     }
 
     def failure(fallback: str) -> DataError:
-        lines = lines_after_header(source) if isinstance(source, Path) else source
+        lines = lines_after_header(source) if isinstance(source, Path) else physical_lines(source)
         return locate_bad_cell(lines, header, name, text_columns, first_line) or DataError(f"{name}: {fallback}")
 
     try:
@@ -130,12 +134,25 @@ def parse_rows(
                 converters=converters or None,
             )
     except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C inside a converter, wrapped by NumPy
+            raise exc.__cause__ from None
         raise failure(f"cannot parse CSV: {exc}") from None
     if len(values) and values.shape[1] != len(header):  # loadtxt compares rows with each other only
         raise failure(f"rows have {values.shape[1]} fields but the header names {len(header)} columns")
     if not np.isfinite(values).all():
         raise failure("contains NaN or infinite values")
     return values, {column: list(table) for column, table in codes.items()}
+
+
+def physical_lines(records: Iterable[str]) -> Iterator[str]:
+    """Records (which may hold a quoted field spanning lines) back into lines, so that the csv
+    module's line count is the file's. Only "\n" ends a line (not form feeds and the like)."""
+    for record in records:
+        parts = record.split("\n")
+        for part in parts[:-1]:
+            yield part + "\n"
+        if parts[-1]:
+            yield parts[-1]
 
 
 def lines_after_header(path: Path) -> Iterator[str]:
@@ -156,10 +173,13 @@ def locate_bad_cell(
     numeric = [(i, column) for i, column in enumerate(header) if column not in text_columns]
     try:
         reader = csv.reader(lines)
+        line = first_line - 1
         for row in reader:
             line = first_line - 1 + reader.line_num
             if not row:
                 continue  # blank lines are skipped, as by the fast parser
+            if len(row) == 1 and len(header) > 1 and not row[0].strip():
+                return DataError(f"{name}:{line}: line holds only spaces; remove it (empty lines are skipped)")
             if len(row) != len(header):
                 return DataError(
                     f"{name}:{line}: row has {len(row)} field{'s' * (len(row) != 1)} but the header has {len(header)} columns"
@@ -171,7 +191,7 @@ def locate_bad_cell(
     except UnicodeDecodeError as exc:
         return DataError(f"{name}: not UTF-8 text (byte {exc.start}); expected a CSV file")
     except csv.Error as exc:
-        return DataError(f"{name}: malformed CSV: {exc}")
+        return DataError(f"{name}:{line + 1}: malformed CSV ({exc})")
     return None
 
 
@@ -198,9 +218,12 @@ def find_line(lines: Iterable[str], header: list[str], column: str, value: str, 
     """The line on which ``column`` first holds ``value`` (for error messages only)."""
     index = header.index(column)
     reader = csv.reader(lines)
-    for row in reader:
-        if len(row) > index and row[index].strip() == value:
-            return first_line - 1 + reader.line_num
+    try:
+        for row in reader:
+            if len(row) > index and row[index].strip() == value.strip():
+                return first_line - 1 + reader.line_num
+    except csv.Error:
+        pass
     return None
 
 
@@ -233,6 +256,7 @@ def encode_labels(
     A label the model never saw is an error naming the line where it first occurs.
     """
     index = {label: i for i, label in enumerate(classes)}
+    distinct = [label.strip() for label in distinct]  # " cat" in a file is the class "cat"
     unseen = [label for label in distinct if label not in index]
     if unseen:
         line = find_line(lines, header, column, unseen[0], first_line)

@@ -205,7 +205,7 @@ def _read_table(config: Config, path: Path, targets: list[str]) -> CsvColumns:
 
 
 def _classes(config: Config, table: CsvColumns, target: str) -> list[str]:
-    labels = table.text_values[target]
+    labels = list(dict.fromkeys(label.strip() for label in table.text_values[target]))
     for label in labels:
         problem = None
         if not label:

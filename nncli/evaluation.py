@@ -16,9 +16,10 @@ from nncli.core.losses import get_loss
 from nncli.data import encode_labels, one_hot
 from nncli.errors import DataError, UsageError
 from nncli.model import TrainedModel
-from nncli.predicting import check_columns, chunk_features, text_columns_for
+from nncli.predicting import check_columns, chunk_outputs, text_columns_for
 
 HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
+FRACTIONS = HIGHER_IS_BETTER - {"r2"}
 LOWER_IS_BETTER = {"loss", "mse", "mae"}
 
 
@@ -72,7 +73,7 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
             header=stream.header,
             first_line=chunk.first_line,
         )
-        probabilities = model.outputs(chunk_features(model, stream, chunk, text_columns))
+        probabilities = chunk_outputs(model, stream, chunk, text_columns)
         if model.loss == "binary_cross_entropy":  # the network's one column is P(second class)
             loss_sum += loss.value(probabilities[:, 1:], (truth == 1).astype(probabilities.dtype)[:, None]) * len(truth)
         else:
@@ -89,12 +90,15 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
         precision = np.where(predicted > 0, true_positive / np.maximum(predicted, 1), 0.0)
         recall = np.where(support > 0, true_positive / np.maximum(support, 1), 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1), 0.0)
+    # Macro averages over the classes that occur in the data or the predictions, as
+    # scikit-learn does: a class absent from both says nothing about this data.
+    present = (support > 0) | (predicted > 0)
     metrics = {
         "loss": loss_sum / rows,
         "accuracy": float(true_positive.sum() / rows),
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
+        "macro_precision": float(precision[present].mean()),
+        "macro_recall": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
         "weighted_f1": float((f1 * support).sum() / rows),
     }
     per_class = [
@@ -107,13 +111,13 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
 def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
     loss = get_loss(model.loss)
     m = len(model.targets)
-    sums = {name: np.zeros(m) for name in ("y", "y2", "squared_error", "absolute_error")}
+    sums = {name: np.zeros(m) for name in ("mean", "m2", "squared_error", "absolute_error")}
     loss_sum, rows = 0.0, 0
     for chunk in stream.chunks(text_columns):
         if not len(chunk.values):
             continue
         Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)
-        prediction = model.outputs(chunk_features(model, stream, chunk, text_columns)).astype(np.float64)
+        prediction = chunk_outputs(model, stream, chunk, text_columns).astype(np.float64)
         # The loss is measured as in training (normalised units when the target was normalised),
         # so it compares with the training run's val_loss; MSE/MAE/R² are in the target's units.
         scaler = model.target_scaler
@@ -121,8 +125,13 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
         scaled_prediction = prediction if scaler is None else scaler.transform(prediction)
         loss_sum += loss.value(scaled_prediction, scaled_truth) * len(Y)
         error = prediction - Y
-        sums["y"] += Y.sum(axis=0)
-        sums["y2"] += (Y * Y).sum(axis=0)
+        # Mean and Σ(y − ȳ)² merged chunk by chunk (Chan et al.): exact even when the target's
+        # mean dwarfs its spread, where Σy² − (Σy)²/n would cancel to nothing.
+        n, k = rows, len(Y)
+        chunk_mean = Y.mean(axis=0)
+        delta = chunk_mean - sums["mean"]
+        sums["m2"] += ((Y - chunk_mean) ** 2).sum(axis=0) + delta**2 * (n * k / (n + k))
+        sums["mean"] += delta * (k / (n + k))
         sums["squared_error"] += (error * error).sum(axis=0)
         sums["absolute_error"] += np.abs(error).sum(axis=0)
         rows += len(Y)
@@ -130,14 +139,21 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
 
     mse = sums["squared_error"] / rows
     mae = sums["absolute_error"] / rows
-    total = np.maximum(sums["y2"] - sums["y"] ** 2 / rows, 0.0)  # Σ(y − ȳ)²
-    r2 = [
-        (1 - se / t) if t > 0 else (1.0 if se == 0 else 0.0) for se, t in zip(sums["squared_error"], total)
-    ]
+    total = sums["m2"]  # Σ(y − ȳ)²
+    # As in training: a target that does not vary has no R² (None); scikit-learn's 1-or-0
+    # convention would make a gate pass or fail on a technicality.
+    r2 = [(1 - se / t) if t > 0 else None for se, t in zip(sums["squared_error"], total)]
     per_target = [
-        {"target": name, "mse": float(a), "mae": float(b), "r2": float(c)} for name, a, b, c in zip(model.targets, mse, mae, r2)
+        {"target": name, "mse": float(a), "mae": float(b), "r2": None if c is None else float(c)}
+        for name, a, b, c in zip(model.targets, mse, mae, r2)
     ]
-    metrics = {"loss": loss_sum / rows, "mse": float(mse.mean()), "mae": float(mae.mean()), "r2": float(np.mean(r2))}
+    defined = [value for value in r2 if value is not None]
+    metrics = {
+        "loss": loss_sum / rows,
+        "mse": float(mse.mean()),
+        "mae": float(mae.mean()),
+        "r2": float(np.mean(defined)) if defined else None,
+    }
     if m > 1:
         for row in per_target:
             for key in ("mse", "mae", "r2"):
@@ -182,6 +198,8 @@ def parse_gate(text: str, higher_is_better: bool) -> Gate:
         raise UsageError(f"{flag} {text}: lower {metric} is better; use --fail-over {metric}={number}")
     if not higher_is_better and base in HIGHER_IS_BETTER:
         raise UsageError(f"{flag} {text}: higher {metric} is better; use --fail-under {metric}={number}")
+    if base in FRACTIONS and not 0 <= bound <= 1:
+        raise UsageError(f"{flag} {text}: {metric} is a fraction from 0 to 1 (95% is 0.95)")
     return Gate(metric, bound, higher_is_better)
 
 
@@ -204,5 +222,12 @@ def check_gate_metrics(model: TrainedModel, gates: list[Gate]) -> None:
 
 
 def failed_gates(evaluation: Evaluation, gates: list[Gate]) -> list[str]:
-    """Descriptions of the gates the evaluation fails."""
-    return [gate.describe(evaluation.metrics[gate.metric]) for gate in gates if not gate.passes(evaluation.metrics[gate.metric])]
+    """Descriptions of the gates the evaluation fails (an undefined metric fails its gate)."""
+    failures = []
+    for gate in gates:
+        value = evaluation.metrics[gate.metric]
+        if value is None:
+            failures.append(f"{gate.metric} is undefined for this data (the target does not vary)")
+        elif not gate.passes(value):
+            failures.append(gate.describe(value))
+    return failures

@@ -10,6 +10,14 @@ from nncli.core.network import MLP
 from nncli.data import Scaler
 
 
+class FeatureOverflow(ValueError):
+    """A feature value that normalisation and the model's dtype cannot represent (1e39 in float32)."""
+
+    def __init__(self, row: int, column: int):
+        super().__init__(f"row {row}, column {column}")
+        self.row, self.column = row, column
+
+
 @dataclass
 class TrainedModel:
     network: MLP
@@ -29,7 +37,12 @@ class TrainedModel:
 
     def outputs(self, X_raw: np.ndarray) -> np.ndarray:
         """Class probabilities, or regression values in the target's own units."""
-        X = self.feature_scaler.transform(X_raw, self.network.dtype)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            X = self.feature_scaler.transform(X_raw, self.network.dtype)
+        finite = np.isfinite(X)
+        if not finite.all():
+            row, column = (int(i) for i in np.argwhere(~finite)[0])
+            raise FeatureOverflow(row, column)
         out = self.network.forward(X)
         if self.loss == "binary_cross_entropy":
             # One sigmoid column is P(second class); callers see one column per class.

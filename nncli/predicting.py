@@ -8,7 +8,7 @@ import numpy as np
 
 from nncli.chunks import Chunk, CsvStream
 from nncli.errors import DataError, UsageError
-from nncli.model import TrainedModel
+from nncli.model import FeatureOverflow, TrainedModel
 
 
 def csv_field(text: str) -> str:
@@ -54,6 +54,19 @@ def chunk_features(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_co
     return X
 
 
+def chunk_outputs(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_columns: list[str]) -> np.ndarray:
+    """The model's outputs for a chunk's rows; a value the model cannot represent is a DataError."""
+    X = chunk_features(model, stream, chunk, text_columns)
+    try:
+        return model.outputs(X)
+    except FeatureOverflow as exc:
+        name = model.features[exc.column]
+        raise DataError(
+            f"{stream.name}:{chunk.line_of_row(exc.row)}: column {name!r}: {X[exc.row, exc.column]:g} is too large "
+            f"for this {model.network.dtype.name} model (after normalisation)"
+        ) from None
+
+
 def text_columns_for(model: TrainedModel, header: list[str], keep: list[str]) -> list[str]:
     """Columns read as text: anything that is not a feature, and the kept ones."""
     return [name for name in header if name not in model.features or name in keep]
@@ -73,7 +86,7 @@ def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[
     for chunk in stream.chunks(text_columns):
         if not len(chunk.values):
             continue
-        outputs = model.outputs(chunk_features(model, stream, chunk, text_columns))
+        outputs = chunk_outputs(model, stream, chunk, text_columns)
         columns: list[list[str]] = [[csv_field(cell) for cell in chunk.text_column(stream.header, name)] for name in keep]
         if labels is not None:
             columns.append(labels[outputs.argmax(axis=1)].tolist())

@@ -61,12 +61,16 @@ class Session:
         save_checkpoint(self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state())
         return self.files.checkpoint
 
+    def stop_on_signals(self):
+        """While active, Ctrl-C/SIGTERM ask the trainer to stop after its batch (see train)."""
+        return _stop_on_signals(self.trainer)
+
     def train(self, reporter: Reporter | None = None) -> TrainedModel:
-        """Train to the end and write the model and run files; Ctrl-C → checkpoint → InterruptedRun."""
+        """Train to the end and write the model and run files; a stop request (see
+        :meth:`stop_on_signals`) → checkpoint → InterruptedRun."""
         self.trainer.on_checkpoint = self.checkpoint
         try:
-            with _stop_on_signals(self.trainer):
-                self.run.run(self.trainer, reporter)
+            self.run.run(self.trainer, reporter)
         except StopRequested:
             path = self.checkpoint()
             trainer = self.trainer

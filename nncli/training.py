@@ -160,7 +160,7 @@ class Trainer:
     def _run_epoch(self, reporter: Reporter) -> None:
         plan = self.plan
         network, optimizer = plan.network, plan.optimizer
-        if self.batch == 0:
+        if self.order is None:  # a new epoch (a restored one keeps its order and sums)
             self._start_epoch()
         started = time.perf_counter()
         reporter.on_epoch_start(self.epoch, self.batches)
@@ -171,6 +171,9 @@ class Trainer:
         parameters, gradients = network.parameters(), network.gradients()
         size = plan.batch_size
         while self.batch < self.batches:
+            if self.stop_requested:  # asked before this batch began: stop at a clean boundary
+                self.epoch_seconds += time.perf_counter() - started
+                raise StopRequested()
             start = self.batch * size
             X_batch, Y_batch = X[start : start + size], Y[start : start + size]
             w_batch = None if weights is None else weights[start : start + size]

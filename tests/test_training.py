@@ -218,3 +218,24 @@ def test_per_layer_activations_and_dropout_from_config(tiny_config):
     assert run.network.activation_names == ["tanh", "relu", "softmax"] and run.network.dropout == [0.1, 0.0]
     with pytest.raises(ConfigError, match=r"model.activation: lists 1 value\(s\) but the network has 2 hidden layer\(s\)"):
         _run(tiny_config, "model.layers=[auto, 6, 5, auto]", "model.activation=[tanh]")
+
+
+def test_resume_from_a_stop_between_epochs_is_bit_exact(tmp_path):
+    """A signal during an epoch's validation lands between epochs: the next epoch's order is
+    already drawn when the checkpoint is taken, and must not be drawn again on resume."""
+
+    class StopAfterEpoch(Reporter):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_epoch_end(self, record):
+            if record.epoch == 2:
+                self.trainer.stop_requested = True
+
+    common = ["training.epochs=4"]
+    straight = open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "a.npz"))).train()
+    first = open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "b.npz")))
+    with pytest.raises(InterruptedRun, match="stopped before epoch 3"):
+        first.train(StopAfterEpoch(first.trainer))
+    resumed = open_session(TrainRequest(resume=tmp_path / "b.ckpt.npz")).train()
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(straight.network.parameters(), resumed.network.parameters()))
