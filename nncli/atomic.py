@@ -72,3 +72,11 @@ def check_writable(path: Path) -> None:
             if not os.access(ancestor, os.W_OK | os.X_OK):
                 raise UsageError(f"{path}: cannot write there: no write permission in {ancestor}")
             break
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same existing file (through links, too)."""
+    try:
+        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -145,9 +145,9 @@ class CsvStream:
                 yield pending
                 pending = ""
             elif len(pending) > MAX_RECORD_BYTES:
-                raise DataError(f"{self.name}:{started}: a quoted field opened here is never closed")
-        if pending:
-            yield pending
+                break
+        if inside:
+            raise DataError(f"{self.name}:{started}: a quoted field opened here is never closed")
 
     def _take(self, records: Iterator[str]) -> list[str]:
         lines, size = [], 0

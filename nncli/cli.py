@@ -190,26 +190,63 @@ def _split_names(values: List[str]) -> list[str]:
 def predict(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
     data: str = typer.Argument(..., metavar="CSV", help="Input CSV with the model's feature columns (any order), or - for stdin."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the CSV here (atomically) instead of stdout."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the CSV to this file (atomically) instead of stdout."),
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
-    keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output, comma-separated (e.g. id,name)."),
+    keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated (e.g. id,name); repeatable."),
 ) -> None:
-    """Apply a model to CSV rows: CSV of predictions out (streamed, so any size of input works)."""
+    """Apply a model to CSV rows: a CSV of predictions out (streamed, so any size of input works).
+
+    Output columns: the --keep columns, then `prediction` (or `prediction_<target>` per target),
+    then with --proba `proba_<class>` per class. Exit codes: 0 ok, 1 the output could not be
+    written, 2 bad invocation, model file or CSV, 130 interrupted.
+    """
     with user_errors():
-        from nncli.atomic import atomic_write, check_writable
+        from nncli.atomic import atomic_write, check_writable, same_file
         from nncli.chunks import CsvStream
+        from nncli.errors import UsageError
         from nncli.modelfile import load_model
         from nncli.predicting import predict_csv
 
+        destination = None if output is None else _output_file(output)
         trained = load_model(model)
-        if output is not None:
-            check_writable(output)
+        if destination is not None:
+            check_writable(destination)
+            for source, what in ((Path(data), "input CSV"), (model, "model file")):
+                if data != "-" or what == "model file":
+                    if same_file(destination, source):
+                        raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
         with CsvStream(data) as stream:
-            if output is None:
-                predict_csv(trained, stream, sys.stdout, _split_names(keep), proba)
+            if destination is None:
+                with _utf8_stdout() as out:
+                    predict_csv(trained, stream, out, _split_names(keep), proba)
             else:
-                with atomic_write(output, "w") as f:
+                with atomic_write(destination, "w") as f:
                     predict_csv(trained, stream, f, _split_names(keep), proba)
+
+
+def _output_file(text: str) -> Path:
+    """An output file path given on the command line: not empty, not a folder name."""
+    from nncli.errors import UsageError
+
+    if not text.strip():
+        raise UsageError("--output: the path is empty")
+    if text.endswith(("/", os.sep)):
+        raise UsageError(f"--output {text}: names a folder; give a file name, e.g. {text}predictions.csv")
+    return Path(text).expanduser()
+
+
+@contextlib.contextmanager
+def _utf8_stdout() -> Iterator:
+    """stdout as UTF-8 whatever the locale says, as files written with -o are."""
+    import io
+
+    sys.stdout.flush()
+    stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    try:
+        yield stream
+        stream.flush()
+    finally:
+        stream.detach()
 
 
 @app.command()
@@ -218,13 +255,16 @@ def evaluate(
     data: str = typer.Argument(..., metavar="CSV", help="Labelled CSV (features and target columns), or - for stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document and nothing else."),
     fail_under: List[str] = typer.Option(
-        [], "--fail-under", metavar="METRIC=VALUE", help="Exit 1 if a metric is below VALUE, e.g. accuracy=0.95 (repeatable)."
+        [], "--fail-under", metavar="METRIC=VALUE", help="Exit 1 if a metric is below VALUE, e.g. accuracy=0.95 (a fraction, not a percentage); repeatable."
     ),
     fail_over: List[str] = typer.Option(
-        [], "--fail-over", metavar="METRIC=VALUE", help="Exit 1 if a lower-is-better metric (loss, mse, mae) is above VALUE."
+        [], "--fail-over", metavar="METRIC=VALUE", help="Exit 1 if a lower-is-better metric (loss, mse, mae, or mse_<target> …) is above VALUE; repeatable."
     ),
 ) -> None:
-    """Measure a model on labelled data: loss, accuracy, per-class scores and confusion matrix (or MSE, MAE, R²)."""
+    """Measure a model on labelled data: loss, accuracy, per-class scores and confusion matrix (or MSE, MAE, R²).
+
+    Exit codes: 0 ok, 1 a --fail-under/--fail-over gate failed, 2 bad invocation, model file or CSV.
+    """
     with user_errors():
         from nncli.chunks import CsvStream
         from nncli.evaluation import check_gate_metrics, evaluate_csv, failed_gates, parse_gate
@@ -263,18 +303,32 @@ def inspect(
     layer: Optional[int] = typer.Option(None, "--layer", min=1, help="Only this layer (1 = the first weight matrix)."),
     full: bool = typer.Option(False, "--full", help="With --weights: print big matrices whole instead of their corners."),
     as_json: bool = typer.Option(False, "--json", help="Print everything, arrays included, as one JSON document."),
-    export: Optional[Path] = typer.Option(None, "--export", metavar="FOLDER", help="Write each array to FOLDER (W1.csv, b1.csv, …)."),
-    fmt: str = typer.Option("csv", "--format", help="Format for --export: csv or npy."),
+    export: Optional[str] = typer.Option(None, "--export", metavar="FOLDER", help="Write each array to FOLDER (W1.csv, b1.csv, …)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Format for --export: csv (default) or npy."),
     overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With a config: override a key, as for train."),
 ) -> None:
-    """Show a model: layers, weight statistics, classes, normalisation, training record, loss curve."""
+    """Show a model: layers, weight statistics, classes, normalisation, training record, loss curve.
+
+    Exit codes: 0 ok, 1 an export could not be written, 2 bad invocation, model file or config.
+    """
     with user_errors():
         from nncli.errors import UsageError
 
-        if fmt not in ("csv", "npy"):
+        if fmt is not None and fmt not in ("csv", "npy"):
             raise UsageError(f"--format {fmt}: expected csv or npy")
+        if fmt is not None and export is None:
+            raise UsageError("--format applies to --export")
+        if full and not weights:
+            raise UsageError("--full applies to --weights")
+        if export is not None and (weights or as_json):
+            raise UsageError("--export writes files; it does not combine with --weights or --json")
         if _looks_like_config(target):
+            for flag, given in (("--weights", weights), ("--layer", layer is not None), ("--export", export is not None)):
+                if given:
+                    raise UsageError(f"{flag} needs a model file; {target} is a config (train it first)")
             return _inspect_config(target, overrides, as_json)
+        if overrides:
+            raise UsageError("--set applies to a config, not to a model file")
         from nncli import inspection
         from nncli.modelfile import load_model, read_meta
         from nncli.render import make_console, model_summary, weight_matrix
@@ -283,23 +337,21 @@ def inspect(
         meta = read_meta(target)
         n_layers = len(trained.network.weights)
         if layer is not None and layer > n_layers:
-            raise UsageError(f"--layer {layer}: {target} has {n_layers} layer(s)")
+            raise UsageError(f"--layer {layer}: {target} has {n_layers} layer{'s' * (n_layers != 1)}")
         selected = [layer] if layer else list(range(1, n_layers + 1))
         if export is not None:
-            if export.exists() and not export.is_dir():
-                raise UsageError(f"--export {export}: is a file; give a folder to write W1.{fmt}, b1.{fmt}, … into")
-            written = inspection.export_arrays(trained, export, fmt, selected)
-            if not as_json:
-                print(f"Wrote {len(written)} files to {export}: {', '.join(p.name for p in written)}")
+            folder = _export_folder(export)
+            written = inspection.export_arrays(trained, folder, fmt or "csv", selected)
+            print(f"Wrote {len(written)} file{'s' * (len(written) != 1)} to {folder}: {', '.join(p.name for p in written)}")
             return
         info = inspection.summary(trained, meta)
+        if layer:
+            info["layers"] = [info["layers"][layer - 1]]
         if as_json:
             arrays = {name: a.tolist() for name, a in inspection.arrays(trained, selected).items()}
             print(json.dumps({"model": str(target), **info, "arrays": arrays}, indent=2, allow_nan=False))
             return
         console = make_console()
-        if layer:
-            info["layers"] = [info["layers"][layer - 1]]
         curve = {
             "train loss": inspection.sparkline([r.get("train_loss") for r in trained.history]),
             "val loss": inspection.sparkline([r.get("val_loss") for r in trained.history]),
@@ -309,10 +361,23 @@ def inspect(
             for index in selected:
                 rows, columns = inspection.neuron_names(trained, index)
                 W = trained.network.weights[index - 1]
-                console.print(weight_matrix(console, f"W{index}  ({W.shape[0]} × {W.shape[1]})", W, rows, columns, full))
+                weight_matrix(console, f"W{index}  ({W.shape[0]} × {W.shape[1]})", W, rows, columns, full)
                 b = trained.network.biases[index - 1]
                 if b is not None:
-                    console.print(weight_matrix(console, f"b{index}  ({b.shape[0]},)", b, ["b"], columns, full))
+                    weight_matrix(console, f"b{index}  ({b.shape[0]},)", b, ["b"], columns, full)
+
+
+def _export_folder(text: str) -> Path:
+    from nncli.atomic import check_writable
+    from nncli.errors import UsageError
+
+    if not text.strip():
+        raise UsageError("--export: the folder name is empty")
+    folder = Path(text).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--export {text}: is a file; give a folder to write W1.csv, b1.csv, … into")
+    check_writable(folder / "W1.csv")
+    return folder
 
 
 def _looks_like_config(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -99,18 +100,22 @@ def export_arrays(model: TrainedModel, folder: Path, fmt: str, layers: list[int]
     return written
 
 
-def sparkline(values: list[float], width: int = 60) -> str:
-    """A loss curve in one line of block characters (resampled to at most ``width`` points)."""
-    values = [v for v in values if v is not None]
-    if not values:
+def sparkline(values: list, width: int = 60) -> str:
+    """A loss curve in one line of block characters (resampled to at most ``width`` points).
+
+    Tolerates what a hand-edited history may hold: missing, non-numeric or huge values.
+    """
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if not numbers:
         return ""
-    data = np.asarray(values, dtype=np.float64)
+    data = np.asarray(numbers, dtype=np.float64)
     if len(data) > width:
         edges = np.linspace(0, len(data), width + 1).astype(int)
         data = np.array([data[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
-    low, high = data.min(), data.max()
     blocks = "▁▂▃▄▅▆▇█"
-    if high == low:
-        return blocks[0] * len(data)
-    levels = np.round((data - low) / (high - low) * (len(blocks) - 1)).astype(int)
-    return "".join(blocks[level] for level in levels)
+    low, high = data.min(), data.max()
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = high - low
+        levels = (data - low) / span if np.isfinite(span) and span > 0 else np.zeros_like(data)
+    levels = np.clip(np.nan_to_num(levels), 0, 1)
+    return "".join(blocks[int(round(level * (len(blocks) - 1)))] for level in levels)

@@ -9,6 +9,7 @@ declared shapes, sizes) before any array is read, and arrays are read with
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from datetime import datetime, timezone
@@ -108,6 +109,9 @@ def load_model(path: Path) -> TrainedModel:
     path = Path(path)
     meta, arrays = _read_archive(path)
     sizes = meta.layers
+    for name, array in arrays.items():
+        if not np.isfinite(array).all():
+            raise ModelFileError(f"{path}: array {name!r} holds NaN or infinite values; training never writes those")
     weights = [arrays[f"W{i}"] for i in range(1, len(sizes))]
     biases = [arrays[f"b{i}"] if meta.bias else None for i in range(1, len(sizes))]
     try:
@@ -146,7 +150,7 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
     if data.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an nncli model file (metadata 'format' is not {FORMAT!r})")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if type(version) is not int or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(
             f"{path}: model format version {version!r} is not supported by nncli {__version__} "
             f"(it reads version {FORMAT_VERSION}); upgrade nncli or retrain"
@@ -166,6 +170,12 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
         raise ModelFileError(f"{path}: unknown loss {meta.loss!r} in metadata")
     if any(size < 1 for size in meta.layers):
         raise ModelFileError(f"{path}: metadata layer sizes must be >= 1, got {meta.layers}")
+    for field, names in (("features", meta.features), ("targets", meta.targets), ("classes", meta.classes or [])):
+        if len(set(names)) != len(names):
+            raise ModelFileError(f"{path}: metadata lists a name twice in {field!r}")
+    task_is_classification = LOSSES[meta.loss].classification
+    if task_is_classification != (meta.classes is not None):
+        raise ModelFileError(f"{path}: metadata pairs loss {meta.loss!r} with {'no ' if meta.classes is None else ''}class list")
     if len(meta.features) != meta.layers[0]:
         raise ModelFileError(f"{path}: metadata names {len(meta.features)} features for {meta.layers[0]} inputs")
     if meta.loss == "binary_cross_entropy":
@@ -177,6 +187,10 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
     for scaler, width in ((meta.feature_scaler, meta.layers[0]), (meta.target_scaler, len(meta.targets))):
         if scaler is not None and (len(scaler.offset) != width or len(scaler.scale) != width):
             raise ModelFileError(f"{path}: normalisation statistics have the wrong length (expected {width})")
+        if scaler is not None and not all(math.isfinite(v) for v in scaler.offset + scaler.scale):
+            raise ModelFileError(f"{path}: normalisation statistics are not finite numbers")
+        if scaler is not None and not all(v > 0 for v in scaler.scale):
+            raise ModelFileError(f"{path}: normalisation scales must be positive")
     return meta
 
 

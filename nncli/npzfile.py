@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -52,9 +53,13 @@ def read_archive(
                 raise error(f"{path}: a .npz archive without nncli metadata ('meta'); not an nncli {kind}")
             text = _read_member(path, archive, members["meta.npy"], "meta", None, None, error)
             try:
-                data = json.loads(str(text))
+                data = json.loads(str(text), parse_constant=_refuse_constant)
             except json.JSONDecodeError as exc:
                 raise error(f"{path}: metadata is not valid JSON ({exc.msg} at char {exc.pos})") from None
+            except ValueError as exc:  # NaN or Infinity, which nncli never writes
+                raise error(f"{path}: metadata holds {exc}; not written by nncli") from None
+            except RecursionError:
+                raise error(f"{path}: metadata nests too deeply; not written by nncli") from None
             if not isinstance(data, dict):
                 raise error(f"{path}: metadata is not a JSON object; not an nncli {kind}")
             meta = parse_meta(data)
@@ -65,13 +70,17 @@ def read_archive(
                 if f"{name}.npy" not in members:
                     raise error(f"{path}: array {name!r} is missing from the {kind}")
                 arrays[name] = _read_member(path, archive, members[f"{name}.npy"], name, tuple(shape), dtype, error)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:
         raise error(f"{path}: damaged or truncated {kind} ({exc})") from None
     except (EOFError, zipfile.LargeZipFile) as exc:
         raise error(f"{path}: damaged or truncated {kind} ({exc})") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {kind}: {exc.strerror or exc}") from None
     return meta, arrays
+
+
+def _refuse_constant(name: str):
+    raise ValueError(name)
 
 
 def _check_signature(path: Path, kind: str, error: type[Exception]) -> None:

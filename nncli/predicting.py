@@ -74,9 +74,12 @@ def text_columns_for(model: TrainedModel, header: list[str], keep: list[str]) ->
 
 def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[str] = (), proba: bool = False) -> int:
     """Write predictions for every row of ``stream`` to ``out``; returns the number of rows."""
-    keep = list(keep)
+    keep = list(dict.fromkeys(keep))  # a column asked for twice is copied once
     if proba and not model.is_classification:
         raise UsageError(f"--proba needs a classification model; this one predicts {', '.join(model.targets)}")
+    clash = set(keep) & set(output_columns(model, [], proba))
+    if clash:
+        raise UsageError(f"--keep {sorted(clash)[0]}: the output already has a column of that name")
     check_columns(model, stream, keep)
     text_columns = text_columns_for(model, stream.header, keep)
     out.write(",".join(csv_field(name) for name in output_columns(model, keep, proba)) + "\n")

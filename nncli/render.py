@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,11 +27,14 @@ class PipeSafeStdout:
     exits; only the rest of the progress table is lost.
     """
 
-    def __init__(self, stream):
+    def __init__(self, stream, strip_trailing_spaces: bool = False):
         self._stream = stream
         self._closed = False
+        self.strip_trailing_spaces = strip_trailing_spaces  # plain text: tables pad their cells
 
     def write(self, text: str) -> int:
+        if self.strip_trailing_spaces:
+            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
         if not self._closed:
             try:
                 self._stream.write(text)
@@ -61,8 +65,8 @@ class PipeSafeStdout:
 
 
 def make_console(stderr: bool = False) -> Console:
-    stream = sys.stderr if stderr else PipeSafeStdout(sys.stdout)
-    plain = not stream.isatty() or bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
+    plain = not (sys.stderr if stderr else sys.stdout).isatty() or bool(os.environ.get("NO_COLOR"))  # no-color.org
+    stream = sys.stderr if stderr else PipeSafeStdout(sys.stdout, strip_trailing_spaces=plain)
     if plain:
         # No colour, no cursor movement, no wrapping at an imaginary 80 columns.
         return Console(file=stream, color_system=None, force_terminal=False, highlight=False, width=200, soft_wrap=True)
@@ -233,7 +237,7 @@ def training_summary(console: Console, files: dict[str, str], metrics: dict, met
 # --- evaluate --------------------------------------------------------------------------------
 def evaluation_report(console: Console, evaluation, model_path: str, data_name: str) -> None:
     metrics = evaluation.metrics
-    console.print(f"Evaluated {model_path} on {data_name}: {evaluation.rows:,} rows", markup=False)
+    console.print(f"Evaluated {model_path} on {data_name}: {evaluation.rows:,} row{'s' * (evaluation.rows != 1)}", markup=False)
     table = _table(console)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -329,21 +333,33 @@ def _names(names: list[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (f", … ({len(names)} in all)" if len(names) > limit else "")
 
 
-def weight_matrix(console: Console, title: str, matrix, row_names: list[str], column_names: list[str], full: bool) -> Table:
-    """A matrix with named rows and columns; big ones show their corners unless ``full``."""
-    import numpy as np
+def weight_matrix(console: Console, title: str, matrix, row_names: list[str], column_names: list[str], full: bool) -> None:
+    """Print a matrix with named rows and columns; big ones show their corners unless ``full``.
 
+    The table gets the width it needs (a terminal wraps what is wider), so ``--full`` never
+    squeezes numbers into ellipses.
+    """
     matrix = np.atleast_2d(matrix)
     rows, columns = matrix.shape
     keep_rows = list(range(rows)) if full or rows <= 20 else list(range(8)) + [-1] + list(range(rows - 4, rows))
     keep_cols = list(range(columns)) if full or columns <= 12 else list(range(6)) + [-1] + list(range(columns - 3, columns))
     table = _table(console, title=title, title_justify="left")
-    table.add_column("")
+    table.add_column("", no_wrap=True)
+    cells = {(i, j): f"{matrix[i, j]:.4f}" for i in keep_rows if i >= 0 for j in keep_cols if j >= 0}
+    widths = [max([len(row_names[i]) for i in keep_rows if i >= 0] + [1])]
     for j in keep_cols:
-        table.add_column("…" if j < 0 else column_names[j], justify="right")
+        name = "…" if j < 0 else column_names[j]
+        table.add_column(name, justify="right", no_wrap=True)
+        widths.append(max([len(name)] + [len(cells[i, j]) for i in keep_rows if i >= 0 and j >= 0]))
     for i in keep_rows:
         if i < 0:
             table.add_row("…", *["…"] * len(keep_cols))
             continue
-        table.add_row(row_names[i], *("…" if j < 0 else f"{matrix[i, j]:.4f}" for j in keep_cols))
-    return table
+        table.add_row(row_names[i], *("…" if j < 0 else cells[i, j] for j in keep_cols))
+    needed = sum(widths) + 3 * len(widths) + 2
+    width = console.width
+    console.width = max(width, needed)  # Console.print(width=) cannot exceed the console's own
+    try:
+        console.print(table)
+    finally:
+        console.width = width

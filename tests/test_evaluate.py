@@ -134,3 +134,33 @@ def test_regression_metrics_by_hand(tmp_path, write):
     assert report["metrics"]["loss"] == pytest.approx(np.mean((P - Y) ** 2))
     result = invoke("evaluate", path, data)
     assert result.exit_code == 0 and "per target" in result.stdout
+
+
+def test_r2_stays_exact_for_targets_with_a_huge_mean(tmp_path, write):
+    """Σy² − (Σy)²/n cancels to nothing at 1e12; the streamed mean/M2 merge does not."""
+    network = MLP([np.array([[3.0]])], [np.array([1e12])], ["identity"])
+    model = TrainedModel(network, "mse", ["x"], ["y"], None, Scaler.fit(np.zeros((1, 1)), "none"))
+    path = tmp_path / "big.npz"
+    save_model(path, model)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 100, 3000)
+    y = 1e12 + 3 * x + rng.normal(0, 5, 3000)
+    data = write("b.csv", "x,y\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(x, y)))
+    with CsvStream(data, chunk_bytes=1024) as stream:
+        report = evaluate_csv(model, stream)
+    prediction = 1e12 + 3 * x
+    expected = 1 - np.sum((prediction - y) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert report.metrics["r2"] == pytest.approx(expected, abs=1e-6) and expected > 0.99
+
+
+def test_fraction_gates_reject_percentages(pick_model, write):
+    _, path = pick_model
+    result = invoke("evaluate", path, _labelled(write), "--fail-under", "accuracy=95")
+    assert result.exit_code == 2 and "accuracy is a fraction from 0 to 1 (95% is 0.95)" in result.stderr
+
+
+def test_macro_averages_skip_classes_absent_from_data_and_predictions(pick_model, write):
+    model, _ = pick_model
+    with CsvStream(write("one.csv", "a,b,c,y\n1,0,0,cat\n")) as stream:
+        report = evaluate_csv(model, stream)
+    assert report.metrics["macro_f1"] == 1.0 and report.metrics["accuracy"] == 1.0

@@ -88,6 +88,33 @@ def test_inspect_a_config_is_a_dry_run(tmp_path):
 
 def test_bad_layer_and_format(digits_model):
     _, path = digits_model
-    assert "has 2 layer(s)" in invoke("inspect", path, "--layer", "3").stderr
+    assert "has 2 layers" in invoke("inspect", path, "--layer", "3").stderr
     result = invoke("inspect", path, "--export", "x", "--format", "xml")
     assert result.exit_code == 2 and "expected csv or npy" in result.stderr
+
+
+def test_option_combinations_that_mean_nothing_are_refused(digits_model, tmp_path):
+    _, path = digits_model
+    for args, message in (
+        (["--export", tmp_path / "x", "--json"], "does not combine with --weights or --json"),
+        (["--format", "npy"], "--format applies to --export"),
+        (["--full"], "--full applies to --weights"),
+        (["--set", "seed=1"], "--set applies to a config"),
+    ):
+        result = invoke("inspect", path, *args)
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+    result = invoke("inspect", CONFIGS / "iris.yaml", "--weights")
+    assert result.exit_code == 2 and "--weights needs a model file" in result.stderr
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = invoke("inspect", path, "--export", blocker / "sub")
+    assert result.exit_code == 2 and "is a file, not a folder" in result.stderr
+
+
+def test_full_weights_print_every_number(digits_model):
+    model, path = digits_model
+    result = invoke("inspect", path, "--layer", "1", "--weights", "--full")
+    assert result.exit_code == 0
+    weights_part = result.stdout.split("W1  (64 × 128)")[1]
+    assert "…" not in weights_part
+    assert f"{model.network.weights[0][63, 127]:.4f}" in weights_part

@@ -212,3 +212,39 @@ def test_disk_full_while_writing_leaves_the_old_file_and_no_temp(trained, tmp_pa
         save_model(folder / "m.npz", trained)
     assert (folder / "m.npz").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["m.npz"]
+
+
+def test_non_finite_or_contradictory_contents_are_refused(model_path, tmp_path):
+    path = _rewrite(model_path, tmp_path / "nan.npz", lambda n, d: _npy(np.full((2, 8), np.nan)) if n == "W1.npy" else d)
+    assert "array 'W1' holds NaN or infinite values" in _error(path)
+    path = _edit_meta(model_path, tmp_path / "s.npz", lambda m: m["feature_scaler"].update(scale=[0.0, 1.0]))
+    assert "normalisation scales must be positive" in _error(path)
+    path = _edit_meta(model_path, tmp_path / "d.npz", lambda m: m.update(classes=["cat", "cat", "eel"]))
+    assert "lists a name twice in 'classes'" in _error(path)
+    path = _edit_meta(model_path, tmp_path / "l.npz", lambda m: m.update(loss="mse"))
+    assert "pairs loss 'mse' with class list" in _error(path)
+    path = _edit_meta(model_path, tmp_path / "v.npz", lambda m: m.update(format_version=True))
+    assert "format version True is not supported" in _error(path)
+
+
+def test_damaged_metadata_is_refused_without_a_traceback(model_path, tmp_path):
+    deep = "[" * 200000 + "]" * 200000
+    path = _rewrite(model_path, tmp_path / "deep.npz", lambda n, d: _npy(np.array(deep)) if n == "meta.npy" else d)
+    assert "metadata nests too deeply" in _error(path)
+
+    def nan_meta(name, data):
+        if name != "meta.npy":
+            return data
+        text = str(np.lib.format.read_array(io.BytesIO(data))).replace('"metrics": {', '"metrics": {"x": NaN, ')
+        return _npy(np.array(text))
+
+    assert "metadata holds NaN" in _error(_rewrite(model_path, tmp_path / "nanmeta.npz", nan_meta))
+    raw = model_path.read_bytes()
+    compressed = tmp_path / "z.npz"
+    with zipfile.ZipFile(model_path) as zin, zipfile.ZipFile(compressed, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    data = bytearray(compressed.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the compressed stream of a member
+    compressed.write_bytes(bytes(data))
+    assert raw and ("damaged or truncated" in _error(compressed) or "malformed" in _error(compressed))

@@ -154,3 +154,58 @@ def test_json_model_path_error_is_one_line(tmp_path, write):
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "not a zip/.npz archive" in result.stderr
     json.dumps(result.stderr)  # plain text
+
+
+def test_stray_quotes_are_plain_text_and_fast(tmp_path, write):
+    """A quote inside an unquoted field is text (RFC 4180): `12" ruler` must not swallow the file."""
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    rows = "".join(f"{i},5.1,3.5,1.4,0.2\n" for i in range(20000))
+    data = write("s.csv", 'note,sepal_length,sepal_width,petal_length,petal_width\n12" ruler,5.1,3.5,1.4,0.2\n' + rows)
+    result = invoke("predict", path, data, "--keep", "note")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 20002 and lines[1].startswith('"12"" ruler",')
+
+
+def test_multi_line_fields_keep_line_numbers_right(tmp_path, write):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    data = write(
+        "ml.csv",
+        'note,sepal_length,sepal_width,petal_length,petal_width\n"a\nb",5.1,3.5,1.4,0.2\n"c\nd",5.1,3.5,1.4,0.2\nok,5.1,abc,1.4,0.2\n',
+    )
+    result = invoke("predict", path, data)
+    assert result.exit_code == 2 and "ml.csv:6: column 'sepal_width': 'abc' is not a number" in result.stderr
+    unclosed = write("u.csv", 'note,sepal_length,sepal_width,petal_length,petal_width\nok,1,2,3,4\n"never closed,1,2,3,4\n' + "x,1,2,3,4\n" * 70000)
+    result = invoke("predict", path, unclosed)
+    assert result.exit_code == 2 and "u.csv:3: a quoted field opened here is never closed" in result.stderr
+
+
+def test_values_too_large_for_a_float32_model(tmp_path, write):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    data = write("o.csv", "sepal_length,sepal_width,petal_length,petal_width,species\n5,3,1,0.2,setosa\n\n1e39,3,1,0.2,setosa\n")
+    for command in (["predict", path, data], ["evaluate", path, data]):
+        result = invoke(*command)
+        assert result.exit_code == 2
+        assert "o.csv:4: column 'sepal_length': 1e+39 is too large for this float32 model" in result.stderr
+
+
+def test_output_must_not_be_the_input_or_the_model(tmp_path):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    copy = tmp_path / "in.csv"
+    copy.write_text((DATASETS / "iris.csv").read_text())
+    before = copy.read_text()
+    assert "is the input CSV" in invoke("predict", path, copy, "-o", copy).stderr
+    assert "is the model file" in invoke("predict", path, copy, "-o", path).stderr
+    assert copy.read_text() == before
+    result = invoke("predict", path, copy, "-o", str(tmp_path / "newdir") + "/")
+    assert result.exit_code == 2 and "names a folder" in result.stderr
+
+
+def test_keep_copies_text_exactly_and_refuses_clashes(tmp_path, write):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    data = write("k.csv", 'id,sepal_length,sepal_width,petal_length,petal_width\n  spaced  ,5,3,1,0.2\n"  quoted ",5,3,1,0.2\n')
+    result = invoke("predict", path, data, "--keep", "id,id")
+    assert result.stdout.splitlines()[0] == "id,prediction"
+    assert [line.rsplit(",", 1)[0] for line in result.stdout.splitlines()[1:]] == ['"  spaced  "', '"  quoted "']
+    result = invoke("predict", path, write("c.csv", "prediction,sepal_length,sepal_width,petal_length,petal_width\n1,5,3,1,0.2\n"), "--keep", "prediction")
+    assert result.exit_code == 2 and "the output already has a column of that name" in result.stderr
