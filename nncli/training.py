@@ -119,6 +119,7 @@ class Trainer:
         self.stopped_early = False
         self.stop_requested = False  # set from a signal handler; honoured after the current batch
         self.on_checkpoint: Optional[Callable[["Trainer"], None]] = None
+        self._batch_buffers: Optional[tuple] = None
 
     @property
     def batches(self) -> int:
@@ -164,28 +165,33 @@ class Trainer:
             self._start_epoch()
         started = time.perf_counter()
         reporter.on_epoch_start(self.epoch, self.batches)
-        # One gather per epoch; the batches below are then cheap contiguous views.
-        X, Y = plan.X[self.order], plan.Y[self.order]
-        weights = None if plan.sample_weights is None else plan.sample_weights[self.order]
         dropout_rng = self.dropout_rng if any(network.dropout) else None
         parameters, gradients = network.parameters(), network.gradients()
+        # Plain SGD takes the learning rate into the output delta (a few numbers) instead of
+        # scaling every gradient afterwards, and updates each layer while its gradient is in
+        # cache (see MLP.backward): two passes less over every weight, every batch.
+        fold_rate = plan.clip_norm is None and optimizer.absorbs_learning_rate
         size = plan.batch_size
         while self.batch < self.batches:
             if self.stop_requested:  # asked before this batch began: stop at a clean boundary
                 self.epoch_seconds += time.perf_counter() - started
                 raise StopRequested()
-            start = self.batch * size
-            X_batch, Y_batch = X[start : start + size], Y[start : start + size]
-            w_batch = None if weights is None else weights[start : start + size]
-            value, output = network.loss_and_gradients(X_batch, Y_batch, plan.loss, w_batch, dropout_rng)
+            rows = self.order[self.batch * size : (self.batch + 1) * size]
+            X_batch, Y_batch, w_batch = self._gather(rows)
+            value, output = network.loss_and_gradients(
+                X_batch, Y_batch, plan.loss, w_batch, dropout_rng, descend_rate=optimizer.learning_rate if fold_rate else None
+            )
             if not np.isfinite(value):
                 raise TrainingError(
                     f"training diverged: the loss became {value} in epoch {self.epoch}, batch {self.batch + 1}; "
                     f"try a lower learning rate (now {optimizer.learning_rate:g}). No model was written."
                 )
-            if plan.clip_norm is not None:
-                clip_by_global_norm(gradients, plan.clip_norm)
-            optimizer.step(parameters, gradients)
+            if fold_rate:
+                optimizer.steps += 1  # the step itself happened inside backpropagation
+            else:
+                if plan.clip_norm is not None:
+                    clip_by_global_norm(gradients, plan.clip_norm)
+                optimizer.step(parameters, gradients)
             self.loss_sum += value * len(X_batch)
             self.running.update(output, Y_batch)
             self.batch += 1
@@ -195,6 +201,24 @@ class Trainer:
                 raise StopRequested()
         self.epoch_seconds += time.perf_counter() - started
         self._end_epoch(reporter)
+
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """A batch's rows, copied into buffers reused for every batch (no allocation, and the
+        copy is still in cache when the first matrix product reads it)."""
+        plan = self.plan
+        if self._batch_buffers is None:
+            size = plan.batch_size
+            self._batch_buffers = (
+                np.empty((size, plan.X.shape[1]), plan.X.dtype),
+                np.empty((size, plan.Y.shape[1]), plan.Y.dtype),
+                None if plan.sample_weights is None else np.empty(size, plan.sample_weights.dtype),
+            )
+        X_buffer, Y_buffer, w_buffer = self._batch_buffers
+        m = len(rows)
+        X = np.take(plan.X, rows, axis=0, out=X_buffer[:m])
+        Y = np.take(plan.Y, rows, axis=0, out=Y_buffer[:m])
+        w = None if w_buffer is None else np.take(plan.sample_weights, rows, out=w_buffer[:m])
+        return X, Y, w
 
     def _end_epoch(self, reporter: Reporter) -> None:
         plan = self.plan

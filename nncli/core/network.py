@@ -41,6 +41,7 @@ class MLP:
         if len(self.dropout) != len(weights) - 1 or not all(0 <= rate < 1 for rate in self.dropout):
             raise ValueError("dropout needs one rate in [0, 1) per hidden layer")
         self._cache: tuple | None = None  # what the last forward(keep=True) left for backward
+        self._workspace: dict[int, _Buffers] = {}
         # Gradient buffers are allocated once and overwritten by every backward pass.
         self.weight_grads = [np.zeros_like(W) for W in self.weights]
         self.bias_grads = [None if b is None else np.zeros_like(b) for b in self.biases]
@@ -91,6 +92,13 @@ class MLP:
     def parameter_count(self) -> int:
         return sum(p.size for p in self.parameters())
 
+    def _buffers(self, rows: int) -> "_Buffers":
+        if rows not in self._workspace:
+            if len(self._workspace) > 2:  # full batches and the last, shorter one of an epoch
+                self._workspace.clear()
+            self._workspace[rows] = _Buffers(rows, self.sizes, self.dtype)
+        return self._workspace[rows]
+
     def decay_mask(self) -> list[bool]:
         """For each array of :meth:`parameters`: is it a weight matrix (True) or a bias?"""
         return [flag for b in self.biases for flag in ((True, False) if b is not None else (True,))]
@@ -107,8 +115,11 @@ class MLP:
         masks = []
         a = X
         last = len(self.weights) - 1
+        # Training reuses one set of buffers per batch size: no allocation (and no page
+        # faults for large layers) per batch. Predictions get fresh arrays the caller may keep.
+        buffers = self._buffers(len(X)) if keep else None
         for layer, (W, b, activation) in enumerate(zip(self.weights, self.biases, self.activations)):
-            z = a @ W
+            z = np.matmul(a, W, out=buffers.z[layer]) if buffers else a @ W
             if b is not None:
                 z += b
             a = activation.forward(z)  # may reuse z's memory: z is ours
@@ -124,18 +135,32 @@ class MLP:
             self._cache = (inputs, activations, masks)
         return a
 
-    def backward(self, output_delta: Array) -> None:
-        """Fill the gradient buffers from dL/dz of the output layer (after ``forward(keep=True)``)."""
+    def backward(self, output_delta: Array, *, descend: bool = False) -> None:
+        """Fill the gradient buffers from dL/dz of the output layer (after ``forward(keep=True)``).
+
+        ``descend=True`` also subtracts each layer's gradient from its parameters as soon as it
+        is computed (plain gradient descent with the rate already in ``output_delta``): the
+        gradient is then still in cache, which saves a pass over memory per layer. The layer's
+        upstream gradient is computed first, from the weights as they were.
+        """
         if self._cache is None:
             raise RuntimeError("backward() needs a preceding forward(X, keep=True)")
         inputs, activations, masks = self._cache
         delta = output_delta
         for layer in range(len(self.weights) - 1, -1, -1):
-            np.matmul(inputs[layer].T, delta, out=self.weight_grads[layer])
-            if self.bias_grads[layer] is not None:
-                np.sum(delta, axis=0, out=self.bias_grads[layer])
+            W, b = self.weights[layer], self.biases[layer]
+            gW, gb = self.weight_grads[layer], self.bias_grads[layer]
+            np.matmul(inputs[layer].T, delta, out=gW)
+            if gb is not None:
+                np.sum(delta, axis=0, out=gb)
+            upstream = None
             if layer > 0:  # the input layer needs no gradient
-                upstream = delta @ self.weights[layer].T
+                upstream = np.matmul(delta, W.T, out=self._buffers(len(delta)).upstream[layer - 1])
+            if descend:
+                W -= gW
+                if b is not None:
+                    b -= gb
+            if upstream is not None:
                 if masks[layer - 1] is not None:
                     upstream *= masks[layer - 1]
                 delta = self.activations[layer - 1].backward(upstream, activations[layer - 1])
@@ -148,9 +173,28 @@ class MLP:
         loss: Loss,
         weights: Array | None = None,
         dropout_rng: np.random.Generator | None = None,
+        descend_rate: float | None = None,
     ) -> tuple[float, Array]:
-        """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers."""
+        """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers.
+
+        With ``descend_rate`` it also takes the plain gradient-descent step: backpropagation
+        is linear, so scaling the output delta by the rate scales every gradient, and each
+        layer is updated as soon as its gradient exists (see :meth:`backward`).
+        """
         output = self.forward(X, keep=True, dropout_rng=dropout_rng)
         value = loss.value(output, Y, weights)
-        self.backward(output_delta(loss, self.activations[-1], output, Y, weights))
+        delta = output_delta(loss, self.activations[-1], output, Y, weights)
+        if descend_rate is not None:
+            delta *= descend_rate
+        self.backward(delta, descend=descend_rate is not None)
         return value, output
+
+
+class _Buffers:
+    """Training scratch space for one batch size: each layer's pre-activation and each hidden
+    layer's upstream gradient."""
+
+    def __init__(self, rows: int, sizes: list[int], dtype):
+        self.rows = rows
+        self.z = [np.empty((rows, width), dtype=dtype) for width in sizes[1:]]
+        self.upstream = [np.empty((rows, width), dtype=dtype) for width in sizes[1:-1]]

@@ -33,6 +33,12 @@ class Optimizer:
             decays = self.weight_decay > 0 and (self.decay_mask is None or self.decay_mask[index])
             self._update(index, param, grad, decays)
 
+    @property
+    def absorbs_learning_rate(self) -> bool:
+        """True for the plain rule, which the trainer may apply inside backpropagation
+        (MLP.backward with descend=True) with the rate folded into the output delta."""
+        return False
+
     def _create_slots(self, parameters: Arrays) -> None: ...
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray, decays: bool) -> None:
@@ -63,6 +69,10 @@ class SGD(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.momentum = momentum
         self.nesterov = nesterov
+
+    @property
+    def absorbs_learning_rate(self) -> bool:
+        return not self.momentum and not self.weight_decay
 
     def _create_slots(self, parameters: Arrays) -> None:
         if self.momentum:
