@@ -215,9 +215,9 @@ class Trainer:
             )
         X_buffer, Y_buffer, w_buffer = self._batch_buffers
         m = len(rows)
-        X = np.take(plan.X, rows, axis=0, out=X_buffer[:m])
-        Y = np.take(plan.Y, rows, axis=0, out=Y_buffer[:m])
-        w = None if w_buffer is None else np.take(plan.sample_weights, rows, out=w_buffer[:m])
+        X = plan.X.take(rows, axis=0, out=X_buffer[:m])
+        Y = plan.Y.take(rows, axis=0, out=Y_buffer[:m])
+        w = None if w_buffer is None else plan.sample_weights.take(rows, out=w_buffer[:m])
         return X, Y, w
 
     def _end_epoch(self, reporter: Reporter) -> None:

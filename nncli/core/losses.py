@@ -96,7 +96,7 @@ class Loss:
         losses = self.per_sample(p, y, **self.params)
         if weights is not None:
             losses = losses * weights
-        return float(losses.mean())
+        return float(np.add.reduce(losses)) / len(losses)
 
     def gradient(self, p: Array, y: Array, weights: Optional[Array] = None) -> Array:
         """Gradient of :meth:`value` with respect to the prediction ``p``."""

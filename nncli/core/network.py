@@ -152,7 +152,7 @@ class MLP:
             gW, gb = self.weight_grads[layer], self.bias_grads[layer]
             np.matmul(inputs[layer].T, delta, out=gW)
             if gb is not None:
-                np.sum(delta, axis=0, out=gb)
+                np.add.reduce(delta, axis=0, out=gb)  # the ufunc itself: no Python wrapper per batch
             upstream = None
             if layer > 0:  # the input layer needs no gradient
                 upstream = np.matmul(delta, W.T, out=self._buffers(len(delta)).upstream[layer - 1])
