@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,9 +63,12 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: Path, resolved_config: dict, data_hashes: dict[str, str], state: tuple[dict, dict]) -> None:
+def save_checkpoint(
+    path: Path, resolved_config: dict, data_hashes: dict[str, str], state: tuple[dict, dict], files: dict
+) -> None:
     scalars, arrays = state
     meta = {
+        "files": files,  # where the run writes, so that --resume alone continues it there
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "nncli_version": __version__,
@@ -97,7 +101,7 @@ def _parse_meta(path: Path, data: dict) -> dict:
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(f"{path}: checkpoint format version {version!r} is not supported by nncli {__version__}")
-    for key, kind in (("config", dict), ("trainer", dict), ("arrays", dict), ("data_sha256", dict)):
+    for key, kind in (("config", dict), ("trainer", dict), ("arrays", dict), ("data_sha256", dict), ("files", dict)):
         if not isinstance(data.get(key), kind):
             raise ModelFileError(f"{path}: checkpoint metadata lacks {key!r}")
     for name, entry in data["arrays"].items():
@@ -109,6 +113,8 @@ def _parse_meta(path: Path, data: dict) -> dict:
             or entry[1] not in DTYPES
         ):
             raise ModelFileError(f"{path}: checkpoint metadata describes array {name!r} wrongly")
+    if data.get("config_sha256") != config_hash(data["config"]):
+        raise ModelFileError(f"{path}: the checkpoint's config does not match its recorded hash (edited?)")
     return data
 
 
@@ -124,33 +130,96 @@ def differences(stored: dict, current: dict, prefix: tuple = ()) -> list[tuple[t
     return found
 
 
-def check_resumable(checkpoint: Checkpoint, resolved: dict, data_hashes: dict[str, str], next_epoch: int) -> None:
-    """Refuse to resume a checkpoint with a different config or changed data."""
-    changed = [d for d in differences(checkpoint.meta["config"], resolved) if d[0] not in MAY_CHANGE]
+def _comparable(config: dict, stored: dict) -> dict:
+    """A config as it will resolve, where that is knowable before reading data: `auto` layer
+    sizes and output activation, a drawn seed and the output are taken from the stored run."""
+    config = copy.deepcopy(config)
+    layers, stored_layers = config["model"]["layers"], stored["model"]["layers"]
+    if len(layers) == len(stored_layers):
+        config["model"]["layers"] = [s if size == "auto" else size for size, s in zip(layers, stored_layers)]
+    for section, key in (("model", "output_activation"), ("data", "target")):
+        if config[section][key] in ("auto", None):
+            config[section][key] = stored[section][key]
+    if config["seed"] is None:
+        config["seed"] = stored["seed"]
+    return config
+
+
+def _refuse(checkpoint: Checkpoint, changed: list) -> None:
+    changed = [d for d in changed if d[0] not in MAY_CHANGE]
     if changed:
         shown = "; ".join(f"{'.'.join(map(str, key))}: {a!r} in the checkpoint, {b!r} now" for key, a, b in changed[:4])
         more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
         raise ConfigError(
             f"{checkpoint.path}: cannot resume with a different config: {shown}{more}; only training.epochs may change"
         )
+
+
+def check_config_before_loading(checkpoint: Checkpoint, config) -> None:
+    """Name the keys that differ from the checkpoint's before any data is read (a changed
+    layer size or loss would otherwise surface as a confusing data error)."""
+    from nncli.config import resolve_path
+
+    stored = checkpoint.meta["config"]
+    current = _comparable(config.model_dump(mode="json"), stored)
+    for key in ("train", "validation"):
+        if current["data"][key] is not None:
+            current["data"][key] = os.path.abspath(resolve_path(config, f"data.{key}", current["data"][key]))
+    if current["model"]["init_from"] is not None:
+        current["model"]["init_from"] = os.path.abspath(resolve_path(config, "model.init_from", current["model"]["init_from"]))
+    _refuse(checkpoint, differences(stored, current))
+
+
+def check_resumable(checkpoint: Checkpoint, resolved: dict, data_hashes: dict[str, str], batches: int) -> None:
+    """Refuse to resume a checkpoint with a different config, changed data or too few epochs."""
+    _refuse(checkpoint, differences(checkpoint.meta["config"], resolved))
     for name, digest in checkpoint.meta["data_sha256"].items():
         if data_hashes.get(name) != digest:
-            raise ConfigError(f"{checkpoint.path}: the data file {name} has changed since the checkpoint; resuming would not reproduce the run")
+            raise ConfigError(f"{checkpoint.path}: {name} has changed since the checkpoint; resuming would not reproduce the run")
+    state = checkpoint.trainer_state
+    epoch, batch = state.get("epoch"), state.get("batch")
+    if type(epoch) is not int or type(batch) is not int or epoch < 1 or not 0 <= batch <= batches:
+        raise ModelFileError(f"{checkpoint.path}: checkpoint state is damaged (epoch {epoch!r}, batch {batch!r})")
+    done = epoch - 1 if batch == 0 else epoch  # an epoch begun must be finished
     epochs = resolved["training"]["epochs"]
-    if next_epoch - 1 > epochs:
-        raise ConfigError(
-            f"{checkpoint.path}: the checkpoint has already trained {next_epoch - 1} epochs; training.epochs is {epochs}"
-        )
+    if done > epochs:
+        raise ConfigError(f"{checkpoint.path}: the checkpoint has already trained {done} epochs; training.epochs is {epochs}")
 
 
 def restore(checkpoint: Checkpoint, trainer) -> None:
-    """Load a checkpoint's state into a trainer built from the same config."""
+    """Load a checkpoint's state into a trainer built from the same config, after checking
+    that the state is whole and fits (an edited checkpoint must fail here, not mid-run)."""
+    path, state, arrays = checkpoint.path, checkpoint.trainer_state, checkpoint.arrays
+
+    def damaged(what: str) -> ModelFileError:
+        return ModelFileError(f"{path}: checkpoint state is damaged ({what})")
+
     parameters = trainer.plan.network.parameters()
     for i, param in enumerate(parameters):
-        stored = checkpoint.arrays.get(f"param.{i}")
+        stored = arrays.get(f"param.{i}")
         if stored is None or stored.shape != param.shape or stored.dtype != param.dtype:
-            raise ModelFileError(f"{checkpoint.path}: checkpoint weights do not fit the network the config builds")
+            raise ModelFileError(f"{path}: checkpoint weights do not fit the network the config builds")
+        if not np.isfinite(stored).all():
+            raise damaged(f"weights param.{i} are not finite")
+    epoch, batch = state["epoch"], state["batch"]
+    n = len(trainer.plan.X)
+    if batch > 0:
+        order = arrays.get("order")
+        if order is None or order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+            raise damaged("the epoch's row order is missing or not a permutation of the training rows")
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != epoch - 1:
+        raise damaged(f"{len(history) if isinstance(history, list) else 'no'} history rows for {epoch - 1} finished epochs")
+    early = state.get("early_stopping")
+    if early is not None and early.get("best_epoch") is not None:
+        best = early["best_epoch"]
+        if type(best) is not int or not 1 <= best <= len(history) or "best.0" not in arrays:
+            raise damaged("early-stopping best epoch")
+    if state.get("optimizer", {}).get("name") != trainer.plan.optimizer.name:
+        raise damaged("optimizer")
+    if type(state.get("stopped_early")) is not bool:
+        raise damaged("stopped_early")
     try:
-        trainer.load_state(checkpoint.trainer_state, checkpoint.arrays)
+        trainer.load_state(state, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ModelFileError(f"{checkpoint.path}: checkpoint state is damaged ({type(exc).__name__}: {exc})") from None
+        raise damaged(f"{type(exc).__name__}: {exc}") from None

@@ -116,6 +116,7 @@ def train(
                 console.print(architecture_table(console, layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
                 if session.resumed is not None:
                     console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
+            first_epoch = trainer.epoch
             started = time.perf_counter()
             display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
             with display or contextlib.nullcontext():
@@ -137,39 +138,40 @@ def train(
             }
             print(json.dumps(document, indent=2, allow_nan=False))
         elif not quiet:
-            training_summary(console, files, model.metrics, run.metric_name, seconds)
+            training_summary(console, files, model.metrics, run.metric_name, seconds, first_epoch)
 
 
 def _preview_run(request, print_config: bool, as_json: bool) -> None:
-    """--print-config (no data read) and --dry-run (data read and checked, nothing trained)."""
+    """--print-config (no data read) and --dry-run (everything a run checks, nothing trained)."""
     import yaml
 
     from nncli.config import load_config
     from nncli.model import layer_table
-    from nncli.pipeline import prepare_training
+    from nncli.runner import open_session
 
-    if request.config is None:
-        from nncli.errors import UsageError
-
-        raise UsageError("--print-config and --dry-run need a CONFIG file")
-    overrides = list(request.overrides) + ([f"model.init_from={request.init_from}"] if request.init_from else [])
-    config = load_config(request.config, overrides)
     if print_config:
-        document = config.model_dump(mode="json")
+        if request.config is None:
+            from nncli.errors import UsageError
+
+            raise UsageError("--print-config needs a CONFIG file")
+        overrides = list(request.overrides) + ([f"model.init_from={request.init_from}"] if request.init_from else [])
+        document = load_config(request.config, overrides).model_dump(mode="json")
         print(json.dumps(document, indent=2) if as_json else yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="" if not as_json else "\n")
         return
-    run = prepare_training(config)
+    session = open_session(request)  # the same checks as a real run: config, data, files
+    run = session.run
     layers = layer_table(run.network)
     rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}
+    resolved = run.resolved_config()
     if as_json:
-        print(json.dumps({"config": run.resolved_config(), "architecture": layers, "features": run.features, "targets": run.targets, "classes": run.classes, "rows": rows}, indent=2))
+        print(json.dumps({"config": resolved, "architecture": layers, "features": run.features, "targets": run.targets, "classes": run.classes, "rows": rows}, indent=2))
         return
     from nncli.render import architecture_table, make_console
 
     console = make_console()
     console.print(architecture_table(console, layers, title=f"Network (untrained, {run.network.dtype.name}, seed {run.seed})"))
     console.print(f"rows: {rows['train']:,} train, {rows['validation']:,} validation; nothing trained, nothing written", markup=False)
-    console.print(yaml.safe_dump(run.resolved_config(), sort_keys=False, allow_unicode=True), markup=False, end="")
+    console.print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), markup=False, end="")
 
 
 @app.command()

@@ -205,15 +205,35 @@ def prepare_training(config: Config, output: Path | None = None) -> TrainingRun:
     reference = init_from = None
     if config.model.init_from is not None:
         init_from = resolve_path(config, "model.init_from", config.model.init_from)
+        if not init_from.exists():
+            raise config.error("model.init_from", f"{init_from}: model file not found (the model this run starts from)")
         reference = load_model(init_from)
         if reference.is_classification != config.is_classification:
             raise config.error("model.init_from", f"{init_from} is a {'classification' if reference.is_classification else 'regression'} model; the config's loss is {config.training.loss}")
     data = load_training_data(config, rngs[SPLIT], reference)
+    _check_monitors(config, data)
     sizes = _layer_sizes(config, data)
     network = build_network(config, sizes, rngs[INIT])
     if reference is not None:
         _copy_weights(config, init_from, reference.network, network)
     return TrainingRun(config=config, seed=seed, data=data, network=network, rngs=rngs, output=output, init_from=init_from)
+
+
+def _check_monitors(config: Config, data: TrainingData) -> None:
+    """A metric watched on validation data needs validation rows (R² needs two)."""
+    training = config.training
+    rows = 0 if data.validation is None else len(data.validation[0])
+    watched = [("training.early_stopping.monitor", training.early_stopping)]
+    if training.schedule.name == "reduce_on_plateau":
+        watched.append(("training.schedule.monitor", training.schedule))
+    for key, section in watched:
+        if section is not None and section.monitor.startswith("val_"):
+            needed = 2 if section.monitor == "val_r2" else 1
+            if rows < needed:
+                raise config.error(
+                    key, f"{section.monitor} needs validation data, but the split leaves {rows} validation row{'s' * (rows != 1)}; "
+                    "raise data.validation_split or give data.validation",
+                )
 
 
 def _copy_weights(config: Config, path: Path, source: MLP, target: MLP) -> None:

@@ -213,7 +213,9 @@ class TrainingDisplay(Reporter):
         return text
 
 
-def training_summary(console: Console, files: dict[str, str], metrics: dict, metric_name: str, seconds: float) -> None:
+def training_summary(
+    console: Console, files: dict[str, str], metrics: dict, metric_name: str, seconds: float, first_epoch: int = 1
+) -> None:
     label = metric_label(metric_name)
     parts = [
         f"train loss {number(metrics['train_loss'])}",
@@ -223,7 +225,10 @@ def training_summary(console: Console, files: dict[str, str], metrics: dict, met
         parts.append(f"val loss {number(metrics['val_loss'])}")
         parts.append(f"val {label} {metric_text(metric_name, metrics[f'val_{metric_name}'])}")
     epochs = metrics["epochs"]
-    console.print(f"Trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s", markup=False)
+    if first_epoch > 1:  # a resumed run
+        console.print(f"Trained epochs {first_epoch}–{epochs} in {seconds:.1f} s (resumed)", markup=False)
+    else:
+        console.print(f"Trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s", markup=False)
     if metrics["epoch"] != epochs or metrics.get("stopped_early"):
         why = "stopped early; " if metrics.get("stopped_early") else ""
         console.print(f"Early stopping: {why}the model holds the best epoch, {metrics['epoch']}", markup=False)

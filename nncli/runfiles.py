@@ -3,6 +3,7 @@ the resolved config — beside the model file, or together in a run folder (``--
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -51,12 +52,31 @@ class RunFiles:
     def all(self) -> list[Path]:
         return [path for f in fields(self) if (path := getattr(self, f.name)) is not None]
 
-    def refuse_overwrite(self) -> None:
+    def to_json(self) -> dict:
+        return {f.name: None if getattr(self, f.name) is None else str(Path(getattr(self, f.name)).absolute()) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunFiles":
+        return cls(**{f.name: None if data.get(f.name) is None else Path(data[f.name]) for f in fields(cls)})
+
+    def refuse_overwrite(self, allowed: list[Path] = ()) -> None:
         """Nothing is overwritten silently: an existing output needs --force (a device is no file)."""
-        existing = [p for p in self.all() if p.is_symlink() or p.is_file()]
+        allowed = {Path(p).absolute() for p in allowed}
+        existing = [p for p in self.all() if (p.is_symlink() or p.is_file()) and p.absolute() not in allowed]
         if existing:
             more = f" (and {len(existing) - 1} more file(s) of that run)" if len(existing) > 1 else ""
-            raise UsageError(f"{existing[0]} already exists{more}; pass --force to overwrite, or choose another --output/--run-dir")
+            if existing[0] == self.checkpoint:
+                hint = f"; continue that run with --resume {self.checkpoint}, or pass --force to start afresh"
+            else:
+                hint = "; pass --force to overwrite (extending a finished run replaces its model too), or choose another --output/--run-dir"
+            raise UsageError(f"{existing[0]} already exists{more}{hint}")
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporary files of this run's outputs left by a killed process (kill -9)."""
+        for path in self.all():
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
 
 def write_history(path: Path | None, history: list[dict]) -> None:

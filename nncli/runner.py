@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Iterator
 
 from nncli.atomic import check_writable
-from nncli.checkpoint import Checkpoint, check_resumable, file_hash, load_checkpoint, restore, save_checkpoint
+from nncli.checkpoint import (
+    Checkpoint,
+    check_config_before_loading,
+    check_resumable,
+    file_hash,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from nncli.config import Config, config_from_dict, load_config
 from nncli.config.source import ConfigSource
 from nncli.errors import InterruptedRun, UsageError
@@ -50,15 +58,19 @@ class Session:
         return self.run.config
 
     def data_hashes(self) -> dict[str, str]:
+        """SHA-256 of every file the run depends on: the CSVs it read and its init model."""
         if self._hashes is None:
-            self._hashes = {str(path.resolve()): file_hash(path) for path in self.run.data.files}
+            files = list(self.run.data.files) + ([self.run.init_from] if self.run.init_from else [])
+            self._hashes = {str(path.resolve()): file_hash(path) for path in files}
         return self._hashes
 
     def checkpoint(self, trainer: Trainer | None = None) -> Path | None:
         """Save the trainer's state (``trainer`` is the same object; the callback passes it)."""
         if self.files.checkpoint is None:
             return None
-        save_checkpoint(self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state())
+        save_checkpoint(
+            self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state(), self.files.to_json()
+        )
         return self.files.checkpoint
 
     def stop_on_signals(self):
@@ -74,7 +86,12 @@ class Session:
         except StopRequested:
             path = self.checkpoint()
             trainer = self.trainer
-            where = f"in epoch {trainer.epoch} (batch {trainer.batch} of {trainer.batches})" if trainer.batch else f"before epoch {trainer.epoch}"
+            if trainer.batch == 0:
+                where = f"before epoch {trainer.epoch}"
+            elif trainer.batch == trainer.batches:
+                where = f"at the end of epoch {trainer.epoch}"
+            else:
+                where = f"in epoch {trainer.epoch} (batch {trainer.batch} of {trainer.batches})"
             if path is None:
                 raise InterruptedRun(f"stopped {where}; no checkpoint (the model goes to a device)") from None
             raise InterruptedRun(f"stopped {where}; checkpoint saved to {path}; resume with: nncli train --resume {path}") from None
@@ -93,28 +110,45 @@ def open_session(request: TrainRequest) -> Session:
     overrides = list(request.overrides)
     if request.init_from is not None:
         overrides.append(f"model.init_from={request.init_from}")
-    resumed = None
     if request.resume is not None:
-        resumed = load_checkpoint(request.resume)
-        if request.config is not None:
-            config = load_config(request.config, overrides)
-        else:
-            config = config_from_dict(resumed.config, ConfigSource(request.resume), overrides)
-        name = Path(resumed.meta["config"].get("output") or request.resume).stem
-    else:
-        if request.config is None:
-            raise UsageError("give a CONFIG file to train from, or --resume CHECKPOINT")
-        config = load_config(request.config, overrides)
-        name = request.config.stem
-    files = _run_files(config, request, name)
-    if not (request.force or request.resume):
+        return _resume_session(request, overrides)
+    if request.config is None:
+        raise UsageError("give a CONFIG file to train from, or --resume CHECKPOINT")
+    config = load_config(request.config, overrides)
+    files = _run_files(config, request, request.config.stem)
+    if not request.force:
         files.refuse_overwrite()
+    files.remove_stale_temporaries()
+    run = prepare_training(config, files.model)
+    session = Session(run, run.trainer(), files)
+    session.data_hashes()  # of the data as read now, for the checkpoints to come
+    return session
+
+
+def _resume_session(request: TrainRequest, overrides: list[str]) -> Session:
+    checkpoint = load_checkpoint(request.resume)
+    stored = checkpoint.meta["config"]
+    if request.config is not None:
+        config = load_config(request.config, overrides)
+        if config.seed is None:  # a config that draws its seed: the run drew the stored one
+            config = load_config(request.config, [f"seed={stored['seed']}", *overrides])
+    else:
+        config = config_from_dict(checkpoint.config, ConfigSource(request.resume), overrides)
+    check_config_before_loading(checkpoint, config)  # name changed keys before any data is read
+    if request.output is None and request.run_dir is None:
+        files = RunFiles.from_json(checkpoint.meta["files"])  # where the interrupted run wrote
+        for path in files.all():
+            check_writable(path)
+    else:
+        files = _run_files(config, request, Path(stored.get("output") or request.resume).stem)
+    if not request.force:
+        files.refuse_overwrite(allowed=[request.resume])
+    files.remove_stale_temporaries()
     run = prepare_training(config, files.model)
     trainer = run.trainer()
-    session = Session(run, trainer, files, resumed)
-    if resumed is not None:
-        restore(resumed, trainer)
-        check_resumable(resumed, run.resolved_config(), session.data_hashes(), trainer.epoch)
+    session = Session(run, trainer, files, checkpoint)
+    check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
+    restore(checkpoint, trainer)
     return session
 
 

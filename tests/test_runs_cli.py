@@ -101,7 +101,7 @@ def test_dry_run_and_print_config_write_nothing(tmp_path):
     printed = run("train", CONFIGS / "digits.yaml", "--print-config", "--set", "training.epochs=7")
     config = yaml.safe_load(printed.stdout)
     assert config["training"]["epochs"] == 7 and config["training"]["optimizer"] == {"name": "sgd", "momentum": 0.0, "nesterov": False}
-    result = run("train", CONFIGS / "digits.yaml", "--dry-run", "--set", "model.layers=[3, 8, auto]")
+    result = run("train", CONFIGS / "digits.yaml", "--dry-run", "-o", tmp_path / "x.npz", "--set", "model.layers=[3, 8, auto]")
     assert result.returncode == 2 and "model.layers.0: declares 3 inputs" in result.stderr
 
 

@@ -107,14 +107,21 @@ def test_resume_refuses_a_changed_config_but_extends_epochs(tmp_path):
     checkpoint = tmp_path / "m.ckpt.npz"
     assert load_checkpoint(checkpoint).trainer_state["epoch"] == 5  # the final state, for extending
     with pytest.raises(ConfigError, match=r"cannot resume with a different config: training.learning_rate: 0.1 in the checkpoint, 0.2 now"):
-        open_session(TrainRequest(resume=checkpoint, overrides=["training.learning_rate=0.2"]))
-    longer = open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=6"]))
+        open_session(TrainRequest(resume=checkpoint, overrides=["training.learning_rate=0.2"], force=True))
+    for changed in ("model.layers.1=8", "training.loss=mse", "model.dtype=float64"):  # named before data is read
+        with pytest.raises(ConfigError, match=f"cannot resume with a different config: {changed.split('=')[0].rsplit('.', 1)[0] if changed[-1] == '8' else changed.split('=')[0]}"):
+            open_session(TrainRequest(resume=checkpoint, overrides=[changed], force=True))
+    from nncli.errors import UsageError
+
+    with pytest.raises(UsageError, match="already exists"):
+        open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=6"]))  # the finished run's model
+    longer = open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=6"], force=True))
     model = longer.train()
     assert [r["epoch"] for r in model.history] == [1, 2, 3, 4, 5, 6]
     straight = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=6"], output=str(tmp_path / "s.npz"))).train()
     assert all(x.tobytes() == y.tobytes() for x, y in zip(model.network.parameters(), straight.network.parameters()))
     with pytest.raises(ConfigError, match="already trained 6 epochs; training.epochs is 3"):
-        open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=3"]))
+        open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=3"], force=True))
 
 
 def test_resume_refuses_changed_data(tmp_path, write):
@@ -122,8 +129,8 @@ def test_resume_refuses_changed_data(tmp_path, write):
     config = write("c.yaml", "data: {train: d.csv}\ntraining: {epochs: 3, checkpoint_every: 1}\n")
     open_session(TrainRequest(config, output=str(tmp_path / "m.npz"))).train()
     data.write_text(data.read_text() + "99,1,x\n")
-    with pytest.raises(ConfigError, match="has changed since the checkpoint"):
-        open_session(TrainRequest(resume=tmp_path / "m.ckpt.npz", overrides=["training.epochs=4"]))
+    with pytest.raises(ConfigError, match=r"d\.csv has changed since the checkpoint"):
+        open_session(TrainRequest(resume=tmp_path / "m.ckpt.npz", overrides=["training.epochs=4"], force=True))
 
 
 def test_run_files_and_their_contents(tmp_path):
@@ -239,3 +246,88 @@ def test_resume_from_a_stop_between_epochs_is_bit_exact(tmp_path):
         first.train(StopAfterEpoch(first.trainer))
     resumed = open_session(TrainRequest(resume=tmp_path / "b.ckpt.npz")).train()
     assert all(x.tobytes() == y.tobytes() for x, y in zip(straight.network.parameters(), resumed.network.parameters()))
+
+
+def test_resume_alone_continues_in_the_runs_own_files(tmp_path):
+    first = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=3"], run_dir=tmp_path / "rd"))
+    with pytest.raises(InterruptedRun):
+        first.train(StopAt(first.trainer, 2, 3))
+    open_session(TrainRequest(resume=tmp_path / "rd" / "checkpoint.npz")).train()
+    assert sorted(p.name for p in (tmp_path / "rd").iterdir()) == ["config.yaml", "history.csv", "metrics.json", "model.npz"]
+
+
+def test_resume_with_a_seedless_config_uses_the_checkpoints_seed(tmp_path, write):
+    config = write("c.yaml", (CONFIGS / "iris.yaml").read_text().replace("seed: 0\n", "").replace("../datasets", str(DATASETS)))
+    first = open_session(TrainRequest(config, ["training.epochs=3"], output=str(tmp_path / "m.npz")))
+    with pytest.raises(InterruptedRun):
+        first.train(StopAt(first.trainer, 2, 1))
+    model = open_session(TrainRequest(config, ["training.epochs=3"], resume=tmp_path / "m.ckpt.npz")).train()
+    assert model.config["seed"] == first.run.seed
+
+
+def test_a_begun_epoch_cannot_be_cut_off_by_fewer_epochs(tmp_path):
+    first = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=5"], output=str(tmp_path / "m.npz")))
+    with pytest.raises(InterruptedRun):
+        first.train(StopAt(first.trainer, 3, 2))
+    with pytest.raises(ConfigError, match="already trained 3 epochs; training.epochs is 2"):
+        open_session(TrainRequest(resume=tmp_path / "m.ckpt.npz", overrides=["training.epochs=2"]))
+
+
+def test_data_is_hashed_when_read_not_at_the_first_checkpoint(tmp_path, write):
+    data = write("d.csv", "a,b,y\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(40)))
+    config = write("c.yaml", "data: {train: d.csv}\ntraining: {epochs: 3}\n")
+    session = open_session(TrainRequest(config, output=str(tmp_path / "m.npz")))
+    data.write_text(data.read_text().replace("0,0,x", "0,0,y", 1))  # edited while training runs
+
+    class Stop(Reporter):
+        def on_epoch_end(self, record):
+            session.trainer.stop_requested = True
+
+    with pytest.raises(InterruptedRun):
+        session.train(Stop())
+    with pytest.raises(ConfigError, match="has changed since the checkpoint"):
+        open_session(TrainRequest(resume=tmp_path / "m.ckpt.npz"))
+
+
+def test_edited_checkpoints_are_refused(tmp_path):
+    import io
+    import zipfile
+
+    first = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=3"], output=str(tmp_path / "m.npz")))
+    with pytest.raises(InterruptedRun):
+        first.train(StopAt(first.trainer, 2, 3))
+    original = tmp_path / "m.ckpt.npz"
+
+    def edited(change, name="e.ckpt.npz"):
+        target = tmp_path / name
+        with zipfile.ZipFile(original) as zin, zipfile.ZipFile(target, "w") as zout:
+            for info in zin.infolist():
+                data = zin.read(info)
+                if info.filename == "meta.npy":
+                    meta = json.loads(str(np.lib.format.read_array(io.BytesIO(data))))
+                    change(meta)
+                    buffer = io.BytesIO()
+                    np.lib.format.write_array(buffer, np.array(json.dumps(meta)))
+                    data = buffer.getvalue()
+                zout.writestr(info.filename, data)
+        return target
+
+    from nncli.checkpoint import config_hash
+    from nncli.errors import ModelFileError
+
+    cases = {
+        "recorded hash": lambda m: m["config"]["training"].update(learning_rate=0.5),
+        "epoch": lambda m: (m["trainer"].update(epoch=-5), m.update(config_sha256=config_hash(m["config"]))),
+        "batch": lambda m: m["trainer"].update(batch=999),
+        "history rows": lambda m: m["trainer"].update(history=m["trainer"]["history"][:0]),
+        "optimizer": lambda m: m["trainer"]["optimizer"].update(name="adam"),
+    }
+    for label, change in cases.items():
+        with pytest.raises((ModelFileError, ConfigError)):
+            open_session(TrainRequest(resume=edited(change, f"{label.replace(' ', '_')}.ckpt.npz"), output=str(tmp_path / f"{label}.npz")))
+
+
+def test_numeric_class_labels_in_class_weights(tmp_path):
+    run = _run(CONFIGS / "digits.yaml", "training.class_weights={3: 2.5}")
+    weights = run.trainer().plan.sample_weights
+    assert set(np.unique(weights)) == {1.0, 2.5}

@@ -111,6 +111,13 @@ def check_consistency(config: Config) -> None:
         raise config.error("training.class_weights", f"apply to classification only; {loss} is a regression loss")
     if data.validation is not None and "validation_split" in data.model_fields_set and data.validation_split > 0:
         raise config.error("data.validation_split", "give either a validation file or a validation_split, not both")
+    schedule = training.schedule
+    if schedule.name == "cosine" and schedule.min_lr > training.learning_rate:
+        raise config.error("training.schedule.min_lr", f"is above training.learning_rate ({training.learning_rate}); the rate would rise")
+    if schedule.name == "reduce_on_plateau" and schedule.min_lr > training.learning_rate:
+        raise config.error("training.schedule.min_lr", f"is above training.learning_rate ({training.learning_rate})")
+    if training.warmup_epochs >= training.epochs:
+        raise config.error("training.warmup_epochs", f"must be fewer than training.epochs ({training.epochs}), or the full rate is never reached")
     has_validation = data.validation is not None or data.validation_split > 0
     watched = [("training.early_stopping.monitor", training.early_stopping)]
     if training.schedule.name == "reduce_on_plateau":

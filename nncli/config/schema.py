@@ -47,6 +47,23 @@ def _layer_size(value: Any) -> Any:
 
 
 LayerSize = Annotated[Union[int, str], BeforeValidator(_layer_size)]
+
+
+def _class_weights(value: Any) -> Any:
+    """`balanced`, or {label: weight > 0}; labels may be written as numbers (`3: 2.0`)."""
+    if value is None or value == "balanced":
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("class_weights", "expected 'balanced' or a mapping {class label: weight}")
+    weights = {}
+    for label, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 or weight == float("inf"):
+            raise PydanticCustomError(
+                "class_weights", "the weight of class {label} must be a finite number > 0 (got {weight})",
+                {"label": repr(str(label)), "weight": repr(weight)},
+            )
+        weights[str(label)] = float(weight)
+    return weights
 Probability = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -192,7 +209,7 @@ class ModelConfig(Section):
 class TrainingConfig(Section):
     loss: LossName = "cross_entropy"
     huber_delta: float = Field(1.0, gt=0)
-    class_weights: Union[Literal["balanced"], dict[str, Annotated[float, Field(gt=0)]], None] = None
+    class_weights: Annotated[Union[str, dict[str, float], None], BeforeValidator(_class_weights)] = None
     optimizer: OptimizerConfig = Field(default_factory=lambda: SGDConfig(name="sgd"))
     learning_rate: float = Field(0.01, gt=0)
     weight_decay: float = Field(0.0, ge=0)
