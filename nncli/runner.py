@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from nncli.atomic import check_writable
+from nncli.atomic import check_writable, same_file
 from nncli.checkpoint import (
     Checkpoint,
     check_config_before_loading,
@@ -120,6 +120,7 @@ def open_session(request: TrainRequest) -> Session:
         files.refuse_overwrite()
     files.remove_stale_temporaries()
     run = prepare_training(config, files.model)
+    _refuse_inputs_as_outputs(files, run)
     session = Session(run, run.trainer(), files)
     session.data_hashes()  # of the data as read now, for the checkpoints to come
     return session
@@ -145,11 +146,21 @@ def _resume_session(request: TrainRequest, overrides: list[str]) -> Session:
         files.refuse_overwrite(allowed=[request.resume])
     files.remove_stale_temporaries()
     run = prepare_training(config, files.model)
+    _refuse_inputs_as_outputs(files, run)
     trainer = run.trainer()
     session = Session(run, trainer, files, checkpoint)
     check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
     restore(checkpoint, trainer)
     return session
+
+
+def _refuse_inputs_as_outputs(files: RunFiles, run: TrainingRun) -> None:
+    """--force overwrites a previous run's files, never the files this run reads."""
+    inputs = list(run.data.files) + ([run.init_from] if run.init_from else [])
+    for output in files.all():
+        for source in inputs:
+            if same_file(output, source):
+                raise UsageError(f"{output}: is an input of this run ({source}); write the run's files elsewhere")
 
 
 def _run_files(config: Config, request: TrainRequest, name: str) -> RunFiles:

@@ -133,3 +133,12 @@ def test_a_table_marks_the_best_epochs(tmp_path):
     rows = [line for line in result.stdout.splitlines() if line.strip()[:1].isdigit() and "%" in line]
     assert any(line.split()[0].endswith("*") for line in rows)
     assert "the model holds the best epoch" in result.stdout
+
+
+def test_force_never_overwrites_the_runs_own_inputs(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text((CONFIGS.parent / "datasets" / "iris.csv").read_text())
+    before = data.read_bytes()
+    result = run("train", CONFIGS / "iris.yaml", "--set", f"data.train={data}", "-o", data, "--force")
+    assert result.returncode == 2 and "is an input of this run" in result.stderr
+    assert data.read_bytes() == before
