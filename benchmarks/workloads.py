@@ -4,7 +4,6 @@ interleaved), plus what its table needs (work sizes, reference variant)."""
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -108,31 +107,17 @@ def numpy_loop(X, Y, sizes, batch, epochs=1, lr=0.01, seed=1) -> float:
     return time.perf_counter() - started
 
 
-def pytorch_epoch(X, Y, sizes, batch, lr=0.01):
+def pytorch_epoch(rows: int):
+    """PyTorch CPU on the same job, timed inside its own process (see peer_torch.py)."""
     try:
-        import torch
+        import torch  # noqa: F401  (only to know whether the peer can run)
     except ImportError:
         return None
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(Y.argmax(axis=1))
 
     def run():
-        started = time.perf_counter()
-        order = torch.randperm(len(Xt))
-        for start in range(0, len(Xt), batch):
-            rows = order[start : start + batch]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(Xt[rows]), yt[rows])
-            loss.backward()
-            optimizer.step()
-        return time.perf_counter() - started
+        result = subprocess.run([sys.executable, "-m", "benchmarks.peer_torch", str(rows)], cwd=ROOT,
+                                capture_output=True, text=True, check=True)
+        return float(result.stdout.strip().splitlines()[-1])
 
     return run
 
@@ -167,7 +152,7 @@ def training(rounds: int, rows: int = 60000) -> dict:
         "nncli": lambda: nncli_epochs(X, Y, sizes, batch),
         "NumPy loop": lambda: numpy_loop(X, Y, sizes, batch),
     }
-    for name, run in (("PyTorch CPU", pytorch_epoch(X, Y, sizes, batch)),
+    for name, run in (("PyTorch CPU", pytorch_epoch(rows)),
                       ("scikit-learn float32", sklearn_epoch(X, Y, sizes, batch, np.float32)),
                       ("scikit-learn float64", sklearn_epoch(X, Y, sizes, batch, np.float64))):
         if run is not None:
@@ -229,6 +214,10 @@ def scaling(rounds: int) -> dict:
     return {"title": "Scaling: one epoch of 784-w-w-10, batch 128", "table": table}
 
 
+def _discard(_result) -> None:
+    return None  # timed as a whole call
+
+
 def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray, fmt: str) -> None:
     with open(path, "w") as f:
         f.write(",".join([f"c{i}" for i in range(X.shape[1])] + ["label"]) + "\n")
@@ -248,19 +237,19 @@ def csv_ingestion(rounds: int, rows: int = 20000) -> dict:
     for label, (path, X, fmt) in files.items():
         _write_csv(path, X, rng.integers(0, 10, rows), fmt)
         variants = {
-            "numpy.loadtxt": lambda p=path: np.loadtxt(p, delimiter=",", skiprows=1) and None,
-            "nncli": lambda p=path: read_csv(p) and None,
+            "numpy.loadtxt": lambda p=path: _discard(np.loadtxt(p, delimiter=",", skiprows=1)),
+            "nncli": lambda p=path: _discard(read_csv(p)),
         }
         try:
             import polars as pl
 
-            variants["polars"] = lambda p=path: pl.read_csv(p).to_numpy() and None
+            variants["polars"] = lambda p=path: _discard(pl.read_csv(p).to_numpy())
         except ImportError:
             pass
         try:
             import pyarrow.csv as pacsv
 
-            variants["pyarrow"] = lambda p=path: pacsv.read_csv(p) and None
+            variants["pyarrow"] = lambda p=path: _discard(pacsv.read_csv(p))
         except ImportError:
             pass
         results[label] = {"times": interleave(variants, rounds), "megabytes": path.stat().st_size / 1e6}
@@ -278,12 +267,12 @@ def startup(rounds: int) -> dict:
     (folder / "one.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")
 
     def command(*args):
-        return lambda: subprocess.run([str(NNCLI), *map(str, args)], capture_output=True, check=True) and None
+        return lambda: _discard(subprocess.run([str(NNCLI), *map(str, args)], capture_output=True, check=True))
 
     variants = {
         "nncli --help": command("--help"),
         "nncli predict (1 row)": command("predict", folder / "m.npz", folder / "one.csv"),
-        "python -c pass": lambda: subprocess.run([sys.executable, "-c", "pass"], check=True) and None,
+        "python -c pass": lambda: _discard(subprocess.run([sys.executable, "-c", "pass"], check=True)),
     }
     return {"title": "Start-up: whole commands, wall time", "times": interleave(variants, rounds), "unit": "s"}
 
@@ -308,7 +297,6 @@ def streaming_predict(megabytes: int) -> dict:
             f.write(text)
     size = path.stat().st_size
     rows = sum(1 for _ in open(path, "rb")) - 1
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     proc = subprocess.Popen([str(NNCLI), "predict", str(folder / "digits.npz"), str(path)], stdout=subprocess.PIPE)
     proc.stdout.readline()  # header
@@ -316,10 +304,12 @@ def streaming_predict(megabytes: int) -> dict:
     first_row = time.perf_counter() - started
     for _ in proc.stdout:
         pass
-    proc.wait()
+    # wait4 reports this child's own peak memory (RUSAGE_CHILDREN would mix in earlier children).
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = usage.ru_maxrss  # KiB on Linux
     path.unlink()
     return {"title": f"Streaming predict: {size / 1e6:,.0f} MB digits-shaped CSV ({rows:,} rows) to a pipe",
             "seconds": seconds, "first_row_seconds": first_row, "rows": rows, "megabytes": size / 1e6,
-            "peak_rss_mb": max(peak, before) / 1024}
+            "peak_rss_mb": peak / 1024}
