@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from nncli.data import locate_bad_cell, parse_header, parse_rows, physical_lines
-from nncli.errors import DataError
+from nncli.errors import DataError, reading
 
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per chunk: ~10 MB of float64, output after milliseconds
 MAX_RECORD_BYTES = 1 << 20  # a quoted field longer than this is taken for an unclosed quote
@@ -80,14 +80,8 @@ class CsvStream:
             self._file: BinaryIO = sys.stdin.buffer
         else:
             self.name = str(source)
-            try:
+            with reading(source, DataError, "CSV file"):
                 self._file = open(source, "rb")
-            except FileNotFoundError:
-                raise DataError(f"{source}: file not found") from None
-            except IsADirectoryError:
-                raise DataError(f"{source}: is a folder; expected a CSV file") from None
-            except OSError as exc:
-                raise DataError(f"{source}: cannot read: {exc.strerror}") from None
         try:
             first = self._decode(self._file.readline())
             self.header = parse_header(first.removeprefix("\ufeff"), self.name)  # a byte-order mark is fine

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nncli.errors import DataError
+from nncli.errors import DataError, reading
 
 ENCODING = "utf-8-sig"  # accepts a byte-order mark (Excel writes one)
 
@@ -40,17 +40,13 @@ class CsvColumns:
 
 def read_header(path: Path) -> list[str]:
     """The column names of a CSV file, checked: present, unique, not empty."""
-    try:
+    with reading(path, DataError, "CSV file"):
         with open(path, "rb") as f:
-            first = f.readline(1 << 20).decode(ENCODING)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder; expected a CSV file") from None
+            raw = f.readline(1 << 20)
+    try:
+        first = raw.decode(ENCODING)
     except UnicodeDecodeError:
         raise DataError(f"{path}:1: not UTF-8 text; expected a CSV file with a header row") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_header(first, str(path))
 
 

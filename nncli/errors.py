@@ -6,6 +6,9 @@ column) and what was expected.  Anything else that escapes is a bug and keeps it
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run itself failed: divergence, I/O failure, a quality gate
 EXIT_USAGE = 2  # bad invocation, config, data or model file
@@ -60,3 +63,17 @@ class InterruptedRun(NncliError):
 
     exit_code = EXIT_INTERRUPTED
     label = "interrupted"
+
+
+@contextlib.contextmanager
+def reading(path, error: type[NncliError], what: str) -> Iterator[None]:
+    """Turn the operating system's complaints about reading ``path`` into one-line errors:
+    ``what`` names the file as the user knows it ("config file", "CSV file", "model file")."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; expected a {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None

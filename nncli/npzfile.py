@@ -17,6 +17,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from nncli.atomic import atomic_write
+from nncli.errors import reading
 
 MAX_META_BYTES = 64 << 20
 MAX_ARRAY_ELEMENTS = 1 << 30  # 4 GiB of float32: far beyond any network nncli trains
@@ -84,15 +85,9 @@ def _refuse_constant(name: str):
 
 
 def _check_signature(path: Path, kind: str, error: type[Exception]) -> None:
-    try:
+    with reading(path, error, kind):
         with open(path, "rb") as f:
             head = f.read(8)
-    except FileNotFoundError:
-        raise error(f"{path}: {kind} not found") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a folder; expected an .npz {kind}") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read {kind}: {exc.strerror}") from None
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return
     if not head:

@@ -56,7 +56,7 @@ def test_bad_csv_names_file_row_column_and_value(write, text, expected):
 def test_binary_and_missing_files(write, tmp_path):
     assert "binary data" in _error(write("b.csv", b"PK\x03\x04\x00\x00\x01"))
     assert "not UTF-8" in _error(write("c.csv", b"\xff\xfe\xfa,b\n1,2\n"))
-    assert _error(tmp_path / "none.csv") == f"{tmp_path / 'none.csv'}: file not found"
+    assert _error(tmp_path / "none.csv") == f"{tmp_path / 'none.csv'}: CSV file not found"
     assert "is a folder" in _error(tmp_path)
 
 

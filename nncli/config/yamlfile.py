@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from nncli.config.source import ConfigSource
-from nncli.errors import ConfigError
+from nncli.errors import ConfigError, reading
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NODES = 100_000  # after expanding YAML aliases: stops "billion laughs" files
@@ -20,18 +20,14 @@ NAME_SHORTHANDS = {  # `init: he` means `init: {name: he}`
 
 
 def read_text(path: Path) -> str:
-    try:
+    with reading(path, ConfigError, "config file"):
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: config file is larger than {MAX_CONFIG_BYTES >> 20} MiB")
-        return path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; expected a YAML config file") from None
+        data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected YAML") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
 
 
 class _ConfigLoader(yaml.SafeLoader):
