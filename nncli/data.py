@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from nncli.errors import DataError, reading
+from nncli.fastcsv import read_numeric
 
 ENCODING = "utf-8-sig"  # accepts a byte-order mark (Excel writes one)
 
@@ -85,10 +86,23 @@ def parse_header(first: str, name: str) -> list[str]:
 def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
     """Parse a whole CSV file: every column numeric and finite, except ``text_columns``."""
     header = read_header(path)
-    values, text_values = parse_rows(path, header, str(path), text_columns)
+    text_columns = list(text_columns)
+    fast = read_numeric(path, header, text_columns) if _worth_the_fast_path(path) else None
+    values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns)
     if values.shape[0] == 0:
         raise DataError(f"{path}: has a header but no data rows")
     return CsvColumns(path, header, values, text_values)
+
+
+FAST_PATH_BYTES = 8 << 20  # below this, importing polars (~0.2 s) costs more than it saves
+
+
+def _worth_the_fast_path(path: Path) -> bool:
+    """Big enough to gain, and no byte-order mark (polars would fold it into a column name)."""
+    if path.stat().st_size < FAST_PATH_BYTES:
+        return False
+    with open(path, "rb") as f:
+        return not f.read(3).startswith(b"\xef\xbb\xbf")
 
 
 def parse_rows(

@@ -46,7 +46,11 @@ def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
         ("a;b;c\n1;2;3\n", ":1: the header is a single column containing semicolons"),
     ],
 )
-def test_bad_csv_names_file_row_column_and_value(write, text, expected):
+@pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
+def test_bad_csv_names_file_row_column_and_value(write, text, expected, fast, monkeypatch):
+    """Every message is the same whether or not the file is big enough for the polars path."""
+    if fast:
+        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
     path = write("bad.csv", text)
     message = _error(path)
     assert message.startswith(str(path)), message
@@ -97,3 +101,24 @@ def test_split_is_seeded_and_disjoint():
     np.testing.assert_array_equal(val, val2)
     _, val3 = split_indices(10, 0.3, np.random.default_rng(0), shuffle=False)
     np.testing.assert_array_equal(val3, [0, 1, 2])
+
+
+def test_the_fast_path_reads_exactly_what_numpy_reads(write, monkeypatch):
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-500, 500, (3000, 5))
+    floats = rng.standard_normal((3000, 3)) * 10.0 ** rng.integers(-8, 8, (3000, 3))
+    labels = rng.choice(["cat", "dog", '"quoted, label"'], 3000)
+    lines = ["i0,i1,i2,i3,i4,f0,f1,f2,label"] + [
+        ",".join([*map(str, i), *map(repr, f.tolist()), lab]) for i, f, lab in zip(ints, floats, labels)
+    ]
+    path = write("big.csv", "\n".join(lines) + "\n")
+    slow = read_csv(path, ["label"])
+    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+    from nncli import fastcsv
+
+    assert fastcsv.read_numeric(path, slow.header, ["label"]) is not None  # the fast path did run
+    fast = read_csv(path, ["label"])
+    numeric = [n for n in slow.header if n != "label"]
+    np.testing.assert_array_equal(fast.columns(numeric), slow.columns(numeric))
+    decode = lambda table: [table.text_values["label"][int(c)] for c in table.column("label")]  # noqa: E731
+    assert decode(fast) == decode(slow)
