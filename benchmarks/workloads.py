@@ -302,7 +302,7 @@ def streaming_predict(megabytes: int) -> dict:
     proc.stdout.readline()  # header
     proc.stdout.readline()  # first prediction
     first_row = time.perf_counter() - started
-    for _ in proc.stdout:
+    while proc.stdout.read(1 << 20):  # drain in blocks: the reader must not be the bottleneck
         pass
     # wait4 reports this child's own peak memory (RUSAGE_CHILDREN would mix in earlier children).
     _, _, usage = os.wait4(proc.pid, 0)

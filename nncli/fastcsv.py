@@ -34,7 +34,13 @@ def read_numeric(path: Path, header: list[str], text_columns: list[str]) -> tupl
         )
     except Exception:  # any refusal by polars: the exact parser decides and explains
         return None
-    if frame.columns != header:
+    return numeric_frame(frame, header, text_columns)
+
+
+def numeric_frame(frame, header: list[str], text_columns: list[str]) -> tuple[np.ndarray, dict[str, list[str]]] | None:
+    """A polars frame as (float64 values with text columns as codes, text values), or None when
+    it is not the clean numeric table the fast path promises (the exact parser then decides)."""
+    if frame.columns != header or frame.height == 0:
         return None
     numeric = [name for name in header if name not in text_columns]
     schema = frame.schema  # built anew on every access: fetch it once
@@ -44,8 +50,9 @@ def read_numeric(path: Path, header: list[str], text_columns: list[str]) -> tupl
         return None  # empty cells or blank lines: let the exact parser name them
     if text_columns:
         values = np.empty((frame.height, len(header)), dtype=np.float64)
-        positions = [header.index(name) for name in numeric]
-        values[:, positions] = frame.select(numeric).to_numpy()
+        if numeric:
+            positions = [header.index(name) for name in numeric]
+            values[:, positions] = frame.select(numeric).to_numpy()
     else:
         values = frame.to_numpy().astype(np.float64, copy=False)  # one conversion, not one per column
     text_values: dict[str, list[str]] = {}
