@@ -154,7 +154,9 @@ def _preview_run(request, print_config: bool, as_json: bool) -> None:
             from nncli.errors import UsageError
 
             raise UsageError("--print-config needs a CONFIG file")
-        overrides = list(request.overrides) + ([f"model.init_from={request.init_from}"] if request.init_from else [])
+        from nncli.runner import init_from_override
+
+        overrides = list(request.overrides) + ([init_from_override(request.init_from)] if request.init_from else [])
         document = load_config(request.config, overrides).model_dump(mode="json")
         print(json.dumps(document, indent=2) if as_json else yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="" if not as_json else "\n")
         return

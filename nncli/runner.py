@@ -9,6 +9,7 @@ batch, save a checkpoint" — a second signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ from nncli.modelfile import save_model
 from nncli.pipeline import TrainingRun, output_path, prepare_training
 from nncli.runfiles import RunFiles, write_config, write_history, write_json
 from nncli.training import Reporter, StopRequested, Trainer
+
+
+def init_from_override(path: str) -> tuple[str, str]:
+    """--init-from PATH as a config override: the path quoted (a file named `yes` stays a
+    string), and errors naming --init-from."""
+    return f"model.init_from={json.dumps(str(path))}", f"--init-from {path}"
 
 
 @dataclass
@@ -109,7 +116,7 @@ class Session:
 def open_session(request: TrainRequest) -> Session:
     overrides = list(request.overrides)
     if request.init_from is not None:
-        overrides.append(f"model.init_from={request.init_from}")
+        overrides.append(init_from_override(request.init_from))
     if request.resume is not None:
         return _resume_session(request, overrides)
     if request.config is None:

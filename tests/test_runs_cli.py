@@ -142,3 +142,9 @@ def test_force_never_overwrites_the_runs_own_inputs(tmp_path):
     result = run("train", CONFIGS / "iris.yaml", "--set", f"data.train={data}", "-o", data, "--force")
     assert result.returncode == 2 and "is an input of this run" in result.stderr
     assert data.read_bytes() == before
+
+
+def test_init_from_errors_name_the_option(tmp_path):
+    result = run("train", CONFIGS / "digits.yaml", "--init-from", tmp_path / "missing.npz", "-o", tmp_path / "m.npz")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"nncli: error: --init-from {tmp_path / 'missing.npz'}: model.init_from: ")

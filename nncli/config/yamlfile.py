@@ -157,8 +157,10 @@ def _check_nodes(root: yaml.Node, source: ConfigSource) -> None:
     walk(root, ())
 
 
-def apply_override(raw: dict, override: str, source: ConfigSource) -> None:
-    flag = f"--set {override}"
+def apply_override(raw: dict, override: str | tuple[str, str], source: ConfigSource) -> None:
+    """Apply ``key=value`` to the parsed config; a (key=value, flag) pair names the command-line
+    option it came from in error messages (`--init-from X` rather than `--set …`)."""
+    override, flag = override if isinstance(override, tuple) else (override, f"--set {override}")
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"{flag}: expected KEY=VALUE, e.g. --set training.epochs=5")
