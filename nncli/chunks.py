@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from nncli.data import locate_bad_cell, parse_header, parse_rows, physical_lines
+from nncli.data import locate_bad_cell, parse_header, parse_rows, split_lines
 from nncli.fastcsv import numeric_frame
 from nncli.errors import DataError, reading
 
@@ -35,13 +35,13 @@ class Chunk:
     def records(self) -> list[str]:
         """The chunk's records (a quoted field may make one span lines)."""
         if self._records is None:
-            self._records = _split_lines(self.source)
+            self._records = split_lines(self.source)
         return self._records
 
     @property
     def lines(self) -> list[str]:
         """The chunk's physical lines (a quoted field may span several)."""
-        return list(physical_lines(self.records))
+        return split_lines(self.source)
 
     def line_of_row(self, row: int) -> int:
         """The file line on which data row ``row`` of this chunk starts (blank lines skipped)."""
@@ -139,7 +139,7 @@ class CsvStream:
                 source = self._decode(block, line_number)
             parsed = None if records is not None else _parse_plain(block, self.header, text_columns)
             if parsed is None:
-                lines = records if records is not None else _split_lines(source)
+                lines = records if records is not None else split_lines(source)
                 parsed = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)
             yield Chunk(parsed[0], parsed[1], source, line_number, records)
             line_number += source.count("\n")
@@ -153,7 +153,7 @@ class CsvStream:
         unterminated quote, reported with the line where it began.
         """
         records, pending, inside, started = [], "", False, 0
-        lines = iter(_split_lines(text))
+        lines = iter(split_lines(text))
         line_number = first_line - 1
         while True:
             line = next(lines, None)
@@ -180,16 +180,6 @@ class CsvStream:
         if inside:
             raise DataError(f"{self.name}:{started}: a quoted field opened here is never closed")
         return records
-
-
-def _split_lines(text: str) -> list[str]:
-    """Lines with their endings; only "\n" ends a line (not form feeds and the like)."""
-    lines = text.split("\n")
-    last = lines.pop()
-    lines = [line + "\n" for line in lines]
-    if last:
-        lines.append(last)
-    return lines
 
 
 def _parse_plain(block: bytes, header: list[str], text_columns: list[str]):

@@ -146,34 +146,18 @@ def _preview_run(request, print_config: bool, as_json: bool) -> None:
     import yaml
 
     from nncli.config import load_config
-    from nncli.model import layer_table
-    from nncli.runner import open_session
+    from nncli.errors import UsageError
+    from nncli.runner import init_from_override, open_session
 
     if print_config:
         if request.config is None:
-            from nncli.errors import UsageError
-
             raise UsageError("--print-config needs a CONFIG file")
-        from nncli.runner import init_from_override
-
         overrides = list(request.overrides) + ([init_from_override(request.init_from)] if request.init_from else [])
         document = load_config(request.config, overrides).model_dump(mode="json")
         print(json.dumps(document, indent=2) if as_json else yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="" if not as_json else "\n")
         return
     session = open_session(request)  # the same checks as a real run: config, data, files
-    run = session.run
-    layers = layer_table(run.network)
-    rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}
-    resolved = run.resolved_config()
-    if as_json:
-        print(json.dumps({"config": resolved, "architecture": layers, "features": run.features, "targets": run.targets, "classes": run.classes, "rows": rows}, indent=2))
-        return
-    from nncli.render import architecture_table, make_console
-
-    console = make_console()
-    console.print(architecture_table(console, layers, title=f"Network (untrained, {run.network.dtype.name}, seed {run.seed})"))
-    console.print(f"rows: {rows['train']:,} train, {rows['validation']:,} validation; nothing trained, nothing written", markup=False)
-    console.print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), markup=False, end="")
+    _show_untrained(session.run, "Network", as_json, with_config=True)
 
 
 @app.command()
@@ -334,11 +318,10 @@ def inspect(
         if overrides:
             raise UsageError("--set applies to a config, not to a model file")
         from nncli import inspection
-        from nncli.modelfile import load_model, read_meta
+        from nncli.modelfile import read_model
         from nncli.render import make_console, model_summary, weight_matrix
 
-        trained = load_model(target)
-        meta = read_meta(target)
+        trained, meta = read_model(target)
         n_layers = len(trained.network.weights)
         if layer is not None and layer > n_layers:
             raise UsageError(f"--layer {layer}: {target} has {n_layers} layer{'s' * (n_layers != 1)}")
@@ -390,11 +373,16 @@ def _looks_like_config(path: Path) -> bool:
 
 def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
     from nncli.config import load_config
-    from nncli.model import layer_table
     from nncli.pipeline import prepare_training
-    from nncli.render import architecture_table, make_console
 
     run = prepare_training(load_config(path, overrides))
+    _show_untrained(run, f"Network {path} would build", as_json)
+
+
+def _show_untrained(run, title: str, as_json: bool, with_config: bool = False) -> None:
+    """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
+    from nncli.model import layer_table
+
     layers = layer_table(run.network)
     rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}
     if as_json:
@@ -402,11 +390,18 @@ def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
                     "targets": run.targets, "classes": run.classes, "rows": rows}
         print(json.dumps(document, indent=2, allow_nan=False))
         return
+    from nncli.render import architecture_table, make_console
+
     console = make_console()
-    console.print(architecture_table(console, layers, title=f"Network {path} would build (untrained, {run.network.dtype.name}, seed {run.seed})"))
+    console.print(architecture_table(console, layers, title=f"{title} (untrained, {run.network.dtype.name}, seed {run.seed})"))
     console.print(f"features: {len(run.features)}  targets: {', '.join(run.targets)}"
                   + (f"  classes: {len(run.classes)}" if run.classes else "")
                   + f"  rows: {rows['train']:,} train, {rows['validation']:,} validation", markup=False)
+    if with_config:
+        import yaml
+
+        console.print("nothing trained, nothing written; the config as it would run:", markup=False)
+        console.print(yaml.safe_dump(run.resolved_config(), sort_keys=False, allow_unicode=True), markup=False, end="")
 
 
 def main() -> None:

@@ -127,7 +127,7 @@ def parse_rows(
     }
 
     def failure(fallback: str) -> DataError:
-        lines = lines_after_header(source) if isinstance(source, Path) else physical_lines(source)
+        lines = lines_after_header(source) if isinstance(source, Path) else split_lines("".join(source))
         return locate_bad_cell(lines, header, name, text_columns, first_line) or DataError(f"{name}: {fallback}")
 
     try:
@@ -154,15 +154,15 @@ def parse_rows(
     return values, {column: list(table) for column, table in codes.items()}
 
 
-def physical_lines(records: Iterable[str]) -> Iterator[str]:
-    """Records (which may hold a quoted field spanning lines) back into lines, so that the csv
-    module's line count is the file's. Only "\n" ends a line (not form feeds and the like)."""
-    for record in records:
-        parts = record.split("\n")
-        for part in parts[:-1]:
-            yield part + "\n"
-        if parts[-1]:
-            yield parts[-1]
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, so that the csv module's line count is the file's (a quoted
+    field may span lines). Only "\n" ends a line (not form feeds and the like)."""
+    lines = text.split("\n")
+    last = lines.pop()
+    lines = [line + "\n" for line in lines]
+    if last:
+        lines.append(last)
+    return lines
 
 
 def lines_after_header(path: Path) -> Iterator[str]:

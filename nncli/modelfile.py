@@ -106,6 +106,11 @@ def save_model(path: Path, model: TrainedModel) -> None:
 
 
 def load_model(path: Path) -> TrainedModel:
+    return read_model(path)[0]
+
+
+def read_model(path: Path) -> tuple[TrainedModel, ModelMeta]:
+    """The model and its validated metadata (versions, date), from one read of the file."""
     path = Path(path)
     meta, arrays = _read_archive(path)
     sizes = meta.layers
@@ -118,7 +123,7 @@ def load_model(path: Path) -> TrainedModel:
         network = MLP(weights, biases, meta.activations)
     except ValueError as exc:
         raise ModelFileError(f"{path}: inconsistent network: {exc}") from None
-    return TrainedModel(
+    model = TrainedModel(
         network=network,
         loss=meta.loss,
         features=meta.features,
@@ -130,10 +135,7 @@ def load_model(path: Path) -> TrainedModel:
         history=meta.history,
         metrics=meta.metrics,
     )
-
-
-def read_meta(path: Path) -> ModelMeta:
-    return _read_archive(Path(path))[0]
+    return model, meta
 
 
 def _read_archive(path: Path) -> tuple[ModelMeta, dict[str, np.ndarray]]:

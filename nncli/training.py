@@ -173,7 +173,7 @@ class Trainer:
         fold_rate = plan.clip_norm is None and optimizer.absorbs_learning_rate
         size = plan.batch_size
         while self.batch < self.batches:
-            if self.stop_requested:  # asked before this batch began: stop at a clean boundary
+            if self.stop_requested:  # asked during the last batch: stop at this clean boundary
                 self.epoch_seconds += time.perf_counter() - started
                 raise StopRequested()
             rows = self.order[self.batch * size : (self.batch + 1) * size]
@@ -196,9 +196,6 @@ class Trainer:
             self.running.update(output, Y_batch)
             self.batch += 1
             reporter.on_batch(self.epoch, self.batch)
-            if self.stop_requested:
-                self.epoch_seconds += time.perf_counter() - started
-                raise StopRequested()
         self.epoch_seconds += time.perf_counter() - started
         self._end_epoch(reporter)
 

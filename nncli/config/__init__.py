@@ -118,16 +118,13 @@ def check_consistency(config: Config) -> None:
         raise config.error("training.schedule.min_lr", f"is above training.learning_rate ({training.learning_rate})")
     if training.warmup_epochs >= training.epochs:
         raise config.error("training.warmup_epochs", f"must be fewer than training.epochs ({training.epochs}), or the full rate is never reached")
-    has_validation = data.validation is not None or data.validation_split > 0
     watched = [("training.early_stopping.monitor", training.early_stopping)]
     if training.schedule.name == "reduce_on_plateau":
         watched.append(("training.schedule.monitor", training.schedule))
     for key, section in watched:
         if section is None:
             continue
-        monitor = section.monitor
-        if monitor.startswith("val_") and not has_validation:
-            raise config.error(key, f"{monitor} needs validation data (data.validation_split > 0 or data.validation)")
+        monitor = section.monitor  # whether there are validation rows to watch is checked with the data
         if monitor.endswith("_accuracy") and not classification:
             raise config.error(key, f"{monitor} is for classification; regression reports {monitor.replace('accuracy', 'r2')}")
         if monitor.endswith("_r2") and classification:

@@ -56,17 +56,13 @@ class Step(Schedule):
         return self.base_rate * self.gamma ** ((epoch - 1) // self.step_size)
 
 
-class Exponential(Schedule):
-    """Multiply by ``gamma`` every epoch."""
+class Exponential(Step):
+    """Multiply by ``gamma`` every epoch (a step schedule with steps of one epoch)."""
 
     name = "exponential"
 
     def __init__(self, base_rate, epochs, warmup_epochs=0, gamma: float = 0.95):
-        super().__init__(base_rate, epochs, warmup_epochs)
-        self.gamma = gamma
-
-    def _rate(self, epoch):
-        return self.base_rate * self.gamma ** (epoch - 1)
+        super().__init__(base_rate, epochs, warmup_epochs, step_size=1, gamma=gamma)
 
 
 class Cosine(Schedule):
