@@ -67,8 +67,10 @@ class RunFiles:
             more = f" (and {len(existing) - 1} more file(s) of that run)" if len(existing) > 1 else ""
             if existing[0] == self.checkpoint:
                 hint = f"; continue that run with --resume {self.checkpoint}, or pass --force to start afresh"
+            elif allowed:  # resuming: the run's model exists, so the run had finished
+                hint = "; extending a finished run replaces its model: pass --force, or choose another --output/--run-dir"
             else:
-                hint = "; pass --force to overwrite (extending a finished run replaces its model too), or choose another --output/--run-dir"
+                hint = "; pass --force to overwrite, or choose another --output/--run-dir"
             raise UsageError(f"{existing[0]} already exists{more}{hint}")
 
     def remove_stale_temporaries(self) -> None:
