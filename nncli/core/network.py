@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from nncli.core.activations import Activation, get_activation
+from nncli.core.blas import add_transposed_product
 from nncli.core.init import get_initialiser
 from nncli.core.losses import Loss, output_delta
 
@@ -138,10 +139,11 @@ class MLP:
     def backward(self, output_delta: Array, *, descend: bool = False) -> None:
         """Fill the gradient buffers from dL/dz of the output layer (after ``forward(keep=True)``).
 
-        ``descend=True`` also subtracts each layer's gradient from its parameters as soon as it
-        is computed (plain gradient descent with the rate already in ``output_delta``): the
-        gradient is then still in cache, which saves a pass over memory per layer. The layer's
-        upstream gradient is computed first, from the weights as they were.
+        ``descend=True`` instead subtracts each layer's gradient from its parameters as soon as
+        it is computed (plain gradient descent with the rate already in ``output_delta``): the
+        weight gradient is added into ``W`` by the matrix product itself (see core/blas.py)
+        and the weight-gradient buffers are left untouched. The layer's upstream gradient is
+        computed first, from the weights as they were.
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a preceding forward(X, keep=True)")
@@ -150,16 +152,17 @@ class MLP:
         for layer in range(len(self.weights) - 1, -1, -1):
             W, b = self.weights[layer], self.biases[layer]
             gW, gb = self.weight_grads[layer], self.bias_grads[layer]
-            np.matmul(inputs[layer].T, delta, out=gW)
             if gb is not None:
                 np.add.reduce(delta, axis=0, out=gb)  # the ufunc itself: no Python wrapper per batch
             upstream = None
             if layer > 0:  # the input layer needs no gradient
                 upstream = np.matmul(delta, W.T, out=self._buffers(len(delta)).upstream[layer - 1])
             if descend:
-                W -= gW
+                add_transposed_product(W, inputs[layer], delta, -1.0)  # W -= Xᵀ·δ in the GEMM itself
                 if b is not None:
                     b -= gb
+            else:
+                np.matmul(inputs[layer].T, delta, out=gW)
             if upstream is not None:
                 if masks[layer - 1] is not None:
                     upstream *= masks[layer - 1]
