@@ -7,7 +7,6 @@ handed on before the next is read, so output starts long before a large input ha
 
 from __future__ import annotations
 
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from nncli.data import locate_bad_cell, parse_header, parse_rows, split_lines
-from nncli.fastcsv import numeric_frame
 from nncli.errors import DataError, reading
+from nncli.fastcsv import BlockParser
 
 CHUNK_BYTES = 2 << 20  # 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak
 MAX_RECORD_BYTES = 1 << 20  # a quoted field longer than this is taken for an unclosed quote
@@ -124,6 +123,7 @@ class CsvStream:
         parser, whose errors name the exact line, column and value.
         """
         text_columns = list(text_columns)
+        fast = BlockParser(self.header, text_columns)
         line_number = 2
         while True:
             block = self._file.read(self.chunk_bytes)
@@ -137,7 +137,7 @@ class CsvStream:
                 source = "".join(records)
             else:
                 source = self._decode(block, line_number)
-            parsed = None if records is not None else _parse_plain(block, self.header, text_columns)
+            parsed = None if records is not None else fast.parse(block)
             if parsed is None:
                 lines = records if records is not None else split_lines(source)
                 parsed = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)
@@ -180,27 +180,6 @@ class CsvStream:
         if inside:
             raise DataError(f"{self.name}:{started}: a quoted field opened here is never closed")
         return records
-
-
-def _parse_plain(block: bytes, header: list[str], text_columns: list[str]):
-    """polars' parse of a block with no quotes, or None when anything is unusual."""
-    try:
-        import polars as pl
-    except ImportError:  # pragma: no cover - a dependency; NumPy's parser still works
-        return None
-    try:
-        frame = pl.read_csv(
-            io.BytesIO(block),
-            has_header=False,
-            new_columns=header,
-            schema_overrides={name: pl.String for name in text_columns},
-            infer_schema_length=100,
-            truncate_ragged_lines=False,
-            raise_if_empty=False,
-        )
-    except Exception:
-        return None
-    return numeric_frame(frame, header, text_columns)
 
 
 def _inside_quotes_after(line: str, inside: bool) -> bool:

@@ -47,10 +47,15 @@ def check_columns(model: TrainedModel, stream: CsvStream, keep: list[str]) -> No
 def chunk_features(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_columns: list[str]) -> np.ndarray:
     """The model's features, in the model's order, as float64."""
     header = stream.header
-    X = chunk.values[:, [header.index(name) for name in model.features]]
-    for j, name in enumerate(model.features):
-        if name in text_columns:  # a feature also passed through with --keep was read as text
-            X[:, j] = chunk.numbers(header, name, stream.name, text_columns)
+    position = {name: i for i, name in enumerate(header)}  # header.index per feature is quadratic
+    columns = [position[name] for name in model.features]
+    as_text = [(j, name) for j, name in enumerate(model.features) if name in text_columns]
+    first = columns[0]
+    if not as_text and columns == list(range(first, first + len(columns))):
+        return chunk.values[:, first : first + len(columns)]  # a view: no copy of the chunk
+    X = chunk.values[:, columns]
+    for j, name in as_text:  # a feature also passed through with --keep was read as text
+        X[:, j] = chunk.numbers(header, name, stream.name, text_columns)
     return X
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from nncli.data import Scaler, class_order, read_csv, split_indices
+from nncli.chunks import CsvStream
+from nncli.data import Scaler, class_order, parse_rows, read_csv, read_header, split_indices
 from nncli.errors import DataError
 
 
@@ -122,3 +123,48 @@ def test_the_fast_path_reads_exactly_what_numpy_reads(write, monkeypatch):
     np.testing.assert_array_equal(fast.columns(numeric), slow.columns(numeric))
     decode = lambda table: [table.text_values["label"][int(c)] for c in table.column("label")]  # noqa: E731
     assert decode(fast) == decode(slow)
+
+
+def _numpy_read(path):
+    return parse_rows(path, read_header(path), str(path))[0]
+
+
+def test_the_fast_path_widens_its_types_when_later_rows_outgrow_the_sample(write, monkeypatch):
+    """The first 100 rows decide the column types; a bigger integer, a fraction or an odd but
+    valid spelling further down makes polars refuse them, and the read is redone wider."""
+    rows = [f"{i % 7},{i},{i % 3}" for i in range(300)]
+    rows[250] = "3000000000,-2147483649,2.5"
+    rows[260] = " 7,+8,1e3"
+    rows[270] = "007,-0,.5"
+    path = write("grow.csv", "a,b,c\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+    from nncli import fastcsv
+
+    fast = fastcsv.read_numeric(path, ["a", "b", "c"], [])
+    assert fast is not None  # polars read it, on the second, wider attempt
+    np.testing.assert_array_equal(fast[0], _numpy_read(path))
+    np.testing.assert_array_equal(read_csv(path).values, _numpy_read(path))
+
+
+def test_stream_blocks_reuse_the_first_blocks_types_and_widen_once(write):
+    import polars as pl
+
+    from nncli.fastcsv import BlockParser
+
+    parser = BlockParser(["a", "b"], [])
+    first = parser.parse(b"".join(f"{i},{i % 5}\n".encode() for i in range(200)))
+    assert first is not None and parser.types == {"a": pl.Int32, "b": pl.Int32}
+    np.testing.assert_array_equal(first[0][:3], [[0, 0], [1, 1], [2, 2]])
+    later = parser.parse(b"1,2\n5000000000,3\n4,0.25\n")
+    np.testing.assert_array_equal(later[0], [[1, 2], [5e9, 3], [4, 0.25]])
+    assert parser.types == {"a": pl.Float64, "b": pl.Float64}  # widened for the rest of the stream
+    assert parser.parse(b"1,x\n") is None  # the exact parser's turn, to name the bad cell
+    assert parser.parse(b"6,7\n")[0].tolist() == [[6, 7]]
+
+
+def test_a_stream_reads_what_a_whole_read_reads_when_types_change_between_blocks(write):
+    rows = [f"{i},{i % 9}" for i in range(3000)] + [f"{i}.5,{2**40 + i}" for i in range(3000)]
+    path = write("s.csv", "a,b\n" + "\n".join(rows) + "\n")
+    with CsvStream(path, chunk_bytes=4096) as stream:
+        values = np.concatenate([chunk.values for chunk in stream.chunks()])
+    np.testing.assert_array_equal(values, _numpy_read(path))
