@@ -125,9 +125,11 @@ def column_types(sample, header: list[str], text_columns: list[str]) -> dict | N
     return types
 
 
-def numeric_frame(frame, header: list[str], text_columns: list[str]) -> tuple[np.ndarray, dict[str, list[str]]] | None:
+def numeric_frame(frame, header: list[str], text_columns: list[str]) -> Parsed | None:
     """A polars frame as (float64 values with text columns as codes, text values), or None when
     it is not the clean numeric table the fast path promises (the exact parser then decides)."""
+    import polars as pl
+
     if frame.columns != header or frame.height == 0:
         return None
     text = set(text_columns)
@@ -145,9 +147,12 @@ def numeric_frame(frame, header: list[str], text_columns: list[str]) -> tuple[np
         values = frame.to_numpy().astype(np.float64, copy=False)  # one conversion, not one per column
     text_values: dict[str, list[str]] = {}
     for name in text_columns:
-        distinct, codes = np.unique(frame.get_column(name).to_numpy().astype(str), return_inverse=True)
-        text_values[name] = distinct.tolist()
-        values[:, header.index(name)] = codes
+        # Distinct values in order of first appearance and each cell's index among them, as
+        # NumPy's parser numbers them (so an error names the same first unknown label).
+        column = frame.get_column(name)
+        distinct = column.unique(maintain_order=True)
+        text_values[name] = distinct.to_list()
+        values[:, header.index(name)] = column.cast(pl.Enum(distinct)).to_physical().to_numpy()
     if any(schema[name].is_float() for name in numeric) and not np.isfinite(values).all():
         return None  # integers are always finite; a float column may hold nan or inf
     return values, text_values
