@@ -57,3 +57,12 @@ def tiny_config(write, tiny_csv):
         output: out/tiny.npz
         """,
     )
+
+
+@pytest.fixture(params=["numpy", "polars"])
+def block_parser(request, monkeypatch):
+    """Run a streaming test twice: small blocks through NumPy's parser (as in real use), and
+    through polars too, as a big file's blocks are (results and messages must not differ)."""
+    if request.param == "polars":
+        monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)
+    return request.param

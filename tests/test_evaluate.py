@@ -42,7 +42,7 @@ def _labelled(write, name="t.csv"):
     return write(name, "a,b,c,y\n" + "".join(f"{x},{y}\n" for x, y in ROWS))
 
 
-def test_classification_metrics_by_hand(pick_model, write):
+def test_classification_metrics_by_hand(pick_model, write, block_parser):
     model, _ = pick_model
     with CsvStream(_labelled(write), chunk_bytes=16) as stream:  # several chunks
         report = evaluate_csv(model, stream)

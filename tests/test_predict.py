@@ -128,7 +128,7 @@ def test_header_only_input_gives_header_only_output(tmp_path, write):
     assert result.exit_code == 0 and result.stdout == "prediction\n"
 
 
-def test_chunks_report_the_right_line_across_chunk_boundaries(write):
+def test_chunks_report_the_right_line_across_chunk_boundaries(write, block_parser):
     rows = "".join(f"{i},{i * 2}\n" for i in range(1000))
     path = write("c.csv", "a,b\n" + rows + "7,oops\n" + rows)
     with CsvStream(path, chunk_bytes=100) as stream:
@@ -139,7 +139,7 @@ def test_chunks_report_the_right_line_across_chunk_boundaries(write):
     assert 900 < seen <= 1000  # the chunks before the bad one were delivered
 
 
-def test_chunked_values_equal_a_whole_read(write):
+def test_chunked_values_equal_a_whole_read(write, block_parser):
     path = write("c.csv", "a,b,t\n" + "".join(f"{i}.5,{-i},\"x,{i % 3}\"\n" for i in range(500)))
     with CsvStream(path, chunk_bytes=64) as stream:
         parts = [(c.values[:, :2], c.text_column(stream.header, "t")) for c in stream.chunks(["t"])]

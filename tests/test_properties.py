@@ -2,6 +2,7 @@
 result or an NncliError (a one-line message) — never another exception, never a hang."""
 
 import tempfile
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,8 @@ def test_csv_reader(content):
                 assert np.isfinite(chunk.values).all()
 
     _only_results_or_nncli_errors(stream)
+    with mock.patch("nncli.chunks.POLARS_FROM_BYTES", 0):  # the same 32-byte blocks through polars
+        _only_results_or_nncli_errors(stream)
 
 
 @SETTINGS
