@@ -212,9 +212,11 @@ class Trainer:
             )
         X_buffer, Y_buffer, w_buffer = self._batch_buffers
         m = len(rows)
-        X = plan.X.take(rows, axis=0, out=X_buffer[:m])
-        Y = plan.Y.take(rows, axis=0, out=Y_buffer[:m])
-        w = None if w_buffer is None else plan.sample_weights.take(rows, out=w_buffer[:m])
+        # The rows come from a permutation of range(n), so no index can be out of range; with
+        # mode="clip" NumPy also skips the temporary it otherwise fills before copying to `out`.
+        X = plan.X.take(rows, axis=0, out=X_buffer[:m], mode="clip")
+        Y = plan.Y.take(rows, axis=0, out=Y_buffer[:m], mode="clip")
+        w = None if w_buffer is None else plan.sample_weights.take(rows, out=w_buffer[:m], mode="clip")
         return X, Y, w
 
     def _end_epoch(self, reporter: Reporter) -> None:
