@@ -14,7 +14,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from nncli.data import locate_bad_cell, parse_header, parse_rows, split_lines
+from nncli.data import as_number, locate_bad_cell, parse_header, parse_rows, split_lines
 from nncli.errors import DataError, reading
 from nncli.fastcsv import BlockParser
 
@@ -61,10 +61,7 @@ class Chunk:
 
     def numbers(self, header: list[str], name: str, source: str, text_columns: list[str]) -> np.ndarray:
         """A column read as text (it may hold anything elsewhere) that must here be finite numbers."""
-        try:
-            distinct = np.array([float(cell) for cell in self.text[name]], dtype=np.float64)
-        except ValueError:
-            distinct = np.array([np.nan])
+        distinct = np.array([as_number(cell) for cell in self.text[name]], dtype=np.float64)
         if not np.isfinite(distinct).all():
             others = [column for column in text_columns if column != name]
             raise locate_bad_cell(self.lines, header, source, others, self.first_line) or DataError(

@@ -140,6 +140,7 @@ def parse_rows(
                 dtype=np.float64,
                 ndmin=2,
                 quotechar='"',
+                comments=None,  # "#" is data: a label "C#" is not "C", a row "#1,2" is not dropped
                 encoding=ENCODING,
                 converters=converters or None,
             )
@@ -207,6 +208,13 @@ def locate_bad_cell(
 
 # What NumPy's parser reads as a number (Python's float() also takes `1_000` and non-ASCII digits).
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def as_number(cell: str) -> float:
+    """A cell as NumPy's parser reads it, or NaN when that parser would refuse it (Python's
+    float() also takes "1_000" and "infinity")."""
+    text = cell.strip()
+    return float(text) if _NUMBER.fullmatch(text) else math.nan
 
 
 def _cell_problem(cell: str) -> str | None:

@@ -45,6 +45,9 @@ def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
         ("a,a\n1,2\n", ":1: column name 'a' appears twice (columns 1 and 2)"),
         ("a,,c\n1,2,3\n", ":1: column 2 has no name"),
         ("a;b;c\n1;2;3\n", ":1: the header is a single column containing semicolons"),
+        ("a,b\n1,2\n3,4#x\n", ":3: column 'b': '4#x' is not a number"),  # "#" starts no comment
+        ("a,b\n1,2\n#3,4\n", ":3: column 'a': '#3' is not a number"),
+        ("a,b\n1,2\n3,1_000\n", ":3: column 'b': '1_000' is not a number"),
     ],
 )
 @pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
@@ -174,3 +177,20 @@ def test_a_stream_reads_what_a_whole_read_reads_when_types_change_between_blocks
     whole, text = parse_rows(path, ["a", "b", "t"], str(path), ["t"])
     np.testing.assert_array_equal(values, whole[:, :2])
     assert sum((chunk.text_column(["a", "b", "t"], "t") for chunk in chunks), []) == [r.split(",")[2] for r in rows]
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
+def test_a_hash_is_text_not_a_comment(write, fast, monkeypatch):
+    if fast:
+        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+    path = write("h.csv", "x,label\n1,C#\n2,C\n3,D # minor\n")
+    table = read_csv(path, ["label"])
+    assert [table.text_values["label"][int(c)] for c in table.column("label")] == ["C#", "C", "D # minor"]
+
+
+def test_as_number_reads_what_numpys_parser_reads():
+    from nncli.data import as_number
+
+    assert as_number(" 7 ") == 7 and as_number("+1e3") == 1000 and as_number(".5") == 0.5
+    for refused in ["1_000", "0x1A", "4#x", "", "seven"]:
+        assert np.isnan(as_number(refused)), refused

@@ -91,6 +91,14 @@ def test_keep_columns_stdin_and_string_labels(write, tmp_path):
     assert [line.rsplit(",", 1)[1] for line in lines[1:]] == [model.classes[i] for i in expected.argmax(axis=1)]
 
 
+def test_a_kept_feature_is_read_by_the_same_rules_as_any_feature(tmp_path, write):
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
+    data = write("k.csv", "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6_9,3.1,5.4,2.3\n")
+    for keep in ([], ["--keep", "sepal_length"]):
+        result = invoke("predict", path, data, *keep)
+        assert result.exit_code == 2 and "k.csv:3: column 'sepal_length': '6_9' is not a number" in result.stderr, keep
+
+
 def test_output_file_is_written_atomically(tmp_path):
     _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1")
     out = tmp_path / "preds" / "p.csv"
