@@ -202,6 +202,8 @@ def locate_bad_cell(
     except UnicodeDecodeError as exc:
         return DataError(f"{name}: not UTF-8 text (byte {exc.start}); expected a CSV file")
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):  # the csv module's wording
+            return DataError(f"{name}:{line + 1}: a carriage return (\\r) inside a row; lines must end with \\n or \\r\\n")
         return DataError(f"{name}:{line + 1}: malformed CSV ({exc})")
     return None
 

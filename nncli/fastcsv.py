@@ -13,6 +13,7 @@ more than NumPy's entire parse of that block.
 from __future__ import annotations
 
 import io
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,39 @@ def read_numeric(path: Path, header: list[str], text_columns: list[str]) -> Pars
     types = column_types(sample, header, text_columns)
     if types is None:
         return None
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            ends = line_ends(data)
+    except (OSError, ValueError):
+        return None
+    if ends is None:
+        return None
     parsed, _ = _read_typed(path, types, header, text_columns, has_header=True)
+    if parsed is not None and ends == "crlf":
+        parsed = _as_text_mode(parsed)
     return parsed
+
+
+def line_ends(data) -> str | None:
+    """"lf" or "crlf" — or None when a carriage return stands alone, which NumPy's parser
+    refuses ("new-line character seen in unquoted field") and polars would take as data."""
+    if data.find(b"\r") < 0:  # memchr speed: the usual LF file costs one quick scan
+        return "lf"
+    buffer = np.frombuffer(data, np.uint8)
+    returns = np.flatnonzero(buffer == 13)
+    followed = returns[-1] + 1 < len(buffer) and bool((buffer[returns + 1] == 10).all())
+    del buffer  # (a view of an mmap must go before the mmap closes)
+    return "crlf" if followed else None
+
+
+def _as_text_mode(parsed: Parsed) -> Parsed | None:
+    """Text cells as NumPy's parser reads a CRLF file (in text mode, so a quoted field's CRLF
+    is LF), or None when that would merge two distinct values (the exact parser decides)."""
+    values, text_values = parsed
+    normalised = {name: [value.replace("\r\n", "\n") for value in distinct] for name, distinct in text_values.items()}
+    if any(len(set(distinct)) != len(distinct) for distinct in normalised.values()):
+        return None
+    return values, normalised
 
 
 class BlockParser:
@@ -60,7 +92,7 @@ class BlockParser:
 
     def parse(self, block: bytes) -> Parsed | None:
         pl = _polars()
-        if pl is None:
+        if pl is None or line_ends(block) is None:
             return None
         if self.types is not None:
             parsed, types = _read_typed(block, self.types, self.header, self.text_columns, has_header=False)

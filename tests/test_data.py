@@ -48,6 +48,7 @@ def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
         ("a,b\n1,2\n3,4#x\n", ":3: column 'b': '4#x' is not a number"),  # "#" starts no comment
         ("a,b\n1,2\n#3,4\n", ":3: column 'a': '#3' is not a number"),
         ("a,b\n1,2\n3,1_000\n", ":3: column 'b': '1_000' is not a number"),
+        ("a,b\n1,2\n3\r,4\n", ":3: a carriage return (\\r) inside a row; lines must end with \\n or \\r\\n"),
     ],
 )
 @pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
@@ -194,3 +195,24 @@ def test_as_number_reads_what_numpys_parser_reads():
     assert as_number(" 7 ") == 7 and as_number("+1e3") == 1000 and as_number(".5") == 0.5
     for refused in ["1_000", "0x1A", "4#x", "", "seven"]:
         assert np.isnan(as_number(refused)), refused
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
+def test_a_crlf_file_reads_a_quoted_line_break_as_numpys_parser_does(write, fast, monkeypatch):
+    if fast:
+        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+    path = write("w.csv", b'x,label\r\n1,"two\r\nlines"\r\n2,plain\r\n3,"two\r\nlines"\r\n')
+    table = read_csv(path, ["label"])
+    if fast:
+        from nncli import fastcsv
+
+        assert fastcsv.read_numeric(path, ["x", "label"], ["label"]) is not None  # polars did read it
+    assert table.text_values["label"] == ["two\nlines", "plain"]
+    np.testing.assert_array_equal(table.column("label"), [0, 1, 0])
+
+
+def test_line_ends():
+    from nncli.fastcsv import line_ends
+
+    assert line_ends(b"a\n1\n") == "lf" and line_ends(b"a\r\n1\r\n") == "crlf"
+    assert line_ends(b"a\r\n1\r") is None and line_ends(b"a\n1\r,2\n") is None
