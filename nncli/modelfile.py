@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from nncli import __version__
 from nncli.npzfile import MAX_ARRAY_ELEMENTS, read_archive, write_archive
 from nncli.core.activations import ACTIVATIONS
+from nncli.core.blas import fused_available
 from nncli.core.losses import LOSSES
 from nncli.core.network import MLP
 from nncli.data import Scaler
@@ -70,6 +71,9 @@ def blas_info() -> dict:
         info.update(name=blas.get("name"), version=blas.get("version"), configuration=blas.get("openblas configuration"))
     except Exception:  # older NumPy (< 1.26) has no dict form; the versions above still identify it
         pass
+    # Whether plain SGD's update ran inside the GEMM (core/blas.py): for batches larger than
+    # the BLAS's K-block it rounds differently from the NumPy route (NNCLI_BLAS=numpy).
+    info["fused_update"] = fused_available()
     return info
 
 

@@ -80,6 +80,21 @@ def test_an_output_overlapping_an_input_is_not_handed_to_blas():
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="do not fit"):
         add_transposed_product(np.zeros((3, 2)), np.zeros((4, 3)), np.zeros((5, 2)), -1.0)
+    with pytest.raises(ValueError, match="needs matrices"):
+        add_transposed_product(np.zeros((3, 2)), np.zeros((4, 3)), np.zeros((4, 2, 1)), -1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batches_beyond_one_gemm_block_agree_to_rounding(dtype):
+    """A batch longer than the GEMM's k-block is added into C block by block: the same sums,
+    rounded at other points (so only closeness is promised there, not the same bits)."""
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((2000, 64)).astype(dtype), rng.standard_normal((2000, 32)).astype(dtype)
+    C = rng.standard_normal((64, 32)).astype(dtype)
+    expected = C.astype(np.float64) - A.astype(np.float64).T @ B.astype(np.float64)
+    add_transposed_product(C, A, B, -1.0)
+    tolerance = 1e-3 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(C, expected, rtol=tolerance, atol=tolerance)
 
 
 def test_nncli_blas_numpy_switches_the_fused_path_off(monkeypatch):
