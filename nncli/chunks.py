@@ -7,6 +7,9 @@ handed on before the next is read, so output starts long before a large input ha
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +17,15 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from nncli import data
 from nncli.data import as_number, locate_bad_cell, parse_header, parse_rows, split_lines
 from nncli.errors import DataError, reading
 from nncli.fastcsv import BlockParser
 
 CHUNK_BYTES = 2 << 20  # 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak
-# Smaller blocks (a whole small file, or the tail of a big one) go to NumPy's parser: it takes
-# a few milliseconds for them, while importing polars takes ≈ 0.1 s.
+# Polars parses the blocks of inputs over data.FAST_PATH_BYTES (by file size, or for a pipe
+# once that much has passed), except blocks under this size (the tail of a file), which
+# NumPy parses in a few milliseconds.
 POLARS_FROM_BYTES = 256 << 10
 MAX_RECORD_BYTES = 1 << 20  # a quoted field longer than this is taken for an unclosed quote
 
@@ -97,6 +102,14 @@ class CsvStream:
             self.__exit__()
             raise
 
+    def _size(self) -> int | None:
+        """The input's size in bytes when it is a regular file (stdin may be one), else None."""
+        try:
+            info = os.fstat(self._file.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
+
     def __enter__(self) -> "CsvStream":
         return self
 
@@ -117,27 +130,30 @@ class CsvStream:
     def chunks(self, text_columns: Iterable[str] = ()) -> Iterator[Chunk]:
         """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers.
 
-        The file is read in blocks of whole lines. A block without quotes goes to polars'
-        parser when it is installed and the block is plain; anything it does not take cleanly
-        (and every block with quotes, which may hold a field spanning lines) goes to NumPy's
-        parser, whose errors name the exact line, column and value.
+        The file is read in blocks of whole lines. In an input big enough for polars to pay
+        for its import, a block without quotes goes to polars' parser; anything it does not
+        take cleanly (and every block with quotes, which may hold a field spanning lines) goes
+        to NumPy's parser, whose errors name the exact line, column and value.
         """
         text_columns = list(text_columns)
         fast = BlockParser(self.header, text_columns)
         line_number = 2
+        size, passed = self._size(), 0  # a pipe's size is unknown: count what has passed instead
         while True:
             block = self._file.read(self.chunk_bytes)
             if not block:
                 return
             if not block.endswith(b"\n"):
                 block += self._file.readline()  # whole lines only
+            passed += len(block)
             records = None
             if b'"' in block:
                 records = self._quoted_records(self._decode(block, line_number), line_number)
                 source = "".join(records)
             else:
                 source = self._decode(block, line_number)
-            parsed = fast.parse(block) if records is None and len(block) >= POLARS_FROM_BYTES else None
+            polars_pays = (passed if size is None else size) >= data.FAST_PATH_BYTES and len(block) >= POLARS_FROM_BYTES
+            parsed = fast.parse(block) if records is None and polars_pays else None
             if parsed is None:
                 lines = records if records is not None else split_lines(source)
                 parsed = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)

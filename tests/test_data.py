@@ -168,7 +168,8 @@ def test_stream_blocks_reuse_the_first_blocks_types_and_widen_once(write):
 
 
 def test_a_stream_reads_what_a_whole_read_reads_when_types_change_between_blocks(write, monkeypatch):
-    monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)  # small blocks through polars too
+    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)  # a small file's small blocks through polars too
+    monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)
     names = ["dog", "cat", "éclair", "日本", "Zebra", "7"]
     rows = [f"{i},{i % 9},{names[i % 6]}" for i in range(3000)] + [f"{i}.5,{2**40 + i},{names[i % 5]}" for i in range(3000)]
     path = write("s.csv", "a,b,t\n" + "\n".join(rows) + "\n")
@@ -216,3 +217,34 @@ def test_line_ends():
 
     assert line_ends(b"a\n1\n") == "lf" and line_ends(b"a\r\n1\r\n") == "crlf"
     assert line_ends(b"a\r\n1\r") is None and line_ends(b"a\n1\r,2\n") is None
+
+
+def test_streams_use_polars_only_for_big_inputs(write, monkeypatch):
+    """By the file's size; for a pipe, once that much has passed."""
+    import io
+    import sys
+    from types import SimpleNamespace
+
+    from nncli.fastcsv import BlockParser
+
+    text = "a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(8000))
+    path = write("s.csv", text)
+    monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)
+    calls = []
+    parse = BlockParser.parse
+    monkeypatch.setattr(BlockParser, "parse", lambda self, block: calls.append(len(block)) or parse(self, block))
+
+    def blocks_through_polars(source) -> int:
+        calls.clear()
+        with CsvStream(source, chunk_bytes=4096) as stream:
+            rows = sum(len(chunk.values) for chunk in stream.chunks())
+        assert rows == 8000
+        return len(calls)
+
+    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", len(text) + 1)
+    assert blocks_through_polars(path) == 0  # a file below the threshold: NumPy all along
+    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", len(text) // 2)
+    every = blocks_through_polars(path)
+    assert every > 10  # above it: every block
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(text.encode())))
+    assert 0 < blocks_through_polars("-") < every  # a pipe: the blocks after the first half

@@ -62,7 +62,7 @@ def test_csv_reader(content):
                 assert np.isfinite(chunk.values).all()
 
     _only_results_or_nncli_errors(stream)
-    with mock.patch("nncli.chunks.POLARS_FROM_BYTES", 0):  # the same 32-byte blocks through polars
+    with mock.patch("nncli.chunks.POLARS_FROM_BYTES", 0), mock.patch("nncli.data.FAST_PATH_BYTES", 0):  # through polars
         _only_results_or_nncli_errors(stream)
 
 
