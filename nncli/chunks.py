@@ -187,6 +187,8 @@ class CsvStream:
             if not inside:
                 started = line_number
             inside = _inside_quotes_after(line, inside)
+            if inside and line.endswith("\r\n"):
+                line = line[:-2] + "\n"  # a line break inside a field reads as "\n", as in a whole-file read
             pending += line
             if not inside:
                 records.append(pending)

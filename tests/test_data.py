@@ -210,6 +210,9 @@ def test_a_crlf_file_reads_a_quoted_line_break_as_numpys_parser_does(write, fast
         assert fastcsv.read_numeric(path, ["x", "label"], ["label"]) is not None  # polars did read it
     assert table.text_values["label"] == ["two\nlines", "plain"]
     np.testing.assert_array_equal(table.column("label"), [0, 1, 0])
+    with CsvStream(path, chunk_bytes=16) as stream:  # predict and evaluate read it the same way
+        assert sum((chunk.text_column(stream.header, "label") for chunk in stream.chunks(["label"])), []) == [
+            "two\nlines", "plain", "two\nlines"]
 
 
 def test_line_ends():
