@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from nncli import data
-from nncli.data import as_number, locate_bad_cell, parse_header, parse_rows, split_lines
+from nncli.data import as_number, check_line_ends, locate_bad_cell, parse_header, parse_rows, split_lines
 from nncli.errors import DataError, reading
 from nncli.fastcsv import BlockParser
 
@@ -146,6 +146,7 @@ class CsvStream:
             if not block.endswith(b"\n"):
                 block += self._file.readline()  # whole lines only
             passed += len(block)
+            check_line_ends(block, self.name, line_number)  # a lone "\r" means the same in every reader
             records = None
             if b'"' in block:
                 records = self._quoted_records(self._decode(block, line_number), line_number)

@@ -13,7 +13,6 @@ more than NumPy's entire parse of that block.
 from __future__ import annotations
 
 import io
-import mmap
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,11 @@ def _polars():
     return pl
 
 
-def read_numeric(path: Path, header: list[str], text_columns: list[str]) -> Parsed | None:
-    """(values, text values) as :func:`nncli.data.parse_rows` returns them, or None."""
+def read_numeric(path: Path, header: list[str], text_columns: list[str], crlf: bool = False) -> Parsed | None:
+    """(values, text values) as :func:`nncli.data.parse_rows` returns them, or None.
+
+    ``crlf``: the file's lines end in CRLF (see :func:`nncli.data.check_line_ends`, which has
+    already refused any other carriage return)."""
     pl = _polars()
     if pl is None:
         return None
@@ -48,29 +50,10 @@ def read_numeric(path: Path, header: list[str], text_columns: list[str]) -> Pars
     types = column_types(sample, header, text_columns)
     if types is None:
         return None
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            ends = line_ends(data)
-    except (OSError, ValueError):
-        return None
-    if ends is None:
-        return None
     parsed, _ = _read_typed(path, types, header, text_columns, has_header=True)
-    if parsed is not None and ends == "crlf":
+    if parsed is not None and crlf:
         parsed = _as_text_mode(parsed)
     return parsed
-
-
-def line_ends(data) -> str | None:
-    """"lf" or "crlf" — or None when a carriage return stands alone, which NumPy's parser
-    refuses ("new-line character seen in unquoted field") and polars would take as data."""
-    if data.find(b"\r") < 0:  # memchr speed: the usual LF file costs one quick scan
-        return "lf"
-    buffer = np.frombuffer(data, np.uint8)
-    returns = np.flatnonzero(buffer == 13)
-    followed = returns[-1] + 1 < len(buffer) and bool((buffer[returns + 1] == 10).all())
-    del buffer  # (a view of an mmap must go before the mmap closes)
-    return "crlf" if followed else None
 
 
 def _as_text_mode(parsed: Parsed) -> Parsed | None:
@@ -84,7 +67,8 @@ def _as_text_mode(parsed: Parsed) -> Parsed | None:
 
 
 class BlockParser:
-    """polars for the plain blocks of one stream, with the types of its first block."""
+    """polars for the plain blocks of one stream, with the types of its first block (blocks
+    whose carriage returns the stream has checked, see :func:`nncli.data.check_line_ends`)."""
 
     def __init__(self, header: list[str], text_columns: list[str]):
         self.header, self.text_columns = header, text_columns
@@ -92,7 +76,7 @@ class BlockParser:
 
     def parse(self, block: bytes) -> Parsed | None:
         pl = _polars()
-        if pl is None or line_ends(block) is None:
+        if pl is None:
             return None
         if self.types is not None:
             parsed, types = _read_typed(block, self.types, self.header, self.text_columns, has_header=False)

@@ -62,7 +62,7 @@ class ModelMeta(BaseModel):
     metrics: dict = Field(default_factory=dict)
 
 
-def blas_info() -> dict:
+def blas_info(dtype=np.float32) -> dict:
     """The BLAS NumPy uses and the thread settings in force: results are bit-identical only
     for the same machine, BLAS and thread count, so the model file records them."""
     info: dict = {"threads": {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS_")}}
@@ -71,9 +71,10 @@ def blas_info() -> dict:
         info.update(name=blas.get("name"), version=blas.get("version"), configuration=blas.get("openblas configuration"))
     except Exception:  # older NumPy (< 1.26) has no dict form; the versions above still identify it
         pass
-    # Whether plain SGD's update ran inside the GEMM (core/blas.py): for batches larger than
-    # the BLAS's K-block it rounds differently from the NumPy route (NNCLI_BLAS=numpy).
-    info["fused_update"] = fused_available()
+    # Whether plain SGD could update weights inside the GEMM (core/blas.py) — it does for
+    # matrices of FUSE_FROM_ELEMENTS weights and more; beyond one GEMM k-block of rows per batch
+    # that rounds differently from the NumPy route (NNCLI_BLAS=numpy).
+    info["fused_update_available"] = fused_available(dtype)
     return info
 
 
@@ -85,7 +86,7 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "nncli_version": __version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
-        "blas": blas_info(),
+        "blas": blas_info(network.dtype),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "layers": network.sizes,
         "activations": network.activation_names,

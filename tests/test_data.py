@@ -48,7 +48,11 @@ def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
         ("a,b\n1,2\n3,4#x\n", ":3: column 'b': '4#x' is not a number"),  # "#" starts no comment
         ("a,b\n1,2\n#3,4\n", ":3: column 'a': '#3' is not a number"),
         ("a,b\n1,2\n3,1_000\n", ":3: column 'b': '1_000' is not a number"),
-        ("a,b\n1,2\n3\r,4\n", ":3: a carriage return (\\r) inside a row; lines must end with \\n or \\r\\n"),
+        ("a,b\n1,2\n3\r,4\n", ":3: a carriage return (\\r) without a line feed after it; lines must end"),
+        ("a,b\n1,2\r3,4\n5,6\n", ":2: a carriage return (\\r) without a line feed after it"),
+        ("a,b\r\n1,2\r\r\n3,4\r\n", ":2: a carriage return (\\r) without a line feed after it"),
+        ('a,b\n1,2\n3,"x\ry"\n', ":3: a carriage return (\\r) without a line feed after it"),
+        ("a,b\r\n1,2\r\n3,4\r", ":3: a carriage return (\\r) without a line feed after it"),
     ],
 )
 @pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
@@ -215,11 +219,6 @@ def test_a_crlf_file_reads_a_quoted_line_break_as_numpys_parser_does(write, fast
             "two\nlines", "plain", "two\nlines"]
 
 
-def test_line_ends():
-    from nncli.fastcsv import line_ends
-
-    assert line_ends(b"a\n1\n") == "lf" and line_ends(b"a\r\n1\r\n") == "crlf"
-    assert line_ends(b"a\r\n1\r") is None and line_ends(b"a\n1\r,2\n") is None
 
 
 def test_streams_use_polars_only_for_big_inputs(write, monkeypatch):
@@ -251,3 +250,30 @@ def test_streams_use_polars_only_for_big_inputs(write, monkeypatch):
     assert every > 10  # above it: every block
     monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(text.encode())))
     assert 0 < blocks_through_polars("-") < every  # a pipe: the blocks after the first half
+
+
+@pytest.mark.parametrize("text, line", [
+    (b"a,b\n1,2\n3,4\r5,6\n", 3), (b"a,b\r\n" + b"1,2\r\n" * 40 + b"3,4\r\r\n", 42), (b'a,b\n1,"2\r"\n', 2),
+])
+def test_streams_refuse_a_lone_carriage_return_as_whole_reads_do(write, text, line, block_parser):
+    path = write("cr.csv", text)
+    with pytest.raises(DataError, match=rf"cr\.csv:{line}: a carriage return \(\\r\) without a line feed"):
+        read_csv(path)
+    with pytest.raises(DataError, match=rf"cr\.csv:{line}: a carriage return \(\\r\) without a line feed"):
+        with CsvStream(path, chunk_bytes=64) as stream:
+            for _ in stream.chunks():
+                pass
+
+
+def test_line_ends_are_checked_across_scan_windows(monkeypatch):
+    from nncli.data import check_line_ends
+
+    monkeypatch.setattr("nncli.data._SCAN_WINDOW", 8)
+    crlf = b"a,b\r\n" + b"12,34\r\n" * 20
+    assert check_line_ends(crlf, "f") is True and check_line_ends(crlf.replace(b"\r", b""), "f") is False
+    for position in (13, 14, 15, 16, 17):  # a lone CR on, before and after a window's edge
+        data = crlf[:position] + b"\r" + crlf[position:]
+        if data.count(b"\r") != data.count(b"\r\n"):
+            line = 1 + data[:position].count(b"\n")
+            with pytest.raises(DataError, match=rf"f:{line}: a carriage return"):
+                check_line_ends(data, "f")

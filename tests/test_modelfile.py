@@ -191,7 +191,7 @@ def test_the_file_records_what_reproducing_it_needs(model_path):
         meta = json.loads(str(archive["meta"]))
     assert meta["config"]["seed"] == 1 and meta["numpy_version"] == np.__version__
     assert meta["nncli_version"] and meta["python_version"] and "threads" in meta["blas"]
-    assert isinstance(meta["blas"]["fused_update"], bool)
+    assert isinstance(meta["blas"]["fused_update_available"], bool)
 
 
 def test_disk_full_while_writing_leaves_the_old_file_and_no_temp(trained, tmp_path, monkeypatch):

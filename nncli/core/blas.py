@@ -12,7 +12,8 @@ last step ``C + α·acc`` rounds exactly like ``W − acc``: while the batch fit
 GEMM's blocks along k (a few hundred rows: 320 in float32 and 256 in float64 with the Haswell
 kernel), the result is bit-identical to ``matmul`` followed by ``-=``. Larger batches are
 added into ``W`` block by block, which rounds differently in the last bit; either route is
-deterministic, and the model file records which one ran (``blas.fused_update``).
+deterministic, and the model file records whether this route was available
+(``blas.fused_update_available``).
 
 Anything else — another BLAS (conda's MKL, Apple's Accelerate), unusual strides, dtypes other
 than float32/float64, or ``NNCLI_BLAS=numpy`` in the environment — takes that NumPy route.
@@ -30,8 +31,7 @@ import numpy as np
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # Below this many elements of C, the matrices stay in cache, the separate pass is cheap, and
 # ctypes' argument conversion (≈ 4 µs) costs more than it saves: NumPy's route is faster.
-# For such small matrices both routes give the same bits (see above), so the switch is
-# invisible in the results.
+# (Within one GEMM k-block of rows, both routes give the same bits; see above.)
 FUSE_FROM_ELEMENTS = 16384
 _SYMBOLS = {np.dtype(np.float32): "scipy_cblas_sgemm64_", np.dtype(np.float64): "scipy_cblas_dgemm64_"}
 
