@@ -3,7 +3,6 @@ interleaved), plus what its table needs (work sizes, reference variant)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile

@@ -18,7 +18,14 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from nncli import data
-from nncli.data import as_number, check_line_ends, locate_bad_cell, parse_header, parse_rows, split_lines
+from nncli.data import (
+    as_number,
+    check_line_ends,
+    locate_bad_cell,
+    parse_header,
+    parse_rows,
+    split_lines,
+)
 from nncli.errors import DataError, reading
 from nncli.fastcsv import BlockParser
 

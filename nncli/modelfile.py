@@ -20,7 +20,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nncli import __version__
-from nncli.npzfile import MAX_ARRAY_ELEMENTS, read_archive, write_archive
 from nncli.core.activations import ACTIVATIONS
 from nncli.core.blas import fused_available
 from nncli.core.losses import LOSSES
@@ -28,6 +27,7 @@ from nncli.core.network import MLP
 from nncli.data import Scaler
 from nncli.errors import ModelFileError
 from nncli.model import TrainedModel
+from nncli.npzfile import MAX_ARRAY_ELEMENTS, read_archive, write_archive
 
 FORMAT = "nncli-model"
 FORMAT_VERSION = 1

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from nncli.chunks import CsvStream
-from nncli.data import Scaler, class_order, parse_rows, read_csv, read_header, split_indices
+from nncli.data import (
+    Scaler,
+    class_order,
+    parse_rows,
+    read_csv,
+    read_header,
+    split_indices,
+)
 from nncli.errors import DataError
 
 

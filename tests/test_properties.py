@@ -2,8 +2,8 @@
 result or an NncliError (a one-line message) — never another exception, never a hang."""
 
 import tempfile
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
