@@ -19,7 +19,6 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from nncli.errors import DataError, reading
-from nncli.fastcsv import read_numeric
 
 ENCODING = "utf-8-sig"  # accepts a byte-order mark (Excel writes one)
 
@@ -89,7 +88,11 @@ def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
     header = read_header(path)
     text_columns = list(text_columns)
     crlf = _file_line_ends(path)
-    fast = read_numeric(path, header, text_columns, crlf) if _worth_the_fast_path(path) else None
+    fast = None
+    if _worth_the_fast_path(path):
+        from nncli.fastcsv import read_numeric  # (fastcsv builds on this module)
+
+        fast = read_numeric(path, header, text_columns, crlf)
     values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns)
     if values.shape[0] == 0:
         raise DataError(f"{path}: has a header but no data rows")
@@ -254,6 +257,14 @@ def locate_bad_cell(
 
 # What NumPy's parser reads as a number (Python's float() also takes `1_000` and non-ASCII digits).
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def column_index(positions: list[int]) -> slice | list[int]:
+    """Column positions as a slice when they are consecutive: selecting with it gives a view
+    and assigning through it needs no gather."""
+    if positions and positions == list(range(positions[0], positions[0] + len(positions))):
+        return slice(positions[0], positions[0] + len(positions))
+    return positions
 
 
 def as_number(cell: str) -> float:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.data import column_index
+
 SAMPLE_ROWS = 100
 # Integer columns whose sample stays below this are parsed as 32-bit integers (a tenth faster
 # than 64-bit); a larger value further down makes polars refuse, and the text is read again
@@ -99,7 +101,8 @@ def _read_typed(source: Path | bytes, types: dict, header: list[str], text_colum
                 has_header: bool) -> tuple[Parsed | None, dict | None]:
     """Read with ``types``, then with every number as float64 if polars refused; returns the
     parse (or None: the exact parser's turn) and the types that worked."""
-    pl = _polars()
+    import polars as pl  # (callers have found it installed)
+
     wide = {name: pl.String if name in text_columns else pl.Float64 for name in header}
     for schema in (types, wide) if types != wide else (wide,):
         try:
@@ -158,7 +161,7 @@ def numeric_frame(frame, header: list[str], text_columns: list[str]) -> Parsed |
     if text_columns:
         values = np.empty((frame.height, len(header)), dtype=np.float64)
         if numeric:  # (drop, not select: select builds an expression per column kept)
-            values[:, _where([i for i, name in enumerate(header) if name not in text])] = frame.drop(text_columns).to_numpy()
+            values[:, column_index([i for i, name in enumerate(header) if name not in text])] = frame.drop(text_columns).to_numpy()
     else:
         values = frame.to_numpy().astype(np.float64, copy=False)  # one conversion, not one per column
     text_values: dict[str, list[str]] = {}
@@ -173,9 +176,3 @@ def numeric_frame(frame, header: list[str], text_columns: list[str]) -> Parsed |
         return None  # integers are always finite; a float column may hold nan or inf
     return values, text_values
 
-
-def _where(positions: list[int]) -> slice | list[int]:
-    """Column positions as a slice when they are consecutive (a slice assigns without a gather)."""
-    if positions == list(range(positions[0], positions[0] + len(positions))):
-        return slice(positions[0], positions[0] + len(positions))
-    return positions

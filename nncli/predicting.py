@@ -7,6 +7,7 @@ from typing import TextIO
 import numpy as np
 
 from nncli.chunks import Chunk, CsvStream
+from nncli.data import column_index
 from nncli.errors import DataError, UsageError
 from nncli.model import FeatureOverflow, TrainedModel
 
@@ -50,9 +51,8 @@ def chunk_features(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_co
     position = {name: i for i, name in enumerate(header)}  # header.index per feature is quadratic
     columns = [position[name] for name in model.features]
     as_text = [(j, name) for j, name in enumerate(model.features) if name in text_columns]
-    first = columns[0]
-    if not as_text and columns == list(range(first, first + len(columns))):
-        return chunk.values[:, first : first + len(columns)]  # a view: no copy of the chunk
+    if not as_text:
+        return chunk.values[:, column_index(columns)]  # features in file order: a view, no copy
     X = chunk.values[:, columns]
     for j, name in as_text:  # a feature also passed through with --keep was read as text
         X[:, j] = chunk.numbers(header, name, stream.name, text_columns)
