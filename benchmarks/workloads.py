@@ -16,7 +16,7 @@ from nncli.core.losses import get_loss
 from nncli.core.network import MLP
 from nncli.core.optimizers import get_optimizer
 from nncli.core.schedules import get_schedule
-from nncli.training import Trainer, TrainingPlan
+from nncli.core.trainer import Trainer, TrainingPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 NNCLI = Path(sys.executable).parent / "nncli"
@@ -162,8 +162,8 @@ def training(rounds: int, rows: int = 60000) -> dict:
 
 
 def small_data(rounds: int) -> dict:
+    from nncli.commands.train import prepare_training
     from nncli.config import load_config
-    from nncli.pipeline import prepare_training
 
     run = prepare_training(load_config(ROOT / "configs" / "digits.yaml", ["data.validation_split=0"]))
     X, Y, sizes = run.data.X_train, run.data.Y_train, run.network.sizes
@@ -224,7 +224,7 @@ def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray, fmt: str) -> None:
 
 
 def csv_ingestion(rounds: int, rows: int = 20000) -> dict:
-    from nncli.data import read_csv
+    from nncli.tabular.source import read_csv
 
     folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
     rng = np.random.default_rng(0)
@@ -256,9 +256,9 @@ def csv_ingestion(rounds: int, rows: int = 20000) -> dict:
 
 
 def startup(rounds: int) -> dict:
+    from nncli.commands.train import prepare_training
     from nncli.config import load_config
-    from nncli.modelfile import save_model
-    from nncli.pipeline import prepare_training
+    from nncli.files.model import save_model
 
     folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
     model = prepare_training(load_config(ROOT / "configs" / "iris.yaml", ["training.epochs=1"])).fit()
@@ -292,9 +292,9 @@ def _peak_rss_kib(pid: int) -> int:
 def streaming_predict(megabytes: int) -> dict:
     """A digits-shaped CSV of about ``megabytes`` MB through `nncli predict`: throughput, peak
     memory (RSS of the process) and the time until the first row of output appears."""
+    from nncli.commands.train import prepare_training
     from nncli.config import load_config
-    from nncli.modelfile import save_model
-    from nncli.pipeline import prepare_training
+    from nncli.files.model import save_model
 
     folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
     model = prepare_training(load_config(ROOT / "configs" / "digits.yaml", ["training.epochs=2"])).fit()

@@ -98,13 +98,18 @@ def train(
     saved; continue with --resume).
     """
     with user_errors():
-        from nncli.runner import TrainRequest, open_session
+        from nncli.commands.session import TrainRequest, open_session
 
         request = TrainRequest(config, list(overrides), output, run_dir, resume, init_from, force)
         if print_config or dry_run:
             return _preview_run(request, print_config, as_json)
-        from nncli.model import layer_table
-        from nncli.render import TrainingDisplay, architecture_table, make_console, training_summary
+        from nncli.core.model import layer_table
+        from nncli.render import (
+            TrainingDisplay,
+            architecture_table,
+            make_console,
+            training_summary,
+        )
 
         session = open_session(request)
         run, trainer = session.run, session.trainer
@@ -145,9 +150,9 @@ def _preview_run(request, print_config: bool, as_json: bool) -> None:
     """--print-config (no data read) and --dry-run (everything a run checks, nothing trained)."""
     import yaml
 
+    from nncli.commands.session import init_from_override, open_session
     from nncli.config import load_config
     from nncli.errors import UsageError
-    from nncli.runner import init_from_override, open_session
 
     if print_config:
         if request.config is None:
@@ -189,11 +194,11 @@ def predict(
     written, 2 bad invocation, model file or CSV, 130 interrupted.
     """
     with user_errors():
-        from nncli.atomic import atomic_write, check_writable, same_file
-        from nncli.chunks import CsvStream
+        from nncli.commands.predict import predict_csv
         from nncli.errors import UsageError
-        from nncli.modelfile import load_model
-        from nncli.predicting import predict_csv
+        from nncli.files.atomic import atomic_write, check_writable, same_file
+        from nncli.files.model import load_model
+        from nncli.tabular.source import open_csv
 
         destination = None if output is None else _output_file(output)
         trained = load_model(model)
@@ -203,7 +208,7 @@ def predict(
                 if data != "-" or what == "model file":
                     if same_file(destination, source):
                         raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
-        with CsvStream(data) as stream:
+        with open_csv(data) as stream:
             if destination is None:
                 with _utf8_stdout() as out:
                     predict_csv(trained, stream, out, _split_names(keep), proba)
@@ -254,14 +259,19 @@ def evaluate(
     Exit codes: 0 ok, 1 a --fail-under/--fail-over gate failed, 2 bad invocation, model file or CSV.
     """
     with user_errors():
-        from nncli.chunks import CsvStream
-        from nncli.evaluation import check_gate_metrics, evaluate_csv, failed_gates, parse_gate
-        from nncli.modelfile import load_model
+        from nncli.commands.evaluate import (
+            check_gate_metrics,
+            evaluate_csv,
+            failed_gates,
+            parse_gate,
+        )
+        from nncli.files.model import load_model
+        from nncli.tabular.source import open_csv
 
         gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
         trained = load_model(model)
         check_gate_metrics(trained, gates)
-        with CsvStream(data) as stream:
+        with open_csv(data) as stream:
             evaluation = evaluate_csv(trained, stream)
             failures = failed_gates(evaluation, gates)
             if as_json:
@@ -317,8 +327,8 @@ def inspect(
             return _inspect_config(target, overrides, as_json)
         if overrides:
             raise UsageError("--set applies to a config, not to a model file")
-        from nncli import inspection
-        from nncli.modelfile import read_model
+        from nncli.commands import inspect as inspection
+        from nncli.files.model import read_model
         from nncli.render import make_console, model_summary, weight_matrix
 
         trained, meta = read_model(target)
@@ -355,8 +365,8 @@ def inspect(
 
 
 def _export_folder(text: str) -> Path:
-    from nncli.atomic import check_writable
     from nncli.errors import UsageError
+    from nncli.files.atomic import check_writable
 
     if not text.strip():
         raise UsageError("--export: the folder name is empty")
@@ -372,8 +382,8 @@ def _looks_like_config(path: Path) -> bool:
 
 
 def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
+    from nncli.commands.train import prepare_training
     from nncli.config import load_config
-    from nncli.pipeline import prepare_training
 
     run = prepare_training(load_config(path, overrides))
     _show_untrained(run, f"Network {path} would build", as_json)
@@ -381,7 +391,7 @@ def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
 
 def _show_untrained(run, title: str, as_json: bool, with_config: bool = False) -> None:
     """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
-    from nncli.model import layer_table
+    from nncli.core.model import layer_table
 
     layers = layer_table(run.network)
     rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}

@@ -14,10 +14,16 @@ import time
 import numpy as np
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from nncli.training import EpochRecord, Reporter
+from nncli.core.trainer import EpochRecord, Reporter
 
 
 class PipeSafeStdout:

@@ -64,6 +64,5 @@ def block_parser(request, monkeypatch):
     """Run a streaming test twice: small blocks through NumPy's parser (as in real use), and
     through polars too, as a big file's blocks are (results and messages must not differ)."""
     if request.param == "polars":
-        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
-        monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)
+        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
     return request.param

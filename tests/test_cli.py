@@ -51,7 +51,7 @@ def test_xor_reaches_100_percent(tmp_path):
     result = train(CONFIGS / "xor.yaml", "-o", tmp_path / "x.npz", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["metrics"]["train_accuracy"] == 1.0
-    from nncli.modelfile import load_model
+    from nncli.files.model import load_model
 
     model = load_model(tmp_path / "x.npz")
     probabilities = model.outputs(np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float))

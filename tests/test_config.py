@@ -3,8 +3,8 @@ import typing
 import pytest
 
 from nncli import config as cfg
-from nncli.config.messages import models_in
 from nncli.config import load_config, resolve_path
+from nncli.config.messages import models_in
 from nncli.core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from nncli.core.init import INITIALISERS
 from nncli.core.losses import LOSSES

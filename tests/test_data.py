@@ -1,16 +1,11 @@
 import numpy as np
 import pytest
 
-from nncli.chunks import CsvStream
-from nncli.data import (
-    Scaler,
-    class_order,
-    parse_rows,
-    read_csv,
-    read_header,
-    split_indices,
-)
+from nncli.core.preprocess import Scaler, split_indices
 from nncli.errors import DataError
+from nncli.tabular.labels import class_order
+from nncli.tabular.parse import parse_rows, read_header
+from nncli.tabular.source import open_csv, read_csv
 
 
 def _error(path, text_columns=()):
@@ -66,7 +61,7 @@ def test_bom_crlf_blank_lines_and_spaces_are_accepted(write):
 def test_bad_csv_names_file_row_column_and_value(write, text, expected, fast, monkeypatch):
     """Every message is the same whether or not the file is big enough for the polars path."""
     if fast:
-        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
     path = write("bad.csv", text)
     message = _error(path)
     assert message.startswith(str(path)), message
@@ -129,8 +124,8 @@ def test_the_fast_path_reads_exactly_what_numpy_reads(write, monkeypatch):
     ]
     path = write("big.csv", "\n".join(lines) + "\n")
     slow = read_csv(path, ["label"])
-    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
-    from nncli import fastcsv
+    monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
+    from nncli.tabular import fast as fastcsv
 
     assert fastcsv.read_numeric(path, slow.header, ["label"]) is not None  # the fast path did run
     fast = read_csv(path, ["label"])
@@ -153,8 +148,8 @@ def test_the_fast_path_widens_its_types_when_later_rows_outgrow_the_sample(write
     rows[260] = " 7,+8,1e3"
     rows[270] = "007,-0,.5"
     path = write("grow.csv", "a,b,c\n" + "\n".join(rows) + "\n")
-    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
-    from nncli import fastcsv
+    monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
+    from nncli.tabular import fast as fastcsv
 
     fast = fastcsv.read_numeric(path, ["a", "b", "c"], [])
     assert fast is not None  # polars read it, on the second, wider attempt
@@ -165,7 +160,7 @@ def test_the_fast_path_widens_its_types_when_later_rows_outgrow_the_sample(write
 def test_stream_blocks_reuse_the_first_blocks_types_and_widen_once(write):
     import polars as pl
 
-    from nncli.fastcsv import BlockParser
+    from nncli.tabular.fast import BlockParser
 
     parser = BlockParser(["a", "b"], [])
     first = parser.parse(b"".join(f"{i},{i % 5}\n".encode() for i in range(200)))
@@ -179,12 +174,11 @@ def test_stream_blocks_reuse_the_first_blocks_types_and_widen_once(write):
 
 
 def test_a_stream_reads_what_a_whole_read_reads_when_types_change_between_blocks(write, monkeypatch):
-    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)  # a small file's small blocks through polars too
-    monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)
+    monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)  # a small file's small blocks through polars too
     names = ["dog", "cat", "éclair", "日本", "Zebra", "7"]
     rows = [f"{i},{i % 9},{names[i % 6]}" for i in range(3000)] + [f"{i}.5,{2**40 + i},{names[i % 5]}" for i in range(3000)]
     path = write("s.csv", "a,b,t\n" + "\n".join(rows) + "\n")
-    with CsvStream(path, chunk_bytes=4096) as stream:
+    with open_csv(path, chunk_bytes=4096) as stream:
         chunks = list(stream.chunks(["t"]))
     values = np.concatenate([chunk.values[:, :2] for chunk in chunks])
     whole, text = parse_rows(path, ["a", "b", "t"], str(path), ["t"])
@@ -195,14 +189,14 @@ def test_a_stream_reads_what_a_whole_read_reads_when_types_change_between_blocks
 @pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
 def test_a_hash_is_text_not_a_comment(write, fast, monkeypatch):
     if fast:
-        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
     path = write("h.csv", "x,label\n1,C#\n2,C\n3,D # minor\n")
     table = read_csv(path, ["label"])
     assert [table.text_values["label"][int(c)] for c in table.column("label")] == ["C#", "C", "D # minor"]
 
 
 def test_as_number_reads_what_numpys_parser_reads():
-    from nncli.data import as_number
+    from nncli.tabular.parse import as_number
 
     assert as_number(" 7 ") == 7 and as_number("+1e3") == 1000 and as_number(".5") == 0.5
     for refused in ["1_000", "0x1A", "4#x", "", "seven"]:
@@ -212,16 +206,16 @@ def test_as_number_reads_what_numpys_parser_reads():
 @pytest.mark.parametrize("fast", [False, True], ids=["small-file", "fast-path"])
 def test_a_crlf_file_reads_a_quoted_line_break_as_numpys_parser_does(write, fast, monkeypatch):
     if fast:
-        monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", 0)
+        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
     path = write("w.csv", b'x,label\r\n1,"two\r\nlines"\r\n2,plain\r\n3,"two\r\nlines"\r\n')
     table = read_csv(path, ["label"])
     if fast:
-        from nncli import fastcsv
+        from nncli.tabular import fast as fastcsv
 
         assert fastcsv.read_numeric(path, ["x", "label"], ["label"]) is not None  # polars did read it
     assert table.text_values["label"] == ["two\nlines", "plain"]
     np.testing.assert_array_equal(table.column("label"), [0, 1, 0])
-    with CsvStream(path, chunk_bytes=16) as stream:  # predict and evaluate read it the same way
+    with open_csv(path, chunk_bytes=16) as stream:  # predict and evaluate read it the same way
         assert sum((chunk.text_column(stream.header, "label") for chunk in stream.chunks(["label"])), []) == [
             "two\nlines", "plain", "two\nlines"]
 
@@ -234,25 +228,24 @@ def test_streams_use_polars_only_for_big_inputs(write, monkeypatch):
     import sys
     from types import SimpleNamespace
 
-    from nncli.fastcsv import BlockParser
+    from nncli.tabular.fast import BlockParser
 
     text = "a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(8000))
     path = write("s.csv", text)
-    monkeypatch.setattr("nncli.chunks.POLARS_FROM_BYTES", 0)
     calls = []
     parse = BlockParser.parse
     monkeypatch.setattr(BlockParser, "parse", lambda self, block: calls.append(len(block)) or parse(self, block))
 
     def blocks_through_polars(source) -> int:
         calls.clear()
-        with CsvStream(source, chunk_bytes=4096) as stream:
+        with open_csv(source, chunk_bytes=4096) as stream:
             rows = sum(len(chunk.values) for chunk in stream.chunks())
         assert rows == 8000
         return len(calls)
 
-    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", len(text) + 1)
+    monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", len(text) + 1)
     assert blocks_through_polars(path) == 0  # a file below the threshold: NumPy all along
-    monkeypatch.setattr("nncli.data.FAST_PATH_BYTES", len(text) // 2)
+    monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", len(text) // 2)
     every = blocks_through_polars(path)
     assert every > 10  # above it: every block
     monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(text.encode())))
@@ -267,15 +260,15 @@ def test_streams_refuse_a_lone_carriage_return_as_whole_reads_do(write, text, li
     with pytest.raises(DataError, match=rf"cr\.csv:{line}: a carriage return \(\\r\) without a line feed"):
         read_csv(path)
     with pytest.raises(DataError, match=rf"cr\.csv:{line}: a carriage return \(\\r\) without a line feed"):
-        with CsvStream(path, chunk_bytes=64) as stream:
+        with open_csv(path, chunk_bytes=64) as stream:
             for _ in stream.chunks():
                 pass
 
 
 def test_line_ends_are_checked_across_scan_windows(monkeypatch):
-    from nncli.data import check_line_ends
+    from nncli.tabular.parse import check_line_ends
 
-    monkeypatch.setattr("nncli.data._SCAN_WINDOW", 8)
+    monkeypatch.setattr("nncli.tabular.parse._SCAN_WINDOW", 8)
     crlf = b"a,b\r\n" + b"12,34\r\n" * 20
     assert check_line_ends(crlf, "f") is True and check_line_ends(crlf.replace(b"\r", b""), "f") is False
     for position in (13, 14, 15, 16, 17):  # a lone CR on, before and after a window's edge

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nncli.chunks import CsvStream
 from nncli.cli import app
+from nncli.commands.evaluate import evaluate_csv
+from nncli.core.model import TrainedModel
 from nncli.core.network import MLP
-from nncli.data import Scaler
-from nncli.evaluation import evaluate_csv
-from nncli.model import TrainedModel
-from nncli.modelfile import save_model
+from nncli.core.preprocess import Scaler
+from nncli.files.model import save_model
+from nncli.tabular.source import open_csv
 
 runner = CliRunner()
 
@@ -44,7 +44,7 @@ def _labelled(write, name="t.csv"):
 
 def test_classification_metrics_by_hand(pick_model, write, block_parser):
     model, _ = pick_model
-    with CsvStream(_labelled(write), chunk_bytes=16) as stream:  # several chunks
+    with open_csv(_labelled(write), chunk_bytes=16) as stream:  # several chunks
         report = evaluate_csv(model, stream)
     assert report.rows == 8
     assert report.confusion == [[2, 1, 0], [0, 1, 1], [0, 0, 3]]
@@ -146,7 +146,7 @@ def test_r2_stays_exact_for_targets_with_a_huge_mean(tmp_path, write):
     x = rng.uniform(0, 100, 3000)
     y = 1e12 + 3 * x + rng.normal(0, 5, 3000)
     data = write("b.csv", "x,y\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(x, y)))
-    with CsvStream(data, chunk_bytes=1024) as stream:
+    with open_csv(data, chunk_bytes=1024) as stream:
         report = evaluate_csv(model, stream)
     prediction = 1e12 + 3 * x
     expected = 1 - np.sum((prediction - y) ** 2) / np.sum((y - y.mean()) ** 2)
@@ -161,6 +161,6 @@ def test_fraction_gates_reject_percentages(pick_model, write):
 
 def test_macro_averages_skip_classes_absent_from_data_and_predictions(pick_model, write):
     model, _ = pick_model
-    with CsvStream(write("one.csv", "a,b,c,y\n1,0,0,cat\n")) as stream:
+    with open_csv(write("one.csv", "a,b,c,y\n1,0,0,cat\n")) as stream:
         report = evaluate_csv(model, stream)
     assert report.metrics["macro_f1"] == 1.0 and report.metrics["accuracy"] == 1.0

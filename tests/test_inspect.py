@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli import app
+from nncli.commands.train import prepare_training
 from nncli.config import load_config
-from nncli.modelfile import save_model
-from nncli.pipeline import prepare_training
+from nncli.files.model import save_model
 from tests.conftest import CONFIGS
 
 runner = CliRunner()

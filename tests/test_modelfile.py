@@ -6,10 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 
+from nncli.commands.train import prepare_training
 from nncli.config import load_config
 from nncli.errors import ModelFileError
-from nncli.modelfile import load_model, save_model
-from nncli.pipeline import prepare_training
+from nncli.files.model import load_model, save_model
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from nncli.commands.train import prepare_training
 from nncli.config import load_config
 from nncli.errors import ConfigError, DataError, TrainingError
-from nncli.pipeline import prepare_training
 
 
 def _prepare(path, *overrides):

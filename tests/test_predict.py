@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nncli.chunks import CsvStream
 from nncli.cli import app
+from nncli.commands.train import prepare_training
 from nncli.config import load_config
 from nncli.errors import DataError
-from nncli.modelfile import save_model
-from nncli.pipeline import prepare_training
+from nncli.files.model import save_model
+from nncli.tabular.source import open_csv
 from tests.conftest import CONFIGS, DATASETS
 
 runner = CliRunner()
@@ -139,7 +139,7 @@ def test_header_only_input_gives_header_only_output(tmp_path, write):
 def test_chunks_report_the_right_line_across_chunk_boundaries(write, block_parser):
     rows = "".join(f"{i},{i * 2}\n" for i in range(1000))
     path = write("c.csv", "a,b\n" + rows + "7,oops\n" + rows)
-    with CsvStream(path, chunk_bytes=100) as stream:
+    with open_csv(path, chunk_bytes=100) as stream:
         seen = 0
         with pytest.raises(DataError, match=r"c\.csv:1002: column 'b': 'oops' is not a number"):
             for chunk in stream.chunks():
@@ -149,7 +149,7 @@ def test_chunks_report_the_right_line_across_chunk_boundaries(write, block_parse
 
 def test_chunked_values_equal_a_whole_read(write, block_parser):
     path = write("c.csv", "a,b,t\n" + "".join(f"{i}.5,{-i},\"x,{i % 3}\"\n" for i in range(500)))
-    with CsvStream(path, chunk_bytes=64) as stream:
+    with open_csv(path, chunk_bytes=64) as stream:
         parts = [(c.values[:, :2], c.text_column(stream.header, "t")) for c in stream.chunks(["t"])]
     assert len(parts) > 10
     values = np.concatenate([p[0] for p in parts])

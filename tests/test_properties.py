@@ -9,11 +9,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nncli.chunks import CsvStream
 from nncli.config import load_config
-from nncli.data import read_csv
 from nncli.errors import NncliError
-from nncli.modelfile import load_model
+from nncli.files.model import load_model
+from nncli.tabular.source import open_csv, read_csv
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -57,12 +56,12 @@ def test_csv_reader(content):
     _only_results_or_nncli_errors(read)
 
     def stream():
-        with CsvStream(path, chunk_bytes=32) as s:
+        with open_csv(path, chunk_bytes=32) as s:
             for chunk in s.chunks(s.header[-1:]):
                 assert np.isfinite(chunk.values).all()
 
     _only_results_or_nncli_errors(stream)
-    with mock.patch("nncli.chunks.POLARS_FROM_BYTES", 0), mock.patch("nncli.data.FAST_PATH_BYTES", 0):  # through polars
+    with mock.patch("nncli.tabular.fast.FAST_PATH_BYTES", 0):  # through polars
         _only_results_or_nncli_errors(stream)
 
 

@@ -83,7 +83,7 @@ def test_kill_9_loses_at_most_the_epochs_since_the_last_checkpoint(tmp_path):
     time.sleep(0.3)
     proc.kill()
     proc.communicate(timeout=60)
-    from nncli.checkpoint import load_checkpoint
+    from nncli.files.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)  # whole and readable: it was written atomically
     done = state.trainer_state["epoch"] - 1

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from nncli.checkpoint import load_checkpoint
+from nncli.commands.session import TrainRequest, open_session
+from nncli.commands.train import prepare_training
 from nncli.config import load_config
+from nncli.core.trainer import Reporter
 from nncli.errors import ConfigError, InterruptedRun
-from nncli.modelfile import load_model
-from nncli.pipeline import prepare_training
-from nncli.runner import TrainRequest, open_session
-from nncli.training import Reporter
+from nncli.files.checkpoint import load_checkpoint
+from nncli.files.model import load_model
 from tests.conftest import CONFIGS, DATASETS
 
 
@@ -200,13 +200,13 @@ def test_binary_cross_entropy_end_to_end(write, tmp_path):
     probabilities = model.outputs(np.array([[6.0, 2.9, 4.5, 1.5], [7.7, 3.0, 6.1, 2.3]]))
     assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(axis=1), 1)
     assert [model.classes[i] for i in probabilities.argmax(axis=1)] == ["versicolor", "virginica"]
-    from nncli.chunks import CsvStream
-    from nncli.evaluation import evaluate_csv
-    from nncli.modelfile import save_model
+    from nncli.commands.evaluate import evaluate_csv
+    from nncli.files.model import save_model
+    from nncli.tabular.source import open_csv
 
     save_model(tmp_path / "b.npz", model)
     loaded = load_model(tmp_path / "b.npz")
-    with CsvStream(tmp_path / "two.csv") as stream:
+    with open_csv(tmp_path / "two.csv") as stream:
         report = evaluate_csv(loaded, stream)
     assert report.metrics["accuracy"] >= 0.9 and 0 < report.metrics["loss"] < 0.5
     with pytest.raises(ConfigError, match="binary_cross_entropy needs exactly two classes"):
@@ -312,8 +312,8 @@ def test_edited_checkpoints_are_refused(tmp_path):
                 zout.writestr(info.filename, data)
         return target
 
-    from nncli.checkpoint import config_hash
     from nncli.errors import ModelFileError
+    from nncli.files.checkpoint import config_hash
 
     cases = {
         "recorded hash": lambda m: m["config"]["training"].update(learning_rate=0.5),

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.atomic import check_writable
 from nncli.config import Config, resolve_path
 from nncli.core.losses import get_loss
+from nncli.core.model import TrainedModel
 from nncli.core.monitor import minimizes
 from nncli.core.network import MLP
 from nncli.core.optimizers import Optimizer, get_optimizer
 from nncli.core.schedules import Schedule, get_schedule
-from nncli.dataset import TrainingData, load_training_data, preview
+from nncli.core.trainer import EarlyStopping, EpochRecord, Trainer, TrainingPlan
 from nncli.errors import TrainingError
-from nncli.model import TrainedModel
-from nncli.modelfile import load_model
-from nncli.training import EarlyStopping, EpochRecord, Trainer, TrainingPlan
+from nncli.files.atomic import check_writable
+from nncli.files.model import load_model
+from nncli.tabular.dataset import TrainingData, load_training_data, preview
 
 # Independent random streams drawn from the seed, by purpose: changing the split never changes
 # the initial weights, and neither changes the shuffling or dropout.

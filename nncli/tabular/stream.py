@@ -1,8 +1,9 @@
 """Stream a CSV file (or stdin) in chunks, so memory stays bounded whatever the file size.
 
-Used by `predict` and `evaluate`: each chunk of about ``CHUNK_BYTES`` of text is parsed
-(polars for plain blocks, NumPy's C parser otherwise — see :meth:`CsvStream.chunks`) and
-handed on before the next is read, so output starts long before a large input has been read.
+Used by `predict` and `evaluate` (opened by :func:`nncli.tabular.source.open_csv`): each chunk
+of about ``CHUNK_BYTES`` of text is parsed (polars for plain blocks of big inputs, NumPy's C
+parser otherwise — see :meth:`CsvStream.chunks`) and handed on before the next is read, so
+output starts long before a large input has been read.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from nncli import data
-from nncli.data import (
+from nncli.errors import DataError, reading
+from nncli.tabular.fast import BlockParser, polars_pays
+from nncli.tabular.parse import (
     as_number,
     check_line_ends,
     locate_bad_cell,
@@ -26,14 +28,8 @@ from nncli.data import (
     parse_rows,
     split_lines,
 )
-from nncli.errors import DataError, reading
-from nncli.fastcsv import BlockParser
 
 CHUNK_BYTES = 2 << 20  # 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak
-# Polars parses the blocks of inputs over data.FAST_PATH_BYTES (by file size, or for a pipe
-# once that much has passed), except blocks under this size (the tail of a file), which
-# NumPy parses in a few milliseconds.
-POLARS_FROM_BYTES = 256 << 10
 MAX_RECORD_BYTES = 1 << 20  # a quoted field longer than this is taken for an unclosed quote
 
 
@@ -160,8 +156,8 @@ class CsvStream:
                 source = "".join(records)
             else:
                 source = self._decode(block, line_number)
-            polars_pays = (passed if size is None else size) >= data.FAST_PATH_BYTES and len(block) >= POLARS_FROM_BYTES
-            parsed = fast.parse(block) if records is None and polars_pays else None
+            use_polars = polars_pays(passed if size is None else size)
+            parsed = fast.parse(block) if records is None and use_polars else None
             if parsed is None:
                 lines = records if records is not None else split_lines(source)
                 parsed = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)

@@ -1,18 +1,17 @@
-"""CSV files to arrays: header checks, a fast C parser, exact error locations, labels, scaling.
+"""Reading CSV text exactly: the header's rules, NumPy's C parser, and the exact place of a problem.
 
-The happy path is NumPy's C parser (``np.loadtxt``).  When it fails, or a value is not
-finite, the file is scanned again with the ``csv`` module only to find and name the first
-bad cell exactly (row as an editor numbers lines, column name, the value).
+The rows are parsed by NumPy's C parser (``np.loadtxt``); which parser reads a source is
+decided in :mod:`nncli.tabular.source`.  When a parse fails, or a value is not finite, the text
+is scanned again with the ``csv`` module only to find and name the first bad cell exactly
+(line as an editor numbers it, column name, the value).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import mmap
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -21,22 +20,6 @@ import numpy as np
 from nncli.errors import DataError, reading
 
 ENCODING = "utf-8-sig"  # accepts a byte-order mark (Excel writes one)
-
-
-@dataclass
-class CsvColumns:
-    """A CSV file parsed to float64, with its text columns encoded as integer codes."""
-
-    path: Path
-    header: list[str]
-    values: np.ndarray  # (rows, len(header)) float64
-    text_values: dict[str, list[str]]  # text column -> distinct values, code = list index
-
-    def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.header.index(name)]
-
-    def columns(self, names: Sequence[str]) -> np.ndarray:
-        return self.values[:, [self.header.index(n) for n in names]]
 
 
 def read_header(path: Path) -> list[str]:
@@ -83,39 +66,6 @@ def parse_header(first: str, name: str) -> list[str]:
     return header
 
 
-def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
-    """Parse a whole CSV file: every column numeric and finite, except ``text_columns``."""
-    header = read_header(path)
-    text_columns = list(text_columns)
-    crlf = _file_line_ends(path)
-    fast = None
-    if _worth_the_fast_path(path):
-        from nncli.fastcsv import read_numeric  # (fastcsv builds on this module)
-
-        fast = read_numeric(path, header, text_columns, crlf)
-    values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns)
-    if values.shape[0] == 0:
-        raise DataError(f"{path}: has a header but no data rows")
-    return CsvColumns(path, header, values, text_values)
-
-
-# Below this, importing polars (0.1–0.2 s) costs more than its faster parse saves: measured
-# from a cold start, the break-even is ≈ 8 MB for long float text, ≈ 12 MB for small integers
-# and ≈ 40 MB for short decimals; from here on the worst case loses a few hundredths.
-FAST_PATH_BYTES = 32 << 20
-
-def _file_line_ends(path: Path) -> bool:
-    """:func:`check_line_ends` for a whole file, mapped rather than read into memory."""
-    with reading(path, DataError, "CSV file"):
-        with open(path, "rb") as f:
-            try:
-                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    return check_line_ends(data, str(path))
-            except (ValueError, OSError):  # not mappable (a special file): read it
-                f.seek(0)
-                return check_line_ends(f.read(), str(path))
-
-
 _SCAN_WINDOW = 16 << 20  # bytes looked at at once when checking line ends (bounded memory)
 
 
@@ -142,14 +92,6 @@ def check_line_ends(data, name: str, first_line: int = 1) -> bool:
             line = first_line + sum(data[i : min(i + _SCAN_WINDOW, position)].count(b"\n") for i in range(0, position, _SCAN_WINDOW))
             raise DataError(f"{name}:{line}: a carriage return (\\r) without a line feed after it; lines must end with \\n or \\r\\n")
     return True
-
-
-def _worth_the_fast_path(path: Path) -> bool:
-    """Big enough to gain, and no byte-order mark (polars would fold it into a column name)."""
-    if path.stat().st_size < FAST_PATH_BYTES:
-        return False
-    with open(path, "rb") as f:
-        return not f.read(3).startswith(b"\xef\xbb\xbf")
 
 
 def parse_rows(
@@ -300,99 +242,3 @@ def find_line(lines: Iterable[str], header: list[str], column: str, value: str, 
     except csv.Error:
         pass
     return None
-
-
-# --- labels ----------------------------------------------------------------------------------
-def class_order(labels: Iterable[str]) -> list[str]:
-    """Classes in a stable order: numerically if every label is a number, else alphabetically.
-
-    Labels keep their original spelling ("07" stays "07"); only the order is decided here.
-    """
-    labels = list(labels)
-    try:
-        return sorted(labels, key=lambda label: (float(label), label))
-    except ValueError:
-        return sorted(labels)
-
-
-def encode_labels(
-    codes: np.ndarray,
-    distinct: list[str],
-    classes: list[str],
-    *,
-    column: str,
-    name: str,
-    lines: Iterable[str],
-    header: list[str],
-    first_line: int = 2,
-) -> np.ndarray:
-    """Map a parsed label column (codes into ``distinct``) onto a model's class indices.
-
-    A label the model never saw is an error naming the line where it first occurs.
-    """
-    index = {label: i for i, label in enumerate(classes)}
-    distinct = [label.strip() for label in distinct]  # " cat" in a file is the class "cat"
-    unseen = [label for label in distinct if label not in index]
-    if unseen:
-        line = find_line(lines, header, column, unseen[0], first_line)
-        shown = ", ".join(classes[:10]) + (f", … ({len(classes)} in all)" if len(classes) > 10 else "")
-        raise DataError(
-            f"{name}:{line}: column {column!r}: label {unseen[0]!r} does not occur in the training data (classes: {shown})"
-        )
-    remap = np.array([index[label] for label in distinct], dtype=np.intp)
-    return remap[codes.astype(np.intp)]
-
-
-def one_hot(codes: np.ndarray, n_classes: int, dtype) -> np.ndarray:
-    out = np.zeros((len(codes), n_classes), dtype=dtype)
-    out[np.arange(len(codes)), codes] = 1
-    return out
-
-
-# --- normalisation ---------------------------------------------------------------------------
-@dataclass
-class Scaler:
-    """``(x - offset) / scale`` per column; statistics come from the training split only."""
-
-    method: str  # standard | minmax | none
-    offset: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, X: np.ndarray, method: str) -> "Scaler":
-        columns = X.shape[1]
-        if method == "standard":
-            offset, scale = X.mean(axis=0), X.std(axis=0)
-        elif method == "minmax":
-            offset, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
-        elif method == "none":
-            offset, scale = np.zeros(columns), np.ones(columns)
-        else:
-            raise ValueError(f"unknown normalisation {method!r}")
-        # A constant column carries no information; scaling it by 1 keeps it finite (0).
-        scale = np.where(scale > 0, scale, 1.0)
-        return cls(method, offset.astype(np.float64), scale.astype(np.float64))
-
-    def transform(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
-        if self.method == "none":
-            return X.astype(dtype, copy=False)
-        return ((X - self.offset) / self.scale).astype(dtype, copy=False)
-
-    def inverse(self, Y: np.ndarray) -> np.ndarray:
-        if self.method == "none":
-            return Y
-        return Y * self.scale.astype(Y.dtype) + self.offset.astype(Y.dtype)
-
-    def to_json(self) -> dict:
-        return {"method": self.method, "offset": self.offset.tolist(), "scale": self.scale.tolist()}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Scaler":
-        return cls(data["method"], np.asarray(data["offset"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
-
-
-def split_indices(n: int, fraction: float, rng: np.random.Generator, shuffle: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation row indices; the validation part is ``round(n * fraction)`` rows."""
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    n_validation = int(round(n * fraction))
-    return order[n_validation:], order[:n_validation]

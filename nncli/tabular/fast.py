@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.data import column_index
+from nncli.tabular.parse import column_index
 
 SAMPLE_ROWS = 100
 # Integer columns whose sample stays below this are parsed as 32-bit integers (a tenth faster
@@ -27,23 +27,26 @@ NARROW_BELOW = 1 << 30
 
 Parsed = tuple[np.ndarray, dict[str, list[str]]]
 
+# Below this, importing polars (0.1–0.2 s) costs more than its faster parse saves: measured
+# from a cold start, the break-even is ≈ 8 MB for long float text, ≈ 12 MB for small integers
+# and ≈ 40 MB for short decimals; from here on the worst case loses a few hundredths.
+FAST_PATH_BYTES = 32 << 20
 
-def _polars():
-    try:
-        import polars as pl
-    except ImportError:  # pragma: no cover - polars is a dependency; keep working without it
-        return None
-    return pl
+
+def polars_pays(size: int) -> bool:
+    """The parser policy, for every reader: polars for inputs of ``FAST_PATH_BYTES`` and more
+    (a file by its size, a pipe once that much has passed), NumPy's parser below that and for
+    whatever polars does not take cleanly."""
+    return size >= FAST_PATH_BYTES
 
 
 def read_numeric(path: Path, header: list[str], text_columns: list[str], crlf: bool = False) -> Parsed | None:
-    """(values, text values) as :func:`nncli.data.parse_rows` returns them, or None.
+    """(values, text values) as :func:`nncli.tabular.parse.parse_rows` returns them, or None.
 
-    ``crlf``: the file's lines end in CRLF (see :func:`nncli.data.check_line_ends`, which has
+    ``crlf``: the file's lines end in CRLF (see :func:`nncli.tabular.parse.check_line_ends`, which has
     already refused any other carriage return)."""
-    pl = _polars()
-    if pl is None:
-        return None
+    import polars as pl  # imported only when a file is big enough for it to pay
+
     try:
         sample = pl.read_csv(io.BytesIO(_first_lines(path, SAMPLE_ROWS + 1)), infer_schema_length=SAMPLE_ROWS,
                              schema_overrides={name: pl.String for name in text_columns}, **_OPTIONS)
@@ -70,16 +73,15 @@ def _as_text_mode(parsed: Parsed) -> Parsed | None:
 
 class BlockParser:
     """polars for the plain blocks of one stream, with the types of its first block (blocks
-    whose carriage returns the stream has checked, see :func:`nncli.data.check_line_ends`)."""
+    whose carriage returns the stream has checked, see :func:`nncli.tabular.parse.check_line_ends`)."""
 
     def __init__(self, header: list[str], text_columns: list[str]):
         self.header, self.text_columns = header, text_columns
         self.types: dict | None = None
 
     def parse(self, block: bytes) -> Parsed | None:
-        pl = _polars()
-        if pl is None:
-            return None
+        import polars as pl
+
         if self.types is not None:
             parsed, types = _read_typed(block, self.types, self.header, self.text_columns, has_header=False)
             self.types = types or self.types  # widened for good when the data outgrew them

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nncli.core.network import MLP
-from nncli.data import Scaler
+from nncli.core.preprocess import Scaler
 
 
 class FeatureOverflow(ValueError):

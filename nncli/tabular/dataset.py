@@ -14,20 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from nncli.config import Config, resolve_path
-from nncli.data import (
-    CsvColumns,
-    Scaler,
-    class_order,
-    encode_labels,
-    find_line,
-    lines_after_header,
-    one_hot,
-    read_csv,
-    read_header,
-    split_indices,
-)
+from nncli.core.model import TrainedModel
+from nncli.core.preprocess import Scaler, one_hot, split_indices
 from nncli.errors import DataError
-from nncli.model import TrainedModel
+from nncli.tabular.labels import class_order, encode_labels
+from nncli.tabular.parse import find_line, lines_after_header, read_header
+from nncli.tabular.source import CsvColumns, read_csv
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from nncli.atomic import atomic_write
 from nncli.errors import reading
+from nncli.files.atomic import atomic_write
 
 MAX_META_BYTES = 64 << 20
 MAX_ARRAY_ELEMENTS = 1 << 30  # 4 GiB of float32: far beyond any network nncli trains

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from nncli.atomic import atomic_write
 from nncli.errors import UsageError
+from nncli.files.atomic import atomic_write
 
 
 @dataclass

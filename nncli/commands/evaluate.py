@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nncli.chunks import CsvStream
 from nncli.core.losses import get_loss
-from nncli.data import encode_labels, one_hot
+from nncli.core.model import TrainedModel
+from nncli.core.preprocess import one_hot
 from nncli.errors import DataError, UsageError
-from nncli.model import TrainedModel
-from nncli.predicting import check_columns, chunk_outputs, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_outputs, text_columns_for
+from nncli.tabular.labels import encode_labels
+from nncli.tabular.stream import CsvStream
 
 HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
 FRACTIONS = HIGHER_IS_BETTER - {"r2"}

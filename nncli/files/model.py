@@ -23,11 +23,11 @@ from nncli import __version__
 from nncli.core.activations import ACTIVATIONS
 from nncli.core.blas import fused_available
 from nncli.core.losses import LOSSES
+from nncli.core.model import TrainedModel
 from nncli.core.network import MLP
-from nncli.data import Scaler
+from nncli.core.preprocess import Scaler
 from nncli.errors import ModelFileError
-from nncli.model import TrainedModel
-from nncli.npzfile import MAX_ARRAY_ELEMENTS, read_archive, write_archive
+from nncli.files.npz import MAX_ARRAY_ELEMENTS, read_archive, write_archive
 
 FORMAT = "nncli-model"
 FORMAT_VERSION = 1

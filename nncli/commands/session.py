@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from nncli.atomic import check_writable, same_file
-from nncli.checkpoint import (
+from nncli.commands.train import TrainingRun, output_path, prepare_training
+from nncli.config import Config, config_from_dict, load_config
+from nncli.config.source import ConfigSource
+from nncli.core.model import TrainedModel
+from nncli.core.trainer import Reporter, StopRequested, Trainer
+from nncli.errors import InterruptedRun, UsageError
+from nncli.files.atomic import check_writable, same_file
+from nncli.files.checkpoint import (
     Checkpoint,
     check_config_before_loading,
     check_resumable,
@@ -25,14 +31,8 @@ from nncli.checkpoint import (
     restore,
     save_checkpoint,
 )
-from nncli.config import Config, config_from_dict, load_config
-from nncli.config.source import ConfigSource
-from nncli.errors import InterruptedRun, UsageError
-from nncli.model import TrainedModel
-from nncli.modelfile import save_model
-from nncli.pipeline import TrainingRun, output_path, prepare_training
-from nncli.runfiles import RunFiles, write_config, write_history, write_json
-from nncli.training import Reporter, StopRequested, Trainer
+from nncli.files.model import save_model
+from nncli.files.runfiles import RunFiles, write_config, write_history, write_json
 
 
 def init_from_override(path: str) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped.
 
-A checkpoint is a safe ``.npz`` archive (see :mod:`nncli.npzfile`): the trainer's arrays
+A checkpoint is a safe ``.npz`` archive (see :mod:`nncli.files.npz`): the trainer's arrays
 (weights, optimizer moments, best weights, the epoch's row order) and JSON metadata (the
 resolved config and its hash, hashes of the data files, the trainer's scalars and random
 generator states, the history).  ``nncli train --resume CKPT`` needs nothing else.
@@ -20,7 +20,7 @@ import numpy as np
 
 from nncli import __version__
 from nncli.errors import ConfigError, ModelFileError
-from nncli.npzfile import read_archive, write_archive
+from nncli.files.npz import read_archive, write_archive
 
 FORMAT = "nncli-checkpoint"
 FORMAT_VERSION = 1

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.atomic import atomic_write
-from nncli.model import TrainedModel, layer_table
-from nncli.modelfile import ModelMeta
-from nncli.predicting import float_format
+from nncli.core.model import TrainedModel, layer_table
+from nncli.files.atomic import atomic_write
+from nncli.files.model import ModelMeta
+from nncli.tabular.write import float_format
 
 NEAR_ZERO = 1e-3  # |w| below this counts as "near zero" in the weight statistics
 

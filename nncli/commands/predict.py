@@ -1,0 +1,60 @@
+"""The `predict` service: a trained model applied to CSV rows, CSV rows out, chunk by chunk."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import numpy as np
+
+from nncli.core.model import TrainedModel
+from nncli.errors import UsageError
+from nncli.tabular.columns import check_columns, chunk_outputs, text_columns_for
+from nncli.tabular.stream import CsvStream
+from nncli.tabular.write import csv_field, float_format
+
+
+def output_columns(model: TrainedModel, keep: list[str], proba: bool) -> list[str]:
+    columns = list(keep)
+    if model.is_classification or len(model.targets) == 1:
+        columns.append("prediction")
+    else:
+        columns += [f"prediction_{target}" for target in model.targets]
+    if proba:
+        columns += [f"proba_{label}" for label in model.classes]
+    return columns
+
+
+def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[str] = (), proba: bool = False) -> int:
+    """Write predictions for every row of ``stream`` to ``out``; returns the number of rows."""
+    keep = list(dict.fromkeys(keep))  # a column asked for twice is copied once
+    if proba and not model.is_classification:
+        raise UsageError(f"--proba needs a classification model; this one predicts {', '.join(model.targets)}")
+    clash = set(keep) & set(output_columns(model, [], proba))
+    if clash:
+        raise UsageError(f"--keep {sorted(clash)[0]}: the output already has a column of that name")
+    check_columns(model, stream, keep)
+    text_columns = text_columns_for(model, stream.header, keep)
+    out.write(",".join(csv_field(name) for name in output_columns(model, keep, proba)) + "\n")
+    fmt = float_format(model.network.dtype)
+    labels = None if model.classes is None else np.array([csv_field(c) for c in model.classes], dtype=object)
+    rows = 0
+    for chunk in stream.chunks(text_columns):
+        if not len(chunk.values):
+            continue
+        outputs = chunk_outputs(model, stream, chunk, text_columns)
+        columns: list[list[str]] = [[csv_field(cell) for cell in chunk.text_column(stream.header, name)] for name in keep]
+        if labels is not None:
+            columns.append(labels[outputs.argmax(axis=1)].tolist())
+        else:
+            columns.append(_format_rows(outputs, fmt))
+        if proba:
+            columns.append(_format_rows(outputs, fmt))
+        out.write("".join(",".join(parts) + "\n" for parts in zip(*columns)))
+        rows += len(outputs)
+    out.flush()
+    return rows
+
+
+def _format_rows(matrix: np.ndarray, fmt: str) -> list[str]:
+    row_format = ",".join([fmt] * matrix.shape[1])
+    return [row_format % tuple(row) for row in matrix.tolist()]
