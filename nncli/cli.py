@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -98,80 +97,70 @@ def train(
     saved; continue with --resume).
     """
     with user_errors():
-        from nncli.commands.session import TrainRequest, open_session
+        from nncli.commands.session import TrainRequest
 
         request = TrainRequest(config, list(overrides), output, run_dir, resume, init_from, force)
-        if print_config or dry_run:
-            return _preview_run(request, print_config, as_json)
-        from nncli.core.model import layer_table
-        from nncli.render import (
-            TrainingDisplay,
-            architecture_table,
-            make_console,
-            training_summary,
-        )
-
-        session = open_session(request)
-        run, trainer = session.run, session.trainer
-        console = make_console()
-        layers = layer_table(run.network)
-        talk = not (as_json or quiet)
-        with session.stop_on_signals():  # from here on, Ctrl-C means "checkpoint and stop"
-            if talk:
-                console.print(architecture_table(console, layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
-                if session.resumed is not None:
-                    console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
-            first_epoch = trainer.epoch
-            started = time.perf_counter()
-            display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
-            with display or contextlib.nullcontext():
-                model = session.train(display)
-            seconds = time.perf_counter() - started
-        files = {name: str(path) for name, path in vars(session.files).items() if path is not None and path.exists()}
-        if as_json:
-            document = {
-                "model": str(session.files.model),
-                "files": files,
-                "config": model.config,
-                "architecture": layers,
-                "classes": model.classes,
-                "features": model.features,
-                "targets": model.targets,
-                "history": model.history,
-                "metrics": model.metrics,
-                "seconds": seconds,
-            }
-            print(json.dumps(document, indent=2, allow_nan=False))
-        elif not quiet:
-            training_summary(console, files, model.metrics, run.metric_name, seconds, first_epoch)
+        if print_config:
+            return _print_config(request, as_json)
+        if dry_run:
+            return _dry_run(request, as_json)
+        _train(request, as_json, quiet, log_every)
 
 
-def _preview_run(request, print_config: bool, as_json: bool) -> None:
-    """--print-config (no data read) and --dry-run (everything a run checks, nothing trained)."""
-    import yaml
+def _train(request, as_json: bool, quiet: bool, log_every: int) -> None:
+    from nncli.commands.session import open_session
+    from nncli.render import (
+        TrainingDisplay,
+        architecture_table,
+        make_console,
+        training_summary,
+    )
 
-    from nncli.commands.session import init_from_override, open_session
-    from nncli.config import load_config
-    from nncli.errors import UsageError
+    session = open_session(request)
+    run, trainer = session.run, session.trainer
+    console = make_console()
+    talk = not (as_json or quiet)
+    with session.stop_on_signals():  # from here on, Ctrl-C means "checkpoint and stop"
+        if talk:
+            console.print(architecture_table(console, session.layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
+            if session.resumed is not None:
+                console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
+        display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
+        with display or contextlib.nullcontext():
+            result = session.train(display)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, allow_nan=False))
+    elif not quiet:
+        training_summary(console, result)
 
-    if print_config:
-        if request.config is None:
-            raise UsageError("--print-config needs a CONFIG file")
-        overrides = list(request.overrides) + ([init_from_override(request.init_from)] if request.init_from else [])
-        document = load_config(request.config, overrides).model_dump(mode="json")
-        print(json.dumps(document, indent=2) if as_json else yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="" if not as_json else "\n")
-        return
-    session = open_session(request)  # the same checks as a real run: config, data, files
-    _show_untrained(session.run, "Network", as_json, with_config=True)
+
+def _print_config(request, as_json: bool) -> None:
+    """--print-config: no data read."""
+    from nncli.commands.session import print_config
+
+    document = print_config(request)
+    if as_json:
+        print(json.dumps(document, indent=2))
+    else:
+        from nncli.commands.train import config_yaml
+
+        print(config_yaml(document), end="")
+
+
+def _dry_run(request, as_json: bool) -> None:
+    """--dry-run: everything a run checks, nothing trained."""
+    from nncli.commands.session import dry_run
+
+    _show_untrained(dry_run(request), "Network", as_json, with_config=True)
 
 
 @app.command()
 def schema() -> None:
     """Print the config's JSON Schema (for editor completion and validation of YAML configs)."""
     with user_errors():
-        from nncli.config import json_schema
+        from nncli.commands.schema import schema as config_schema
 
-        print(json.dumps(json_schema(), indent=2))
+        print(json.dumps(config_schema(), indent=2))
 
 
 def _split_names(values: List[str]) -> list[str]:
@@ -194,38 +183,10 @@ def predict(
     written, 2 bad invocation, model file or CSV, 130 interrupted.
     """
     with user_errors():
-        from nncli.commands.predict import predict_csv
-        from nncli.errors import UsageError
-        from nncli.files.atomic import atomic_write, check_writable, same_file
-        from nncli.files.model import load_model
-        from nncli.tabular.source import open_csv
+        from nncli.commands.predict import predict as predict_rows
 
-        destination = None if output is None else _output_file(output)
-        trained = load_model(model)
-        if destination is not None:
-            check_writable(destination)
-            for source, what in ((Path(data), "input CSV"), (model, "model file")):
-                if data != "-" or what == "model file":
-                    if same_file(destination, source):
-                        raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
-        with open_csv(data) as stream:
-            if destination is None:
-                with _utf8_stdout() as out:
-                    predict_csv(trained, stream, out, _split_names(keep), proba)
-            else:
-                with atomic_write(destination, "w") as f:
-                    predict_csv(trained, stream, f, _split_names(keep), proba)
-
-
-def _output_file(text: str) -> Path:
-    """An output file path given on the command line: not empty, not a folder name."""
-    from nncli.errors import UsageError
-
-    if not text.strip():
-        raise UsageError("--output: the path is empty")
-    if text.endswith(("/", os.sep)):
-        raise UsageError(f"--output {text}: names a folder; give a file name, e.g. {text}predictions.csv")
-    return Path(text).expanduser()
+        with _utf8_stdout() as stdout:
+            predict_rows(model, data, output, _split_names(keep), proba, stdout)
 
 
 @contextlib.contextmanager
@@ -259,39 +220,19 @@ def evaluate(
     Exit codes: 0 ok, 1 a --fail-under/--fail-over gate failed, 2 bad invocation, model file or CSV.
     """
     with user_errors():
-        from nncli.commands.evaluate import (
-            check_gate_metrics,
-            evaluate_csv,
-            failed_gates,
-            parse_gate,
-        )
-        from nncli.files.model import load_model
-        from nncli.tabular.source import open_csv
+        from nncli.commands.evaluate import evaluate as evaluate_model
 
-        gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
-        trained = load_model(model)
-        check_gate_metrics(trained, gates)
-        with open_csv(data) as stream:
-            evaluation = evaluate_csv(trained, stream)
-            failures = failed_gates(evaluation, gates)
-            if as_json:
-                document = {"model": str(model), "data": stream.name, **evaluation.to_json()}
-                document["gates"] = [
-                    {"metric": g.metric, "bound": g.bound, "direction": "min" if g.higher_is_better else "max",
-                     "value": evaluation.metrics[g.metric],
-                     "passed": evaluation.metrics[g.metric] is not None and g.passes(evaluation.metrics[g.metric])}
-                    for g in gates
-                ]
-                document["passed"] = not failures
-                print(json.dumps(document, indent=2, allow_nan=False))
-            else:
-                from nncli.render import evaluation_report, make_console
+        result = evaluate_model(model, data, fail_under, fail_over)
+        if as_json:
+            print(json.dumps(result.to_json(), indent=2, allow_nan=False))
+        else:
+            from nncli.render import evaluation_report, make_console
 
-                evaluation_report(make_console(), evaluation, str(model), stream.name)
-        if failures:
+            evaluation_report(make_console(), result.evaluation, result.model, result.data)
+        if result.failures:
             from nncli.errors import GateError
 
-            raise GateError(f"quality gate failed: {'; '.join(failures)} ({model} on {stream.name})")
+            raise GateError(result.failure_message)
 
 
 @app.command()
@@ -310,108 +251,48 @@ def inspect(
     Exit codes: 0 ok, 1 an export could not be written, 2 bad invocation, model file or config.
     """
     with user_errors():
-        from nncli.errors import UsageError
+        from nncli.commands.inspect import Exported, ModelReport
+        from nncli.commands.inspect import inspect as inspect_target
 
-        if fmt is not None and fmt not in ("csv", "npy"):
-            raise UsageError(f"--format {fmt}: expected csv or npy")
-        if fmt is not None and export is None:
-            raise UsageError("--format applies to --export")
-        if full and not weights:
-            raise UsageError("--full applies to --weights")
-        if export is not None and (weights or as_json):
-            raise UsageError("--export writes files; it does not combine with --weights or --json")
-        if _looks_like_config(target):
-            for flag, given in (("--weights", weights), ("--layer", layer is not None), ("--export", export is not None)):
-                if given:
-                    raise UsageError(f"{flag} needs a model file; {target} is a config (train it first)")
-            return _inspect_config(target, overrides, as_json)
-        if overrides:
-            raise UsageError("--set applies to a config, not to a model file")
-        from nncli.commands import inspect as inspection
-        from nncli.files.model import read_model
-        from nncli.render import make_console, model_summary, weight_matrix
-
-        trained, meta = read_model(target)
-        n_layers = len(trained.network.weights)
-        if layer is not None and layer > n_layers:
-            raise UsageError(f"--layer {layer}: {target} has {n_layers} layer{'s' * (n_layers != 1)}")
-        selected = [layer] if layer else list(range(1, n_layers + 1))
-        if export is not None:
-            folder = _export_folder(export)
-            written = inspection.export_arrays(trained, folder, fmt or "csv", selected)
-            print(f"Wrote {len(written)} file{'s' * (len(written) != 1)} to {folder}: {', '.join(p.name for p in written)}")
-            return
-        info = inspection.summary(trained, meta)
-        if layer:
-            info["layers"] = [info["layers"][layer - 1]]
-        if as_json:
-            arrays = {name: a.tolist() for name, a in inspection.arrays(trained, selected).items()}
-            print(json.dumps({"model": str(target), **info, "arrays": arrays}, indent=2, allow_nan=False))
-            return
-        console = make_console()
-        curve = {
-            "train loss": inspection.sparkline([r.get("train_loss") for r in trained.history]),
-            "val loss": inspection.sparkline([r.get("val_loss") for r in trained.history]),
-        }
-        model_summary(console, str(target), info, curve)
-        if weights:
-            for index in selected:
-                rows, columns = inspection.neuron_names(trained, index)
-                W = trained.network.weights[index - 1]
-                weight_matrix(console, f"W{index}  ({W.shape[0]} × {W.shape[1]})", W, rows, columns, full)
-                b = trained.network.biases[index - 1]
-                if b is not None:
-                    weight_matrix(console, f"b{index}  ({b.shape[0]},)", b, ["b"], columns, full)
+        result = inspect_target(target, weights=weights, layer=layer, full=full, as_json=as_json,
+                                export=export, fmt=fmt, overrides=list(overrides))
+        if isinstance(result, Exported):
+            names = ", ".join(path.name for path in result.files)
+            print(f"Wrote {len(result.files)} file{'s' * (len(result.files) != 1)} to {result.folder}: {names}")
+        elif isinstance(result, ModelReport):
+            _show_model(result, as_json, full)
+        else:
+            _show_untrained(result, f"Network {target} would build", as_json)
 
 
-def _export_folder(text: str) -> Path:
-    from nncli.errors import UsageError
-    from nncli.files.atomic import check_writable
-
-    if not text.strip():
-        raise UsageError("--export: the folder name is empty")
-    folder = Path(text).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--export {text}: is a file; give a folder to write W1.csv, b1.csv, … into")
-    check_writable(folder / "W1.csv")
-    return folder
-
-
-def _looks_like_config(path: Path) -> bool:
-    return path.suffix.lower() in (".yaml", ".yml")
-
-
-def _inspect_config(path: Path, overrides: List[str], as_json: bool) -> None:
-    from nncli.commands.train import prepare_training
-    from nncli.config import load_config
-
-    run = prepare_training(load_config(path, overrides))
-    _show_untrained(run, f"Network {path} would build", as_json)
-
-
-def _show_untrained(run, title: str, as_json: bool, with_config: bool = False) -> None:
-    """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
-    from nncli.core.model import layer_table
-
-    layers = layer_table(run.network)
-    rows = {"train": len(run.data.X_train), "validation": 0 if run.data.validation is None else len(run.data.validation[0])}
+def _show_model(report, as_json: bool, full: bool) -> None:
     if as_json:
-        document = {"config": run.resolved_config(), "architecture": layers, "features": run.features,
-                    "targets": run.targets, "classes": run.classes, "rows": rows}
-        print(json.dumps(document, indent=2, allow_nan=False))
+        print(json.dumps(report.to_json(), indent=2, allow_nan=False))
+        return
+    from nncli.render import make_console, model_summary, weight_matrix
+
+    console = make_console()
+    model_summary(console, report.path, report.info, report.curves)
+    for matrix in report.matrices:
+        weight_matrix(console, matrix.title, matrix.values, matrix.row_names, matrix.column_names, full)
+
+
+def _show_untrained(preview, title: str, as_json: bool, with_config: bool = False) -> None:
+    """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
+    if as_json:
+        print(json.dumps(preview.to_json(), indent=2, allow_nan=False))
         return
     from nncli.render import architecture_table, make_console
 
     console = make_console()
-    console.print(architecture_table(console, layers, title=f"{title} (untrained, {run.network.dtype.name}, seed {run.seed})"))
-    console.print(f"features: {len(run.features)}  targets: {', '.join(run.targets)}"
-                  + (f"  classes: {len(run.classes)}" if run.classes else "")
+    rows = preview.rows
+    console.print(architecture_table(console, preview.layers, title=f"{title} (untrained, {preview.dtype}, seed {preview.seed})"))
+    console.print(f"features: {len(preview.features)}  targets: {', '.join(preview.targets)}"
+                  + (f"  classes: {len(preview.classes)}" if preview.classes else "")
                   + f"  rows: {rows['train']:,} train, {rows['validation']:,} validation", markup=False)
     if with_config:
-        import yaml
-
         console.print("nothing trained, nothing written; the config as it would run:", markup=False)
-        console.print(yaml.safe_dump(run.resolved_config(), sort_keys=False, allow_unicode=True), markup=False, end="")
+        console.print(preview.config_yaml, markup=False, end="")
 
 
 def main() -> None:
@@ -419,18 +300,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = app(standalone_mode=False)
-    except Exception as exc:
-        # Command-line mistakes (a missing argument, an unknown option, a bad value) raise the
-        # parser's UsageError family, recognised here by its interface so that typer's own
-        # and click's versions both work. They get the same one-line treatment as our errors.
-        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-            raise
-        context = getattr(exc, "ctx", None)
+    except typer.TyperException as exc:
+        # Command-line mistakes (a missing argument, an unknown option, a bad value): typer's
+        # usage errors get the same one-line treatment as ours.
         if type(exc).__name__ == "NoArgsIsHelpError":
-            # Bare `nncli`: the help is the message (typer's rich help has printed itself already).
+            # Bare `nncli`: typer's rich help has printed itself already. (typer keeps this
+            # class private and recognises it by name itself, in rich_utils.)
             if exc.format_message():
                 print(exc.format_message())
             sys.exit(2)
+        context = getattr(exc, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         error_line(f"{exc.format_message()}{hint}")
         sys.exit(exc.exit_code)

@@ -219,9 +219,10 @@ class TrainingDisplay(Reporter):
         return text
 
 
-def training_summary(
-    console: Console, files: dict[str, str], metrics: dict, metric_name: str, seconds: float, first_epoch: int = 1
-) -> None:
+def training_summary(console: Console, result) -> None:
+    """What a finished run (a commands.session.TrainResult) reached, and the files it wrote."""
+    metrics, metric_name, files = result.model.metrics, result.metric_name, result.files
+    seconds, first_epoch = result.seconds, result.first_epoch
     label = metric_label(metric_name)
     parts = [
         f"train loss {number(metrics['train_loss'])}",

@@ -7,6 +7,7 @@ from nncli.core import blas
 from nncli.core.blas import add_transposed_product, fused_available
 from nncli.core.losses import get_loss
 from nncli.core.network import MLP
+from nncli.core.optimizers import SGD
 
 # The wheels NumPy publishes for Linux bundle the OpenBLAS this path calls; elsewhere the
 # NumPy route is taken and these tests check that route instead.
@@ -116,13 +117,13 @@ def _train(steps: int, seed: int = 0) -> MLP:
     for _ in range(steps):
         X = rng.random((32, 12), dtype=np.float32)
         Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)]
-        network.loss_and_gradients(X, Y, loss, descend_rate=0.1)
+        SGD(0.1).minimize(network, loss, X, Y)
     return network
 
 
 def test_training_steps_are_bit_identical_with_and_without_the_fused_product(monkeypatch):
     fused = _train(20)
-    monkeypatch.setattr("nncli.core.network.add_transposed_product", _numpy_route_in_place)
+    monkeypatch.setattr("nncli.core.optimizers.add_transposed_product", _numpy_route_in_place)
     plain = _train(20)
     for a, b in zip(fused.parameters(), plain.parameters()):
         assert np.array_equal(a, b)
@@ -140,7 +141,7 @@ def test_descending_inside_backprop_equals_a_separate_sgd_step():
     make = lambda: MLP.initialise([5, 7, 3], ["sigmoid", "softmax"], np.random.default_rng(5), dtype=np.float64)
     loss = get_loss("cross_entropy")
     folded, separate = make(), make()
-    folded.loss_and_gradients(X, Y, loss, descend_rate=0.3)
+    SGD(0.3).minimize(folded, loss, X, Y)
     separate.loss_and_gradients(X, Y, loss)
     for p, g in zip(separate.parameters(), separate.gradients()):
         p -= 0.3 * g

@@ -10,10 +10,10 @@ from tests.gradcheck import assert_gradients_close, numerical_gradient
 def test_loss_gradient_matches_central_differences(name):
     rng = np.random.default_rng(2)
     loss = get_loss(name)
-    if loss.task == "classification":
+    if loss.kind.targets == "one_hot":
         p = get_activation("softmax").forward(rng.standard_normal((5, 3)))
         y = np.eye(3)[[0, 2, 1, 1, 0]]
-    elif loss.task == "binary":
+    elif loss.kind.targets == "binary":
         p = rng.uniform(0.05, 0.95, (5, 1))
         y = np.array([[0.0], [1.0], [1.0], [0.0], [1.0]])
     else:

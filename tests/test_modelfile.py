@@ -76,7 +76,7 @@ def test_plain_numpy_can_read_the_file(model_path):
         assert archive["W1"].shape == (2, 8) and archive["b1"].shape == (8,)
         assert archive["W2"].shape == (8, 3)
         meta = json.loads(str(archive["meta"]))
-    assert meta["format"] == "nncli-model" and meta["format_version"] == 1
+    assert meta["format"] == "nncli-model" and meta["format_version"] == 2
     assert meta["config"]["model"]["layers"] == [2, 8, 3]
 
 

@@ -23,10 +23,10 @@ def _outputs(loss_name: str, classes: int = 3) -> int:
 
 def _batch(loss_name: str, rng: np.random.Generator, n: int = 6, classes: int = 3, features: int = 4):
     X = rng.standard_normal((n, features))
-    task = get_loss(loss_name).task
-    if task == "classification":
+    targets = get_loss(loss_name).kind.targets
+    if targets == "one_hot":
         Y = np.eye(classes)[rng.integers(0, classes, n)]
-    elif task == "binary":
+    elif targets == "binary":
         Y = rng.integers(0, 2, (n, 1)).astype(float)
     else:
         Y = rng.standard_normal((n, classes)) * 2  # spread, so Huber sees both of its regimes

@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from nncli.core.losses import get_loss
+from nncli.core.network import MLP
 from nncli.core.optimizers import OPTIMIZERS, clip_by_global_norm, get_optimizer
 
 
@@ -86,3 +88,36 @@ def test_clip_by_global_norm():
     g3 = np.array([0.3])
     clip_by_global_norm([g3], 1.0)
     assert g3[0] == 0.3  # under the limit: untouched
+
+
+def _batch_and_network(seed=0):
+    rng = np.random.default_rng(seed)
+    X, Y = rng.standard_normal((16, 5)), np.eye(3)[rng.integers(0, 3, 16)]
+    return X, Y, MLP.initialise([5, 7, 3], ["tanh", "softmax"], np.random.default_rng(seed + 1), dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd"])
+def test_minimize_is_backprop_then_the_optimizers_step(name):
+    """The trainer's one update path: minimize() equals gradients first, then step()."""
+    X, Y, via_minimize = _batch_and_network()
+    _, _, by_hand = _batch_and_network()
+    loss = get_loss("cross_entropy")
+    params = {"momentum": 0.9} if name == "sgd" else {}  # momentum: SGD's step outside backprop
+    value, _ = get_optimizer(name, learning_rate=0.1, **params).minimize(via_minimize, loss, X, Y)
+    expected, _ = by_hand.loss_and_gradients(X, Y, loss)
+    get_optimizer(name, learning_rate=0.1, **params).step(by_hand.parameters(), by_hand.gradients())
+    assert value == expected
+    for a, b in zip(via_minimize.parameters(), by_hand.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_minimize_clips_before_the_step_and_then_skips_the_step_inside_backprop():
+    X, Y, clipped = _batch_and_network()
+    _, _, free = _batch_and_network()
+    start = [p.copy() for p in clipped.parameters()]
+    loss = get_loss("cross_entropy")
+    get_optimizer("sgd", learning_rate=1.0).minimize(clipped, loss, X, Y, clip_norm=1e-3)
+    get_optimizer("sgd", learning_rate=1.0).minimize(free, loss, X, Y)
+    moved = np.sqrt(sum(float(((p - s) ** 2).sum()) for p, s in zip(clipped.parameters(), start)))
+    assert moved == pytest.approx(1e-3, rel=1e-6)  # the whole step is the clipped gradient
+    assert not np.allclose(clipped.weights[0], free.weights[0])

@@ -68,6 +68,52 @@ def test_early_stopping_at_max_epochs_still_restores(tiny_config):
     assert run.model(trainer).metrics["epoch"] == trainer.best_epoch
 
 
+
+def _last_reset(values, min_delta, minimize):
+    """The epoch that last beat the epoch before it by more than min_delta: what early stopping
+    used to restore when min_delta decided the best epoch too."""
+    reset, reference = 1, values[0]
+    for epoch, value in enumerate(values[1:], 2):
+        if (value < reference - min_delta) if minimize else (value > reference + min_delta):
+            reset, reference = epoch, value
+    return reset
+
+
+@pytest.mark.parametrize("monitor, minimize", [("val_r2", False), ("val_loss", True)])
+def test_early_stopping_with_min_delta_restores_the_best_epoch(monitor, minimize):
+    run = _run(CONFIGS / "diabetes.yaml", f"training.early_stopping={{monitor: {monitor}, min_delta: 0.05, patience: 5}}")
+    trainer = run.trainer()
+    snapshots = {}
+
+    class Keep(Reporter):
+        def on_epoch_end(self, record):
+            snapshots[record.epoch] = [p.copy() for p in run.network.parameters()]
+
+    trainer.run(Keep())
+    values = [r.to_json(run.metric_name)[monitor] for r in trainer.history]
+    best = int(np.argmin(values) if minimize else np.argmax(values)) + 1  # the earliest on a tie
+    assert _last_reset(values, 0.05, minimize) != best  # a run where min_delta used to pick another epoch
+    assert trainer.stopped_early and len(trainer.history) == _last_reset(values, 0.05, minimize) + 5
+    assert trainer.best_epoch == best == run.model(trainer).metrics["epoch"]
+    assert all(np.array_equal(a, b) for a, b in zip(run.network.parameters(), snapshots[best]))
+    assert [r.epoch for r in trainer.history if r.best][-1] == best
+
+
+def test_resume_keeps_the_best_epoch_apart_from_the_patience_reference(tmp_path):
+    """Interrupted after an epoch that is the best but did not reset patience (diabetes, val_r2
+    epoch 6): the resumed run stops and restores exactly as the straight one."""
+    common = ["training.early_stopping={monitor: val_r2, min_delta: 0.05, patience: 5}"]
+    open_session(TrainRequest(CONFIGS / "diabetes.yaml", common, output=str(tmp_path / "a.npz"))).train()
+    first = open_session(TrainRequest(CONFIGS / "diabetes.yaml", common, output=str(tmp_path / "b.npz")))
+    with pytest.raises(InterruptedRun):
+        first.train(StopAt(first.trainer, 7, 2))
+    tracker = first.trainer.tracker
+    assert tracker.best != tracker.reference and first.trainer.best_epoch == 6
+    open_session(TrainRequest(resume=tmp_path / "b.ckpt.npz")).train()
+    straight, resumed = load_model(tmp_path / "a.npz"), load_model(tmp_path / "b.npz")
+    assert resumed.metrics["epoch"] == straight.metrics["epoch"] == 10
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(straight.network.parameters(), resumed.network.parameters()))
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -116,9 +162,9 @@ def test_resume_refuses_a_changed_config_but_extends_epochs(tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=6"]))  # the finished run's model
     longer = open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=6"], force=True))
-    model = longer.train()
+    model = longer.train().model
     assert [r["epoch"] for r in model.history] == [1, 2, 3, 4, 5, 6]
-    straight = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=6"], output=str(tmp_path / "s.npz"))).train()
+    straight = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=6"], output=str(tmp_path / "s.npz"))).train().model
     assert all(x.tobytes() == y.tobytes() for x, y in zip(model.network.parameters(), straight.network.parameters()))
     with pytest.raises(ConfigError, match="already trained 6 epochs; training.epochs is 3"):
         open_session(TrainRequest(resume=checkpoint, overrides=["training.epochs=3"], force=True))
@@ -134,14 +180,14 @@ def test_resume_refuses_changed_data(tmp_path, write):
 
 
 def test_run_files_and_their_contents(tmp_path):
-    model = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=3"], run_dir=tmp_path / "run")).train()
+    model = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=3"], run_dir=tmp_path / "run")).train().model
     folder = tmp_path / "run"
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "history.csv", "metrics.json", "model.npz"]
     lines = (folder / "history.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss,") and len(lines) == 4
     assert json.loads((folder / "metrics.json").read_text()) == model.metrics
     # The resolved config trains the same network again, bit for bit.
-    again = open_session(TrainRequest(folder / "config.yaml", output=str(tmp_path / "again.npz"))).train()
+    again = open_session(TrainRequest(folder / "config.yaml", output=str(tmp_path / "again.npz"))).train().model
     assert all(x.tobytes() == y.tobytes() for x, y in zip(model.network.parameters(), again.network.parameters()))
 
 
@@ -159,7 +205,7 @@ def test_outputs_are_never_overwritten_silently(tmp_path):
 
 
 def test_init_from_starts_from_the_models_weights(tmp_path):
-    first = open_session(TrainRequest(CONFIGS / "digits.yaml", ["training.epochs=5"], output=str(tmp_path / "a.npz"))).train()
+    first = open_session(TrainRequest(CONFIGS / "digits.yaml", ["training.epochs=5"], output=str(tmp_path / "a.npz"))).train().model
     tuned = _run(CONFIGS / "digits.yaml", f"model.init_from={tmp_path / 'a.npz'}", "training.epochs=1")
     for mine, theirs in zip(tuned.network.parameters(), first.network.parameters()):
         np.testing.assert_array_equal(mine, theirs)
@@ -240,11 +286,11 @@ def test_resume_from_a_stop_between_epochs_is_bit_exact(tmp_path):
                 self.trainer.stop_requested = True
 
     common = ["training.epochs=4"]
-    straight = open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "a.npz"))).train()
+    straight = open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "a.npz"))).train().model
     first = open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "b.npz")))
     with pytest.raises(InterruptedRun, match="stopped before epoch 3"):
         first.train(StopAfterEpoch(first.trainer))
-    resumed = open_session(TrainRequest(resume=tmp_path / "b.ckpt.npz")).train()
+    resumed = open_session(TrainRequest(resume=tmp_path / "b.ckpt.npz")).train().model
     assert all(x.tobytes() == y.tobytes() for x, y in zip(straight.network.parameters(), resumed.network.parameters()))
 
 
@@ -261,7 +307,7 @@ def test_resume_with_a_seedless_config_uses_the_checkpoints_seed(tmp_path, write
     first = open_session(TrainRequest(config, ["training.epochs=3"], output=str(tmp_path / "m.npz")))
     with pytest.raises(InterruptedRun):
         first.train(StopAt(first.trainer, 2, 1))
-    model = open_session(TrainRequest(config, ["training.epochs=3"], resume=tmp_path / "m.ckpt.npz")).train()
+    model = open_session(TrainRequest(config, ["training.epochs=3"], resume=tmp_path / "m.ckpt.npz")).train().model
     assert model.config["seed"] == first.run.seed
 
 

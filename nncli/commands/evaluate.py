@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from nncli.core.losses import get_loss
 from nncli.core.model import TrainedModel
-from nncli.core.preprocess import one_hot
+from nncli.core.preprocess import class_targets, network_output
 from nncli.errors import DataError, UsageError
+from nncli.files.model import load_model
 from nncli.tabular.columns import check_columns, chunk_outputs, text_columns_for
 from nncli.tabular.labels import encode_labels
+from nncli.tabular.source import open_csv
 from nncli.tabular.stream import CsvStream
 
 HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
@@ -42,6 +44,39 @@ class Evaluation:
         return document
 
 
+@dataclass
+class EvaluateResult:
+    model: str
+    data: str
+    evaluation: Evaluation
+    gates: list["Gate"]
+    failures: list[str]  # descriptions of the gates that failed
+
+    def to_json(self) -> dict:
+        metrics = self.evaluation.metrics
+        gates = [
+            {"metric": g.metric, "bound": g.bound, "direction": "min" if g.higher_is_better else "max",
+             "value": metrics[g.metric], "passed": metrics[g.metric] is not None and g.passes(metrics[g.metric])}
+            for g in self.gates
+        ]
+        return {"model": self.model, "data": self.data, **self.evaluation.to_json(), "gates": gates, "passed": not self.failures}
+
+    @property
+    def failure_message(self) -> str:
+        return f"quality gate failed: {'; '.join(self.failures)} ({self.model} on {self.data})"
+
+
+def evaluate(model_path: Path, data: str, fail_under: list[str] = (), fail_over: list[str] = ()) -> EvaluateResult:
+    """`nncli evaluate`: the model's metrics on labelled data (a CSV file or - for stdin), and
+    which of the gates (``METRIC=VALUE`` bounds) fail."""
+    gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
+    trained = load_model(model_path)
+    check_gate_metrics(trained, gates)
+    with open_csv(data) as stream:
+        evaluation = evaluate_csv(trained, stream)
+    return EvaluateResult(str(model_path), stream.name, evaluation, gates, failed_gates(evaluation, gates))
+
+
 def evaluate_csv(model: TrainedModel, stream: CsvStream) -> Evaluation:
     missing_targets = [t for t in model.targets if t not in stream.header]
     if missing_targets:
@@ -56,7 +91,7 @@ def evaluate_csv(model: TrainedModel, stream: CsvStream) -> Evaluation:
 
 
 def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
-    loss = get_loss(model.loss)
+    loss, kind = model.loss_function, model.loss_function.kind
     k = len(model.classes)
     target = model.targets[0]
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -75,14 +110,18 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
             first_line=chunk.first_line,
         )
         probabilities = chunk_outputs(model, stream, chunk, text_columns)
-        if model.loss == "binary_cross_entropy":  # the network's one column is P(second class)
-            loss_sum += loss.value(probabilities[:, 1:], (truth == 1).astype(probabilities.dtype)[:, None]) * len(truth)
-        else:
-            loss_sum += loss.value(probabilities, one_hot(truth, k, probabilities.dtype)) * len(truth)
+        # The loss as training measured it: on the network's own output and target encoding.
+        targets = class_targets(truth, k, kind, probabilities.dtype)
+        loss_sum += loss.value(network_output(probabilities, kind), targets) * len(truth)
         confusion += np.bincount(truth * k + probabilities.argmax(axis=1), minlength=k * k).reshape(k, k)
         rows += len(truth)
     _require_rows(stream, rows)
+    return _classification_scores(model.classes, confusion, loss_sum / rows)
 
+
+def _classification_scores(classes: list[str], confusion: np.ndarray, loss: float) -> Evaluation:
+    """Accuracy, per-class precision/recall/F1 and their averages, from the confusion matrix."""
+    rows = int(confusion.sum())
     true_positive = np.diag(confusion).astype(np.float64)
     support = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)
@@ -95,7 +134,7 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
     # scikit-learn does: a class absent from both says nothing about this data.
     present = (support > 0) | (predicted > 0)
     metrics = {
-        "loss": loss_sum / rows,
+        "loss": loss,
         "accuracy": float(true_positive.sum() / rows),
         "macro_precision": float(precision[present].mean()),
         "macro_recall": float(recall[present].mean()),
@@ -104,16 +143,15 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
     }
     per_class = [
         {"class": label, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for label, p, r, f, s in zip(model.classes, precision, recall, f1, support)
+        for label, p, r, f, s in zip(classes, precision, recall, f1, support)
     ]
     return Evaluation(rows, metrics, per_class=per_class, confusion=confusion.tolist())
 
 
 def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
-    loss = get_loss(model.loss)
-    m = len(model.targets)
-    sums = {name: np.zeros(m) for name in ("mean", "m2", "squared_error", "absolute_error")}
-    loss_sum, rows = 0.0, 0
+    loss = model.loss_function
+    sums = _RegressionSums(len(model.targets))
+    loss_sum = 0.0
     for chunk in stream.chunks(text_columns):
         if not len(chunk.values):
             continue
@@ -125,41 +163,55 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
         scaled_truth = Y if scaler is None else scaler.transform(Y)
         scaled_prediction = prediction if scaler is None else scaler.transform(prediction)
         loss_sum += loss.value(scaled_prediction, scaled_truth) * len(Y)
+        sums.add(Y, prediction)
+    _require_rows(stream, sums.rows)
+    return sums.evaluation(model.targets, loss_sum / sums.rows)
+
+
+class _RegressionSums:
+    """What MSE, MAE and R² need, accumulated chunk by chunk in bounded memory."""
+
+    def __init__(self, targets: int):
+        self.rows = 0
+        self.mean, self.m2 = np.zeros(targets), np.zeros(targets)
+        self.squared_error, self.absolute_error = np.zeros(targets), np.zeros(targets)
+
+    def add(self, Y: np.ndarray, prediction: np.ndarray) -> None:
         error = prediction - Y
         # Mean and Σ(y − ȳ)² merged chunk by chunk (Chan et al.): exact even when the target's
         # mean dwarfs its spread, where Σy² − (Σy)²/n would cancel to nothing.
-        n, k = rows, len(Y)
+        n, k = self.rows, len(Y)
         chunk_mean = Y.mean(axis=0)
-        delta = chunk_mean - sums["mean"]
-        sums["m2"] += ((Y - chunk_mean) ** 2).sum(axis=0) + delta**2 * (n * k / (n + k))
-        sums["mean"] += delta * (k / (n + k))
-        sums["squared_error"] += (error * error).sum(axis=0)
-        sums["absolute_error"] += np.abs(error).sum(axis=0)
-        rows += len(Y)
-    _require_rows(stream, rows)
+        delta = chunk_mean - self.mean
+        self.m2 += ((Y - chunk_mean) ** 2).sum(axis=0) + delta**2 * (n * k / (n + k))
+        self.mean += delta * (k / (n + k))
+        self.squared_error += (error * error).sum(axis=0)
+        self.absolute_error += np.abs(error).sum(axis=0)
+        self.rows += k
 
-    mse = sums["squared_error"] / rows
-    mae = sums["absolute_error"] / rows
-    total = sums["m2"]  # Σ(y − ȳ)²
-    # As in training: a target that does not vary has no R² (None); scikit-learn's 1-or-0
-    # convention would make a gate pass or fail on a technicality.
-    r2 = [(1 - se / t) if t > 0 else None for se, t in zip(sums["squared_error"], total)]
-    per_target = [
-        {"target": name, "mse": float(a), "mae": float(b), "r2": None if c is None else float(c)}
-        for name, a, b, c in zip(model.targets, mse, mae, r2)
-    ]
-    defined = [value for value in r2 if value is not None]
-    metrics = {
-        "loss": loss_sum / rows,
-        "mse": float(mse.mean()),
-        "mae": float(mae.mean()),
-        "r2": float(np.mean(defined)) if defined else None,
-    }
-    if m > 1:
-        for row in per_target:
-            for key in ("mse", "mae", "r2"):
-                metrics[f"{key}_{row['target']}"] = row[key]
-    return Evaluation(rows, metrics, per_target=per_target)
+    def evaluation(self, targets: list[str], loss: float) -> Evaluation:
+        mse = self.squared_error / self.rows
+        mae = self.absolute_error / self.rows
+        # A target that does not vary has no R² here (None), where training's running R²
+        # follows scikit-learn (1 if predicted exactly, else 0): a CI gate must not pass or
+        # fail on that technicality.
+        r2 = [(1 - se / t) if t > 0 else None for se, t in zip(self.squared_error, self.m2)]
+        per_target = [
+            {"target": name, "mse": float(a), "mae": float(b), "r2": None if c is None else float(c)}
+            for name, a, b, c in zip(targets, mse, mae, r2)
+        ]
+        defined = [value for value in r2 if value is not None]
+        metrics = {
+            "loss": loss,
+            "mse": float(mse.mean()),
+            "mae": float(mae.mean()),
+            "r2": float(np.mean(defined)) if defined else None,
+        }
+        if len(targets) > 1:
+            for row in per_target:
+                for key in ("mse", "mae", "r2"):
+                    metrics[f"{key}_{row['target']}"] = row[key]
+        return Evaluation(self.rows, metrics, per_target=per_target)
 
 
 def _require_rows(stream: CsvStream, rows: int) -> None:

@@ -3,16 +3,113 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nncli.commands.train import NetworkPreview, prepare_training
+from nncli.config import load_config
 from nncli.core.model import TrainedModel, layer_table
-from nncli.files.atomic import atomic_write
-from nncli.files.model import ModelMeta
+from nncli.errors import UsageError
+from nncli.files.atomic import atomic_write, check_writable
+from nncli.files.model import ModelMeta, read_model
 from nncli.tabular.write import float_format
 
 NEAR_ZERO = 1e-3  # |w| below this counts as "near zero" in the weight statistics
+
+
+@dataclass
+class Matrix:
+    """One array to show, with names for its rows (neurons the connections come from) and
+    columns (neurons they lead to)."""
+
+    title: str
+    values: np.ndarray
+    row_names: list[str]
+    column_names: list[str]
+
+
+@dataclass
+class ModelReport:
+    path: str
+    info: dict  # summary(): everything but the arrays
+    curves: dict[str, str]  # name -> sparkline
+    matrices: list[Matrix] = field(default_factory=list)  # with --weights
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the selected layers' arrays, for --json
+
+    def to_json(self) -> dict:
+        return {"model": self.path, **self.info, "arrays": {name: a.tolist() for name, a in self.arrays.items()}}
+
+
+@dataclass
+class Exported:
+    folder: Path
+    files: list[Path]
+
+
+def inspect(target: Path, *, weights: bool = False, layer: int | None = None, full: bool = False, as_json: bool = False,
+            export: str | None = None, fmt: str | None = None, overrides: list[str] = ()) -> NetworkPreview | Exported | ModelReport:
+    """`nncli inspect`: a model file's contents, its arrays exported, or the network a config would build."""
+    _check_flags(target, weights, layer, full, as_json, export, fmt, overrides)
+    if looks_like_config(target):
+        return prepare_training(load_config(target, list(overrides))).preview()
+    trained, meta = read_model(target)
+    n_layers = len(trained.network.weights)
+    if layer is not None and layer > n_layers:
+        raise UsageError(f"--layer {layer}: {target} has {n_layers} layer{'s' * (n_layers != 1)}")
+    selected = [layer] if layer else list(range(1, n_layers + 1))
+    if export is not None:
+        folder = export_folder(export)
+        return Exported(folder, export_arrays(trained, folder, fmt or "csv", selected))
+    info = summary(trained, meta)
+    if layer:
+        info["layers"] = [info["layers"][layer - 1]]
+    curves = {name: sparkline([r.get(key) for r in trained.history]) for name, key in (("train loss", "train_loss"), ("val loss", "val_loss"))}
+    report = ModelReport(str(target), info, curves, arrays=arrays(trained, selected) if as_json else {})
+    if weights:
+        report.matrices = [matrix for index in selected for matrix in _layer_matrices(trained, index)]
+    return report
+
+
+def _check_flags(target, weights, layer, full, as_json, export, fmt, overrides) -> None:
+    if fmt is not None and fmt not in ("csv", "npy"):
+        raise UsageError(f"--format {fmt}: expected csv or npy")
+    if fmt is not None and export is None:
+        raise UsageError("--format applies to --export")
+    if full and not weights:
+        raise UsageError("--full applies to --weights")
+    if export is not None and (weights or as_json):
+        raise UsageError("--export writes files; it does not combine with --weights or --json")
+    if looks_like_config(target):
+        for flag, given in (("--weights", weights), ("--layer", layer is not None), ("--export", export is not None)):
+            if given:
+                raise UsageError(f"{flag} needs a model file; {target} is a config (train it first)")
+    elif overrides:
+        raise UsageError("--set applies to a config, not to a model file")
+
+
+def looks_like_config(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
+def export_folder(text: str) -> Path:
+    if not text.strip():
+        raise UsageError("--export: the folder name is empty")
+    folder = Path(text).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--export {text}: is a file; give a folder to write W1.csv, b1.csv, … into")
+    check_writable(folder / "W1.csv")
+    return folder
+
+
+def _layer_matrices(model: TrainedModel, index: int) -> list[Matrix]:
+    rows, columns = neuron_names(model, index)
+    W, b = model.network.weights[index - 1], model.network.biases[index - 1]
+    matrices = [Matrix(f"W{index}  ({W.shape[0]} × {W.shape[1]})", W, rows, columns)]
+    if b is not None:
+        matrices.append(Matrix(f"b{index}  ({b.shape[0]},)", b, ["b"], columns))
+    return matrices
 
 
 def weight_statistics(W: np.ndarray) -> dict:

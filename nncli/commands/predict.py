@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
 from nncli.core.model import TrainedModel
 from nncli.errors import UsageError
+from nncli.files.atomic import atomic_write, check_writable, same_file
+from nncli.files.model import load_model
 from nncli.tabular.columns import check_columns, chunk_outputs, text_columns_for
+from nncli.tabular.source import open_csv
 from nncli.tabular.stream import CsvStream
 from nncli.tabular.write import csv_field, float_format
+
+
+def predict(model_path: Path, data: str, output: str | None, keep: list[str], proba: bool, stdout: TextIO) -> int:
+    """`nncli predict`: predictions for every row of ``data`` (a CSV file or - for stdin) to
+    ``output`` (written atomically) or ``stdout``; returns the number of rows."""
+    destination = None if output is None else output_file(output)
+    trained = load_model(model_path)
+    if destination is not None:
+        check_writable(destination)
+        for source, what in ((Path(data), "input CSV"), (model_path, "model file")):
+            if (data != "-" or what == "model file") and same_file(destination, source):
+                raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
+    with open_csv(data) as stream:
+        if destination is None:
+            return predict_csv(trained, stream, stdout, keep, proba)
+        with atomic_write(destination, "w") as f:
+            return predict_csv(trained, stream, f, keep, proba)
+
+
+def output_file(text: str) -> Path:
+    """An output file path given on the command line: not empty, not a folder name."""
+    if not text.strip():
+        raise UsageError("--output: the path is empty")
+    if text.endswith(("/", os.sep)):
+        raise UsageError(f"--output {text}: names a folder; give a file name, e.g. {text}predictions.csv")
+    return Path(text).expanduser()
 
 
 def output_columns(model: TrainedModel, keep: list[str], proba: bool) -> list[str]:

@@ -11,14 +11,20 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from nncli.commands.train import TrainingRun, output_path, prepare_training
+from nncli.commands.train import (
+    NetworkPreview,
+    TrainingRun,
+    output_path,
+    prepare_training,
+)
 from nncli.config import Config, config_from_dict, load_config
 from nncli.config.source import ConfigSource
-from nncli.core.model import TrainedModel
+from nncli.core.model import TrainedModel, layer_table
 from nncli.core.trainer import Reporter, StopRequested, Trainer
 from nncli.errors import InterruptedRun, UsageError
 from nncli.files.atomic import check_writable, same_file
@@ -53,6 +59,33 @@ class TrainRequest:
 
 
 @dataclass
+class TrainResult:
+    """A finished run: the model and the files written, for the summary or --json."""
+
+    model: TrainedModel
+    files: dict[str, str]  # run file kind -> path, those that exist
+    layers: list[dict]
+    metric_name: str
+    seconds: float
+    first_epoch: int  # > 1 when resumed
+
+    def to_json(self) -> dict:
+        model = self.model
+        return {
+            "model": self.files["model"],
+            "files": self.files,
+            "config": model.config,
+            "architecture": self.layers,
+            "classes": model.classes,
+            "features": model.features,
+            "targets": model.targets,
+            "history": model.history,
+            "metrics": model.metrics,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
 class Session:
     run: TrainingRun
     trainer: Trainer
@@ -80,29 +113,43 @@ class Session:
         )
         return self.files.checkpoint
 
+    @property
+    def layers(self) -> list[dict]:
+        return layer_table(self.run.network)
+
     def stop_on_signals(self):
         """While active, Ctrl-C/SIGTERM ask the trainer to stop after its batch (see train)."""
         return _stop_on_signals(self.trainer)
 
-    def train(self, reporter: Reporter | None = None) -> TrainedModel:
+    def train(self, reporter: Reporter | None = None) -> TrainResult:
         """Train to the end and write the model and run files; a stop request (see
         :meth:`stop_on_signals`) → checkpoint → InterruptedRun."""
         self.trainer.on_checkpoint = self.checkpoint
+        first_epoch, started = self.trainer.epoch, time.perf_counter()
         try:
             self.run.run(self.trainer, reporter)
         except StopRequested:
-            path = self.checkpoint()
-            trainer = self.trainer
-            if trainer.batch == 0:
-                where = f"before epoch {trainer.epoch}"
-            elif trainer.batch == trainer.batches:
-                where = f"at the end of epoch {trainer.epoch}"
-            else:
-                where = f"in epoch {trainer.epoch} (batch {trainer.batch} of {trainer.batches})"
-            if path is None:
-                raise InterruptedRun(f"stopped {where}; no checkpoint (the model goes to a device)") from None
-            raise InterruptedRun(f"stopped {where}; checkpoint saved to {path}; resume with: nncli train --resume {path}") from None
+            self._stopped()
         model = self.run.model(self.trainer)
+        self._write(model)
+        files = {name: str(path) for name, path in vars(self.files).items() if path is not None and path.exists()}
+        return TrainResult(model, files, self.layers, self.run.metric_name, time.perf_counter() - started, first_epoch)
+
+    def _stopped(self) -> None:
+        """Asked to stop: save a checkpoint and say where the run stopped and how to go on."""
+        path = self.checkpoint()
+        trainer = self.trainer
+        if trainer.batch == 0:
+            where = f"before epoch {trainer.epoch}"
+        elif trainer.batch == trainer.batches:
+            where = f"at the end of epoch {trainer.epoch}"
+        else:
+            where = f"in epoch {trainer.epoch} (batch {trainer.batch} of {trainer.batches})"
+        if path is None:
+            raise InterruptedRun(f"stopped {where}; no checkpoint (the model goes to a device)") from None
+        raise InterruptedRun(f"stopped {where}; checkpoint saved to {path}; resume with: nncli train --resume {path}") from None
+
+    def _write(self, model: TrainedModel) -> None:
         save_model(self.files.model, model)
         write_history(self.files.history, model.history)
         write_json(self.files.metrics, model.metrics)
@@ -110,13 +157,29 @@ class Session:
         checkpoint = self.files.checkpoint
         if not self.config.training.checkpoint_every and checkpoint is not None and checkpoint.exists():
             checkpoint.unlink()  # an interrupt's checkpoint, now that the run is complete
-        return model
 
 
-def open_session(request: TrainRequest) -> Session:
+def resolved_overrides(request: TrainRequest) -> list:
     overrides = list(request.overrides)
     if request.init_from is not None:
         overrides.append(init_from_override(request.init_from))
+    return overrides
+
+
+def print_config(request: TrainRequest) -> dict:
+    """--print-config: the config with every default filled in (no data read)."""
+    if request.config is None:
+        raise UsageError("--print-config needs a CONFIG file")
+    return load_config(request.config, resolved_overrides(request)).model_dump(mode="json")
+
+
+def dry_run(request: TrainRequest) -> NetworkPreview:
+    """--dry-run: everything a run checks (config, data, files), nothing trained or written."""
+    return open_session(request).run.preview()
+
+
+def open_session(request: TrainRequest) -> Session:
+    overrides = resolved_overrides(request)
     if request.resume is not None:
         return _resume_session(request, overrides)
     if request.config is None:

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from nncli.config import Config, resolve_path
-from nncli.core.losses import get_loss
-from nncli.core.model import TrainedModel
+from nncli.core.activations import get_activation
+from nncli.core.losses import Loss, get_loss
+from nncli.core.model import TrainedModel, layer_table
 from nncli.core.monitor import minimizes
 from nncli.core.network import MLP
 from nncli.core.optimizers import Optimizer, get_optimizer
@@ -24,7 +25,31 @@ from nncli.core.trainer import EarlyStopping, EpochRecord, Trainer, TrainingPlan
 from nncli.errors import TrainingError
 from nncli.files.atomic import check_writable
 from nncli.files.model import load_model
+from nncli.files.runfiles import config_yaml
 from nncli.tabular.dataset import TrainingData, load_training_data, preview
+
+
+@dataclass
+class NetworkPreview:
+    """The network a run would train and the rows it would use (`inspect CONFIG`, `train --dry-run`)."""
+
+    layers: list[dict]
+    dtype: str
+    seed: int
+    features: list[str]
+    targets: list[str]
+    classes: list[str] | None
+    rows: dict[str, int]
+    config: dict  # resolved
+
+    def to_json(self) -> dict:
+        return {"config": self.config, "architecture": self.layers, "features": self.features,
+                "targets": self.targets, "classes": self.classes, "rows": self.rows}
+
+    @property
+    def config_yaml(self) -> str:
+        return config_yaml(self.config)
+
 
 # Independent random streams drawn from the seed, by purpose: changing the split never changes
 # the initial weights, and neither changes the shuffling or dropout.
@@ -75,6 +100,11 @@ class TrainingRun:
         resolved["output"] = None if self.output is None else os.path.abspath(self.output)
         return resolved
 
+    def preview(self) -> NetworkPreview:
+        validation = 0 if self.data.validation is None else len(self.data.validation[0])
+        return NetworkPreview(layer_table(self.network), self.network.dtype.name, self.seed, self.features, self.targets,
+                              self.classes, {"train": len(self.data.X_train), "validation": validation}, self.resolved_config())
+
     def trainer(self) -> Trainer:
         """A trainer at epoch 1 for this run (restore a checkpoint into it to resume)."""
         training = self.config.training
@@ -82,7 +112,7 @@ class TrainingRun:
         schedule_monitor = training.schedule.monitor if training.schedule.name == "reduce_on_plateau" else None
         plan = TrainingPlan(
             network=self.network,
-            loss=get_loss(training.loss, **({"delta": training.huber_delta} if training.loss == "huber" else {})),
+            loss=build_loss(self.config),
             optimizer=build_optimizer(self.config, self.network),
             schedule=build_schedule(self.config),
             X=self.data.X_train,
@@ -117,9 +147,11 @@ class TrainingRun:
     def model(self, trainer: Trainer) -> TrainedModel:
         """The trained model (with the best weights, when early stopping watched a metric)."""
         history = trainer.history
+        loss = trainer.plan.loss
         return TrainedModel(
             network=self.network,
-            loss=self.config.training.loss,
+            loss=loss.name,
+            loss_params=dict(loss.params),
             features=self.features,
             targets=self.targets,
             classes=self.classes,
@@ -166,9 +198,11 @@ def build_network(config: Config, sizes: list[int], rng: np.random.Generator) ->
     """The one place where the model section of a config becomes core objects."""
     model = config.model
     init = model.init.model_dump()
+    params = {"leaky_relu": {"slope": model.leaky_relu_slope}}  # the config keys of activations' parameters
+    names = model.per_hidden_layer("activation") + [config.output_activation]
     return MLP.initialise(
         sizes,
-        model.per_hidden_layer("activation") + [config.output_activation],
+        [get_activation(name, **params.get(name, {})) for name in names],
         rng,
         init=init.pop("name"),
         init_params=init,
@@ -176,6 +210,12 @@ def build_network(config: Config, sizes: list[int], rng: np.random.Generator) ->
         dropout=model.per_hidden_layer("dropout"),
         dtype=np.dtype(model.dtype),
     )
+
+
+def build_loss(config: Config) -> Loss:
+    training = config.training
+    params = {"huber": {"delta": training.huber_delta}}  # the config keys of losses' parameters
+    return get_loss(training.loss, **params.get(training.loss, {}))
 
 
 def build_optimizer(config: Config, network: MLP) -> Optimizer:

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from nncli.config.messages import validation_error
 from nncli.config.schema import (  # noqa: F401  (the public names of the config package)
-    CLASSIFICATION_LOSSES,
     Config,
     HiddenActivation,
     InitConfig,
@@ -24,6 +23,7 @@ from nncli.config.schema import (  # noqa: F401  (the public names of the config
 )
 from nncli.config.source import ConfigSource
 from nncli.config.yamlfile import apply_override, parse_yaml, read_text
+from nncli.core.tasks import LOSS_KINDS
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -90,15 +90,15 @@ def check_consistency(config: Config) -> None:
                 f"lists {len(value)} value(s) but the network has {hidden} hidden layer(s); give one per hidden "
                 "layer, or a single value for all",
             )
-    loss, output = training.loss, model.output_activation
-    required = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
-    if required and output not in ("auto", required):
+    loss, output, kind = training.loss, model.output_activation, LOSS_KINDS[training.loss]
+    if kind.output_required and output not in ("auto", kind.output):
+        regression = ", ".join(name for name, other in LOSS_KINDS.items() if not other.classification)
         raise config.error(
             "model.output_activation",
-            f"{loss} needs a {required} output (or 'auto'); got {output!r}. Use a regression loss (mse, mae, huber, quadratic) for other outputs",
+            f"{loss} needs a {kind.output} output (or 'auto'); got {output!r}. Use a regression loss ({regression}) for other outputs",
         )
-    if loss == "binary_cross_entropy" and layers[-1] not in ("auto", 1):
-        raise config.error(f"model.layers.{len(layers) - 1}", "binary_cross_entropy has one output neuron (the probability of the second class); use 1 or 'auto'")
+    if kind.targets == "binary" and layers[-1] not in ("auto", 1):
+        raise config.error(f"model.layers.{len(layers) - 1}", f"{loss} has one output neuron (the probability of the second class); use 1 or 'auto'")
     classification = config.is_classification
     targets = data.target_columns
     if classification and targets is not None and len(targets) != 1:

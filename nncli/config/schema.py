@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
 
 from nncli.config.source import ConfigSource
+from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import ConfigError
 
 HiddenActivation = Literal["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus"]
@@ -25,7 +26,6 @@ Dtype = Literal["float32", "float64"]
 Monitor = Literal["val_loss", "val_accuracy", "val_r2", "train_loss", "train_accuracy", "train_r2"]
 Mode = Literal["auto", "min", "max"]
 
-CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
 
 
 class Section(BaseModel):
@@ -193,6 +193,7 @@ class ModelConfig(Section):
     layers: list[LayerSize] = Field(default_factory=lambda: ["auto", 32, "auto"], min_length=2)
     activation: Union[HiddenActivation, list[HiddenActivation]] = "relu"
     output_activation: OutputActivation = "auto"
+    leaky_relu_slope: float = Field(0.01, gt=0, lt=1)  # leaky_relu's slope below zero
     dropout: Union[Probability, list[Probability]] = 0.0
     bias: bool = True
     init: InitConfig = Field(default_factory=lambda: HeInit(name="he"))
@@ -208,7 +209,7 @@ class ModelConfig(Section):
 
 class TrainingConfig(Section):
     loss: LossName = "cross_entropy"
-    huber_delta: float = Field(1.0, gt=0)
+    huber_delta: float = Field(1.0, gt=0)  # huber: quadratic within ±delta, linear beyond
     class_weights: Annotated[Union[str, dict[str, float], None], BeforeValidator(_class_weights)] = None
     optimizer: OptimizerConfig = Field(default_factory=lambda: SGDConfig(name="sgd"))
     learning_rate: float = Field(0.01, gt=0)
@@ -244,8 +245,8 @@ class Config(Section):
     def output_activation(self) -> str:
         if self.model.output_activation != "auto":
             return self.model.output_activation
-        return {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(self.training.loss, "identity")
+        return LOSS_KINDS[self.training.loss].output
 
     @property
     def is_classification(self) -> bool:
-        return self.training.loss in CLASSIFICATION_LOSSES
+        return LOSS_KINDS[self.training.loss].classification

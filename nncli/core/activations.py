@@ -8,12 +8,11 @@ arrays they own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
-
-LEAKY_RELU_SLOPE = 0.01
 
 Array = np.ndarray
 
@@ -24,6 +23,7 @@ class Activation:
     forward: Callable[[Array], Array]  # z -> a
     backward: Callable[[Array, Array], Array]  # (dL/da, a) -> dL/dz
     hidden: bool = True  # usable on hidden layers (softmax is for output layers only)
+    params: dict = field(default_factory=dict)  # e.g. leaky ReLU's slope; stored in the model file
 
 
 def _identity(z: Array) -> Array:
@@ -46,13 +46,13 @@ def _relu_backward(da: Array, a: Array) -> Array:
     return da
 
 
-def _leaky_relu(z: Array) -> Array:
-    return np.where(z > 0, z, z * LEAKY_RELU_SLOPE)
+def _leaky_relu(z: Array, slope: float = 0.01) -> Array:
+    return np.where(z > 0, z, z * slope)
 
 
-def _leaky_relu_backward(da: Array, a: Array) -> Array:
+def _leaky_relu_backward(da: Array, a: Array, slope: float = 0.01) -> Array:
     # a > 0 exactly where z > 0, because the slope is positive.
-    da *= np.where(a > 0, 1, LEAKY_RELU_SLOPE).astype(da.dtype, copy=False)
+    da *= np.where(a > 0, 1, slope).astype(da.dtype, copy=False)
     return da
 
 
@@ -118,7 +118,7 @@ ACTIVATIONS: dict[str, Activation] = {
     for activation in (
         Activation("identity", _identity, _identity_backward),
         Activation("relu", _relu, _relu_backward),
-        Activation("leaky_relu", _leaky_relu, _leaky_relu_backward),
+        Activation("leaky_relu", _leaky_relu, _leaky_relu_backward, params={"slope": 0.01}),
         Activation("elu", _elu, _elu_backward),
         Activation("sigmoid", _sigmoid, _sigmoid_backward),
         Activation("tanh", _tanh, _tanh_backward),
@@ -128,13 +128,20 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 HIDDEN_ACTIVATIONS = tuple(name for name, act in ACTIVATIONS.items() if act.hidden)
-OUTPUT_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
-def get_activation(name: str) -> Activation:
+def get_activation(name: str, **params) -> Activation:
+    """The activation ``name`` with its parameters bound (defaults for those not given)."""
     try:
-        return ACTIVATIONS[name]
+        activation = ACTIVATIONS[name]
     except KeyError:
         raise ValueError(
             f"Unknown activation {name!r}. Expected one of: {', '.join(ACTIVATIONS)}"
         ) from None
+    unknown = set(params) - set(activation.params)
+    if unknown:
+        raise ValueError(f"Activation {name!r} takes no parameter {sorted(unknown)[0]!r}. Expected: {', '.join(activation.params) or 'none'}")
+    if not activation.params:
+        return activation
+    bound = {**activation.params, **params}
+    return Activation(name, partial(activation.forward, **bound), partial(activation.backward, **bound), activation.hidden, bound)

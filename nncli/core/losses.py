@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from nncli.core.activations import Activation
+from nncli.core.tasks import LOSS_KINDS, LossKind
 
 Array = np.ndarray
 
@@ -84,12 +85,16 @@ class Loss:
     name: str
     per_sample: Callable[..., Array]  # (prediction, target) -> (n,) losses
     per_sample_gradient: Callable[..., Array]  # (prediction, target) -> d loss_i / d prediction_i
-    task: str  # "classification", "binary" or "regression"
-    params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # e.g. Huber's delta; stored in the model file
+
+    @property
+    def kind(self) -> LossKind:
+        """Task, paired output activation and target encoding (the one table, core/tasks.py)."""
+        return LOSS_KINDS[self.name]
 
     @property
     def classification(self) -> bool:
-        return self.task != "regression"
+        return self.kind.classification
 
     def value(self, p: Array, y: Array, weights: Optional[Array] = None) -> float:
         """Mean loss over the batch (weighted by ``weights`` when given)."""
@@ -112,28 +117,29 @@ def _mean_gradient(per_sample: Array, weights: Optional[Array]) -> Array:
 LOSSES: dict[str, Loss] = {
     loss.name: loss
     for loss in (
-        Loss("cross_entropy", _cross_entropy, _cross_entropy_gradient, "classification"),
-        Loss("binary_cross_entropy", _binary_cross_entropy, _binary_cross_entropy_gradient, "binary"),
-        Loss("mse", _mse, _mse_gradient, "regression"),
-        Loss("quadratic", _quadratic, _quadratic_gradient, "regression"),
-        Loss("mae", _mae, _mae_gradient, "regression"),
-        Loss("huber", _huber, _huber_gradient, "regression", {"delta": 1.0}),
+        Loss("cross_entropy", _cross_entropy, _cross_entropy_gradient),
+        Loss("binary_cross_entropy", _binary_cross_entropy, _binary_cross_entropy_gradient),
+        Loss("mse", _mse, _mse_gradient),
+        Loss("quadratic", _quadratic, _quadratic_gradient),
+        Loss("mae", _mae, _mae_gradient),
+        Loss("huber", _huber, _huber_gradient, {"delta": 1.0}),
     )
 }
-
-# The output activation each loss pairs with by default (`output_activation: auto`).
-DEFAULT_OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 
 # Output activation + loss pairs whose chained gradient multiplies out to (p − y) per sample.
 _FUSED = {("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")}
 
 
 def get_loss(name: str, **params) -> Loss:
+    """The loss ``name`` with its parameters (defaults for those not given)."""
     try:
         loss = LOSSES[name]
     except KeyError:
         raise ValueError(f"Unknown loss {name!r}. Expected one of: {', '.join(LOSSES)}") from None
-    return Loss(loss.name, loss.per_sample, loss.per_sample_gradient, loss.task, {**loss.params, **params})
+    unknown = set(params) - set(loss.params)
+    if unknown:
+        raise ValueError(f"Loss {name!r} takes no parameter {sorted(unknown)[0]!r}. Expected: {', '.join(loss.params) or 'none'}")
+    return Loss(loss.name, loss.per_sample, loss.per_sample_gradient, {**loss.params, **params})
 
 
 def output_delta(

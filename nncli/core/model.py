@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nncli.core.losses import Loss, get_loss
 from nncli.core.network import MLP
-from nncli.core.preprocess import Scaler
+from nncli.core.preprocess import Scaler, class_probabilities
 
 
 class FeatureOverflow(ValueError):
@@ -27,6 +28,7 @@ class TrainedModel:
     classes: list[str] | None  # None for regression
     feature_scaler: Scaler
     target_scaler: Scaler | None = None
+    loss_params: dict = field(default_factory=dict)  # e.g. Huber's delta, as trained with
     config: dict = field(default_factory=dict)  # the resolved config it was trained with
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
@@ -34,6 +36,11 @@ class TrainedModel:
     @property
     def is_classification(self) -> bool:
         return self.classes is not None
+
+    @property
+    def loss_function(self) -> Loss:
+        """The loss as trained, parameters included (evaluate reports the same loss as training)."""
+        return get_loss(self.loss, **self.loss_params)
 
     def outputs(self, X_raw: np.ndarray) -> np.ndarray:
         """Class probabilities, or regression values in the target's own units."""
@@ -44,9 +51,8 @@ class TrainedModel:
             row, column = (int(i) for i in np.argwhere(~finite)[0])
             raise FeatureOverflow(row, column)
         out = self.network.forward(X)
-        if self.loss == "binary_cross_entropy":
-            # One sigmoid column is P(second class); callers see one column per class.
-            return np.concatenate([1 - out, out], axis=1)
+        if self.is_classification:
+            return class_probabilities(out, self.loss_function.kind)
         if self.target_scaler is not None:
             out = self.target_scaler.inverse(out)
         return out

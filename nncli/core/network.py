@@ -7,12 +7,11 @@ Shapes follow the guide: one sample per row, ``X (n, fan_in)``, ``W (fan_in, fan
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from nncli.core.activations import Activation, get_activation
-from nncli.core.blas import add_transposed_product
 from nncli.core.init import get_initialiser
 from nncli.core.losses import Loss, output_delta
 
@@ -24,7 +23,7 @@ class MLP:
         self,
         weights: Sequence[Array],
         biases: Sequence[Array | None],
-        activations: Sequence[str],
+        activations: Sequence[str | Activation],
         dropout: Sequence[float] | None = None,
     ):
         if not (len(weights) == len(biases) == len(activations)) or not weights:
@@ -36,7 +35,8 @@ class MLP:
                 raise ValueError(f"layer {i}: W has {W.shape[0]} rows, expected {weights[i - 2].shape[1]}")
         self.weights = list(weights)
         self.biases = list(biases)
-        self.activations: list[Activation] = [get_activation(name) for name in activations]
+        # By name (default parameters), or an Activation with its parameters bound (get_activation).
+        self.activations: list[Activation] = [a if isinstance(a, Activation) else get_activation(a) for a in activations]
         # Dropout rate after each hidden layer (the output layer never drops).
         self.dropout = list(dropout) if dropout is not None else [0.0] * (len(weights) - 1)
         if len(self.dropout) != len(weights) - 1 or not all(0 <= rate < 1 for rate in self.dropout):
@@ -51,7 +51,7 @@ class MLP:
     def initialise(
         cls,
         sizes: Sequence[int],
-        activations: Sequence[str],
+        activations: Sequence[str | Activation],
         rng: np.random.Generator,
         *,
         init: str = "he",
@@ -83,6 +83,10 @@ class MLP:
     def activation_names(self) -> list[str]:
         return [act.name for act in self.activations]
 
+    @property
+    def activation_params(self) -> list[dict]:
+        return [dict(act.params) for act in self.activations]
+
     def parameters(self) -> list[Array]:
         """Every trainable array, in a fixed order matching :meth:`gradients`."""
         return [p for W, b in zip(self.weights, self.biases) for p in (W, b) if p is not None]
@@ -95,7 +99,7 @@ class MLP:
 
     def _buffers(self, rows: int) -> "_Buffers":
         if rows not in self._workspace:
-            if len(self._workspace) > 2:  # full batches and the last, shorter one of an epoch
+            if len(self._workspace) >= 2:  # keep two: full batches and an epoch's last, shorter one
                 self._workspace.clear()
             self._workspace[rows] = _Buffers(rows, self.sizes, self.dtype)
         return self._workspace[rows]
@@ -136,14 +140,13 @@ class MLP:
             self._cache = (inputs, activations, masks)
         return a
 
-    def backward(self, output_delta: Array, *, descend: bool = False) -> None:
+    def backward(self, output_delta: Array, *, layer_step: LayerStep | None = None) -> None:
         """Fill the gradient buffers from dL/dz of the output layer (after ``forward(keep=True)``).
 
-        ``descend=True`` instead subtracts each layer's gradient from its parameters as soon as
-        it is computed (plain gradient descent with the rate already in ``output_delta``): the
-        weight gradient is added into ``W`` by the matrix product itself (see core/blas.py)
-        and the weight-gradient buffers are left untouched. The layer's upstream gradient is
-        computed first, from the weights as they were.
+        With ``layer_step`` (an optimizer's step taken inside backpropagation, see
+        :meth:`nncli.core.optimizers.Optimizer.minimize`) each layer is handed to it as soon as
+        its gradient can be formed, instead of the weight gradient being written to its buffer;
+        the layer's upstream gradient is computed first, from the weights as they were.
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a preceding forward(X, keep=True)")
@@ -157,10 +160,8 @@ class MLP:
             upstream = None
             if layer > 0:  # the input layer needs no gradient
                 upstream = np.matmul(delta, W.T, out=self._buffers(len(delta)).upstream[layer - 1])
-            if descend:
-                add_transposed_product(W, inputs[layer], delta, -1.0)  # W -= Xᵀ·δ in the GEMM itself
-                if b is not None:
-                    b -= gb
+            if layer_step is not None:
+                layer_step(W, b, inputs[layer], delta, gb)
             else:
                 np.matmul(inputs[layer].T, delta, out=gW)
             if upstream is not None:
@@ -176,21 +177,35 @@ class MLP:
         loss: Loss,
         weights: Array | None = None,
         dropout_rng: np.random.Generator | None = None,
-        descend_rate: float | None = None,
+        layer_step: LayerStep | None = None,
     ) -> tuple[float, Array]:
-        """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers.
+        """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers
+        (or, with ``layer_step``, hands each layer's gradient to that step, see :meth:`backward`).
 
-        With ``descend_rate`` it also takes the plain gradient-descent step: backpropagation
-        is linear, so scaling the output delta by the rate scales every gradient, and each
-        layer is updated as soon as its gradient exists (see :meth:`backward`).
+        Backpropagation is linear in the output delta, so a step that scales every gradient by
+        the same factor (plain gradient descent's rate) is folded into the delta: a few numbers
+        scaled instead of every gradient.
         """
         output = self.forward(X, keep=True, dropout_rng=dropout_rng)
         value = loss.value(output, Y, weights)
         delta = output_delta(loss, self.activations[-1], output, Y, weights)
-        if descend_rate is not None:
-            delta *= descend_rate
-        self.backward(delta, descend=descend_rate is not None)
+        if layer_step is not None:
+            delta *= layer_step.delta_scale
+        self.backward(delta, layer_step=layer_step)
         return value, output
+
+
+class LayerStep(Protocol):
+    """An update taken inside backpropagation, one layer at a time (see Optimizer.minimize).
+
+    Called with the layer's weights and bias (updated in place), the layer's input ``A``
+    and its delta (already scaled by ``delta_scale``), and the bias gradient ``Σ delta``
+    (``None`` without a bias); the weight gradient is ``Aᵀ·delta``.
+    """
+
+    delta_scale: float
+
+    def __call__(self, W: Array, b: Array | None, A: Array, delta: Array, bias_gradient: Array | None) -> None: ...
 
 
 class _Buffers:

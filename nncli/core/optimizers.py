@@ -1,4 +1,5 @@
-"""Optimizers update parameters in place from their gradients.
+"""Optimizers update parameters in place from their gradients; each owns its update, taken
+once per batch by :meth:`Optimizer.minimize` (the trainer's one update path).
 
 All follow PyTorch's formulations (so their steps can be checked against it, or by hand):
 ``weight_decay`` is an L2 term ``wd·w`` added to the gradient (decoupled, ``w ← w − lr·wd·w``,
@@ -8,9 +9,13 @@ for AdamW) and applies to weight matrices only, never to biases.  Each optimizer
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from nncli.core.blas import add_transposed_product
+from nncli.core.losses import Loss
+from nncli.core.network import MLP, LayerStep
 
 Arrays = Sequence[np.ndarray]
 
@@ -25,6 +30,34 @@ class Optimizer:
         self.slots: dict[str, list[np.ndarray]] = {}  # per-parameter state arrays
         self.steps = 0
 
+    def minimize(
+        self,
+        network: MLP,
+        loss: Loss,
+        X: np.ndarray,
+        Y: np.ndarray,
+        weights: Optional[np.ndarray] = None,
+        dropout_rng: Optional[np.random.Generator] = None,
+        clip_norm: Optional[float] = None,
+    ) -> tuple[float, np.ndarray]:
+        """One batch of training: forward, backward and this optimizer's update. Returns the
+        batch's mean loss (before the update) and the network's output."""
+        in_backprop = self.layer_step() if clip_norm is None else None  # clipping needs every gradient first
+        value, output = network.loss_and_gradients(X, Y, loss, weights, dropout_rng, layer_step=in_backprop)
+        if in_backprop is not None:
+            self.steps += 1
+            return value, output
+        gradients = network.gradients()
+        if clip_norm is not None:
+            clip_by_global_norm(gradients, clip_norm)
+        self.step(network.parameters(), gradients)
+        return value, output
+
+    def layer_step(self) -> Optional[LayerStep]:
+        """This optimizer's update as a step backpropagation can take layer by layer, when it
+        has one (it then needs no gradient buffers, and saves passes over every weight)."""
+        return None
+
     def step(self, parameters: Arrays, gradients: Arrays) -> None:
         if not self.slots:
             self._create_slots(parameters)
@@ -32,12 +65,6 @@ class Optimizer:
         for index, (param, grad) in enumerate(zip(parameters, gradients)):
             decays = self.weight_decay > 0 and (self.decay_mask is None or self.decay_mask[index])
             self._update(index, param, grad, decays)
-
-    @property
-    def absorbs_learning_rate(self) -> bool:
-        """True for the plain rule, which the trainer may apply inside backpropagation
-        (MLP.backward with descend=True) with the rate folded into the output delta."""
-        return False
 
     def _create_slots(self, parameters: Arrays) -> None: ...
 
@@ -70,9 +97,11 @@ class SGD(Optimizer):
         self.momentum = momentum
         self.nesterov = nesterov
 
-    @property
-    def absorbs_learning_rate(self) -> bool:
-        return not self.momentum and not self.weight_decay
+    def layer_step(self) -> Optional[LayerStep]:
+        # The plain rule needs nothing but the gradient, so it is taken inside backpropagation.
+        if self.momentum or self.weight_decay:
+            return None
+        return _DescendInBackprop(self.learning_rate)
 
     def _create_slots(self, parameters: Arrays) -> None:
         if self.momentum:
@@ -94,6 +123,20 @@ class SGD(Optimizer):
             # Scaling the gradient buffer in place avoids a temporary per parameter.
             grad *= self.learning_rate
             param -= grad
+
+
+class _DescendInBackprop:
+    """``W ← W − ε·Aᵀ·δ`` and ``b ← b − ε·Σδ`` for each layer as backpropagation reaches it,
+    with ε already in δ: the weight gradient is added into ``W`` by the matrix product itself
+    (see core/blas.py), while it is still in cache, instead of being written out and read back."""
+
+    def __init__(self, learning_rate: float):
+        self.delta_scale = learning_rate
+
+    def __call__(self, W, b, A, delta, bias_gradient) -> None:
+        add_transposed_product(W, A, delta, -1.0)
+        if b is not None:
+            b -= bias_gradient
 
 
 class Adam(Optimizer):

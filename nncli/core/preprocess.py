@@ -6,11 +6,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nncli.core.tasks import LossKind
+
 
 def one_hot(codes: np.ndarray, n_classes: int, dtype) -> np.ndarray:
     out = np.zeros((len(codes), n_classes), dtype=dtype)
     out[np.arange(len(codes)), codes] = 1
     return out
+
+
+def class_targets(codes: np.ndarray, n_classes: int, kind: LossKind, dtype) -> np.ndarray:
+    """Class indices as the network's targets: one-hot rows, or for a binary loss one column
+    that is 1 for the second class."""
+    if kind.targets == "binary":
+        return (codes == 1).astype(dtype)[:, None]
+    return one_hot(codes, n_classes, dtype)
+
+
+def class_probabilities(output: np.ndarray, kind: LossKind) -> np.ndarray:
+    """The network's output as one probability column per class (a binary loss's single
+    sigmoid column is P(second class))."""
+    if kind.targets == "binary":
+        return np.concatenate([1 - output, output], axis=1)
+    return output
+
+
+def network_output(probabilities: np.ndarray, kind: LossKind) -> np.ndarray:
+    """The inverse of :func:`class_probabilities`: what the network itself put out."""
+    return probabilities[:, 1:] if kind.targets == "binary" else probabilities
 
 
 @dataclass
@@ -54,8 +77,73 @@ class Scaler:
         return cls(data["method"], np.asarray(data["offset"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
 
 
-def split_indices(n: int, fraction: float, rng: np.random.Generator, shuffle: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation row indices; the validation part is ``round(n * fraction)`` rows."""
+def split_indices(
+    n: int, fraction: float, rng: np.random.Generator, shuffle: bool, classes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation row indices; the validation part is ``round(n * fraction)`` rows.
+
+    The rows are put in one order first — a permutation drawn from ``rng`` when ``shuffle``,
+    else file order — and both parts keep that order. Without ``classes`` the validation part
+    is the first rows of that order. With ``classes`` (one class code per row) the split is
+    stratified: the validation part takes the first ``quota`` rows of each class in that order,
+    the quotas coming from :func:`validation_quotas`. The permutation is the only draw from
+    ``rng`` either way.
+    """
     order = rng.permutation(n) if shuffle else np.arange(n)
     n_validation = int(round(n * fraction))
-    return order[n_validation:], order[:n_validation]
+    if classes is None:
+        return order[n_validation:], order[:n_validation]
+    classes = np.asarray(classes)
+    if classes.shape != (n,):
+        raise ValueError(f"expected one class per row ({n} rows), got classes of shape {classes.shape}")
+    in_validation = _first_of_each_class(classes[order], n_validation)
+    return order[~in_validation], order[in_validation]
+
+
+def _first_of_each_class(classes: np.ndarray, n_validation: int) -> np.ndarray:
+    """Per position, whether it is among the first ``quota`` positions of its class."""
+    _, codes, counts = np.unique(classes, return_inverse=True, return_counts=True)
+    quotas = validation_quotas(counts, n_validation)
+    grouped = np.argsort(codes, kind="stable")  # positions class by class, in order within each
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(len(codes), dtype=np.intp)  # a position's place among its class's positions
+    rank[grouped] = np.arange(len(codes)) - np.repeat(starts, counts)
+    return rank < quotas[codes]
+
+
+def validation_quotas(counts: np.ndarray, n_validation: int) -> np.ndarray:
+    """Validation rows per class, ``n_validation`` in all, proportional to the classes' sizes.
+
+    Every class keeps a training row (a class the network never trains on cannot be learned:
+    a class of a single row goes to training). A class of two or more rows also gets a
+    validation row when the split holds enough rows for one of each; when it does not, the
+    largest classes get one each (a class missing from validation only goes unmeasured).
+    Within those bounds the shares follow the largest remainders of ``n_validation * count / n``;
+    a tie goes to the class counted first (the lower class code). Raises ValueError when the
+    split leaves fewer training rows than classes. No validation rows at all asks for no
+    validation, and gives none.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if n_validation == 0:
+        return np.zeros_like(counts)
+    n = int(counts.sum())
+    highest = counts - 1
+    if n_validation > highest.sum():
+        raise ValueError(
+            f"a validation split of {n_validation} of {n} rows leaves {n - n_validation} training rows "
+            f"for {len(counts)} classes; every class needs a training row"
+        )
+    lowest = (counts >= 2).astype(np.int64)
+    if n_validation < lowest.sum():  # room for one row of the largest classes only
+        return np.isin(np.arange(len(counts)), np.argsort(-counts, kind="stable")[:n_validation]).astype(np.int64)
+    ideal = n_validation * counts / n
+    quotas = np.clip(np.floor(ideal).astype(np.int64), lowest, highest)
+    # One row at a time to the class furthest below its ideal share (or from the one furthest
+    # above it): the floors and the bounds are off by at most one row per class, so this loop
+    # runs at most once per class.
+    while (gap := n_validation - int(quotas.sum())) != 0:
+        if gap > 0:
+            quotas[np.argmax(np.where(quotas < highest, ideal - quotas, -np.inf))] += 1
+        else:
+            quotas[np.argmax(np.where(quotas > lowest, quotas - ideal, -np.inf))] -= 1
+    return quotas

@@ -19,7 +19,7 @@ from nncli.core.losses import Loss
 from nncli.core.metrics import METRICS
 from nncli.core.monitor import Improvement, minimizes
 from nncli.core.network import MLP
-from nncli.core.optimizers import Optimizer, clip_by_global_norm
+from nncli.core.optimizers import Optimizer
 from nncli.core.schedules import Schedule
 from nncli.errors import TrainingError
 
@@ -166,11 +166,6 @@ class Trainer:
         started = time.perf_counter()
         reporter.on_epoch_start(self.epoch, self.batches)
         dropout_rng = self.dropout_rng if any(network.dropout) else None
-        parameters, gradients = network.parameters(), network.gradients()
-        # Plain SGD takes the learning rate into the output delta (a few numbers) instead of
-        # scaling every gradient afterwards, and updates each layer while its gradient is in
-        # cache (see MLP.backward): two passes less over every weight, every batch.
-        fold_rate = plan.clip_norm is None and optimizer.absorbs_learning_rate
         size = plan.batch_size
         while self.batch < self.batches:
             if self.stop_requested:  # asked during the last batch: stop at this clean boundary
@@ -178,20 +173,12 @@ class Trainer:
                 raise StopRequested()
             rows = self.order[self.batch * size : (self.batch + 1) * size]
             X_batch, Y_batch, w_batch = self._gather(rows)
-            value, output = network.loss_and_gradients(
-                X_batch, Y_batch, plan.loss, w_batch, dropout_rng, descend_rate=optimizer.learning_rate if fold_rate else None
-            )
+            value, output = optimizer.minimize(network, plan.loss, X_batch, Y_batch, w_batch, dropout_rng, plan.clip_norm)
             if not np.isfinite(value):
                 raise TrainingError(
                     f"training diverged: the loss became {value} in epoch {self.epoch}, batch {self.batch + 1}; "
                     f"try a lower learning rate (now {optimizer.learning_rate:g}). No model was written."
                 )
-            if fold_rate:
-                optimizer.steps += 1  # the step itself happened inside backpropagation
-            else:
-                if plan.clip_norm is not None:
-                    clip_by_global_norm(gradients, plan.clip_norm)
-                optimizer.step(parameters, gradients)
             self.loss_sum += value * len(X_batch)
             self.running.update(output, Y_batch)
             self.batch += 1
@@ -242,6 +229,8 @@ class Trainer:
         values = record.to_json(plan.metric)
         if self.tracker is not None:
             value = values[plan.early_stopping.monitor]
+            # The tracker names the epoch with the best value, whatever min_delta is: min_delta
+            # only decides patience, so the weights restored are always the best epoch's.
             if value is not None and self.tracker.update(value):
                 record.best = True
                 self.best_epoch = self.epoch

@@ -20,17 +20,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nncli import __version__
-from nncli.core.activations import ACTIVATIONS
+from nncli.core.activations import ACTIVATIONS, get_activation
 from nncli.core.blas import fused_available
-from nncli.core.losses import LOSSES
+from nncli.core.losses import LOSSES, get_loss
 from nncli.core.model import TrainedModel
 from nncli.core.network import MLP
 from nncli.core.preprocess import Scaler
+from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import ModelFileError
 from nncli.files.npz import MAX_ARRAY_ELEMENTS, read_archive, write_archive
 
 FORMAT = "nncli-model"
-FORMAT_VERSION = 1
+# 2: the loss's and the activations' parameters are stored (loss_params, activation_params);
+# version 1 files are read with Huber's delta from their stored config and default slopes.
+FORMAT_VERSION = 2
 
 
 class _ScalerMeta(BaseModel):
@@ -49,9 +52,11 @@ class ModelMeta(BaseModel):
     nncli_version: str
     layers: list[int] = Field(min_length=2)
     activations: list[str]
+    activation_params: list[dict] = Field(default_factory=list)  # one per layer; [] in version 1
     bias: bool
     dtype: Literal["float32", "float64"]
     loss: str
+    loss_params: dict = Field(default_factory=dict)
     features: list[str]
     targets: list[str] = Field(min_length=1)
     classes: Optional[list[str]] = None
@@ -90,9 +95,11 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "layers": network.sizes,
         "activations": network.activation_names,
+        "activation_params": network.activation_params,
         "bias": network.biases[0] is not None,
         "dtype": network.dtype.name,
         "loss": model.loss,
+        "loss_params": model.loss_params,
         "features": model.features,
         "targets": model.targets,
         "classes": model.classes,
@@ -125,12 +132,14 @@ def read_model(path: Path) -> tuple[TrainedModel, ModelMeta]:
     weights = [arrays[f"W{i}"] for i in range(1, len(sizes))]
     biases = [arrays[f"b{i}"] if meta.bias else None for i in range(1, len(sizes))]
     try:
-        network = MLP(weights, biases, meta.activations)
+        activations = [get_activation(name, **params) for name, params in zip(meta.activations, meta.activation_params)]
+        network = MLP(weights, biases, activations)
     except ValueError as exc:
         raise ModelFileError(f"{path}: inconsistent network: {exc}") from None
     model = TrainedModel(
         network=network,
         loss=meta.loss,
+        loss_params=meta.loss_params,
         features=meta.features,
         targets=meta.targets,
         classes=meta.classes,
@@ -168,29 +177,70 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
         first = exc.errors(include_input=False, include_url=False)[0]
         where = ".".join(map(str, first["loc"]))
         raise ModelFileError(f"{path}: metadata field {where}: {first['msg']}") from None
-    if len(meta.activations) != len(meta.layers) - 1:
+    if version == 1:
+        _upgrade_from_version_1(meta)
+    _check_sizes(path, meta)
+    _check_functions(path, meta)
+    _check_names(path, meta)
+    _check_scalers(path, meta)
+    return meta
+
+
+def _upgrade_from_version_1(meta: ModelMeta) -> None:
+    """Version 1 stored no parameters: Huber's delta is in the stored config, slopes were the defaults."""
+    meta.activation_params = [{} for _ in meta.activations]
+    delta = meta.config.get("training", {}).get("huber_delta") if isinstance(meta.config.get("training"), dict) else None
+    if meta.loss == "huber" and isinstance(delta, (int, float)) and not isinstance(delta, bool):
+        meta.loss_params = {"delta": float(delta)}
+
+
+def _check_sizes(path: Path, meta: ModelMeta) -> None:
+    """Layer sizes, before anything is sized by them."""
+    if any(size < 1 for size in meta.layers):
+        raise ModelFileError(f"{path}: metadata layer sizes must be >= 1, got {meta.layers}")
+    for i, (fan_in, fan_out) in enumerate(zip(meta.layers[:-1], meta.layers[1:]), start=1):
+        if fan_in * fan_out > MAX_ARRAY_ELEMENTS:
+            raise ModelFileError(f"{path}: layer {i} declares {fan_in}x{fan_out} weights; implausibly large")
+
+
+def _check_functions(path: Path, meta: ModelMeta) -> None:
+    """Activations, the loss and their parameters: known, finite, and fitting together."""
+    if len(meta.activations) != len(meta.layers) - 1 or len(meta.activation_params) != len(meta.activations):
         raise ModelFileError(f"{path}: metadata lists {len(meta.activations)} activations for {len(meta.layers) - 1} layers")
     for name in meta.activations:
         if name not in ACTIVATIONS:
             raise ModelFileError(f"{path}: unknown activation {name!r} in metadata")
     if meta.loss not in LOSSES:
         raise ModelFileError(f"{path}: unknown loss {meta.loss!r} in metadata")
-    if any(size < 1 for size in meta.layers):
-        raise ModelFileError(f"{path}: metadata layer sizes must be >= 1, got {meta.layers}")
+    for what, name, params in [("loss", meta.loss, meta.loss_params),
+                               *(("activation", a, p) for a, p in zip(meta.activations, meta.activation_params))]:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in params.values()):
+            raise ModelFileError(f"{path}: the {what} {name!r} has parameters that are not positive finite numbers: {params}")
+        try:
+            (get_loss if what == "loss" else get_activation)(name, **params)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: metadata: {exc}") from None
+    kind = LOSS_KINDS[meta.loss]
+    if kind.classification != (meta.classes is not None):
+        raise ModelFileError(f"{path}: metadata pairs loss {meta.loss!r} with {'no ' if meta.classes is None else ''}class list")
+    if kind.output_required and meta.activations[-1] != kind.output:
+        raise ModelFileError(f"{path}: loss {meta.loss!r} needs a {kind.output} output layer, but metadata says {meta.activations[-1]!r}")
+    if kind.targets == "binary" and len(meta.classes) != 2:
+        raise ModelFileError(f"{path}: loss {meta.loss!r} is for two classes, but metadata lists {len(meta.classes)}")
+    outputs = kind.output_width(None if meta.classes is None else len(meta.classes), len(meta.targets))
+    if outputs != meta.layers[-1]:
+        raise ModelFileError(f"{path}: metadata implies {outputs} outputs but the last layer has {meta.layers[-1]}")
+
+
+def _check_names(path: Path, meta: ModelMeta) -> None:
     for field, names in (("features", meta.features), ("targets", meta.targets), ("classes", meta.classes or [])):
         if len(set(names)) != len(names):
             raise ModelFileError(f"{path}: metadata lists a name twice in {field!r}")
-    task_is_classification = LOSSES[meta.loss].classification
-    if task_is_classification != (meta.classes is not None):
-        raise ModelFileError(f"{path}: metadata pairs loss {meta.loss!r} with {'no ' if meta.classes is None else ''}class list")
     if len(meta.features) != meta.layers[0]:
         raise ModelFileError(f"{path}: metadata names {len(meta.features)} features for {meta.layers[0]} inputs")
-    if meta.loss == "binary_cross_entropy":
-        outputs = 1 if meta.classes is not None and len(meta.classes) == 2 else -1  # P(second class)
-    else:
-        outputs = len(meta.classes) if meta.classes is not None else len(meta.targets)
-    if outputs != meta.layers[-1]:
-        raise ModelFileError(f"{path}: metadata implies {outputs} outputs but the last layer has {meta.layers[-1]}")
+
+
+def _check_scalers(path: Path, meta: ModelMeta) -> None:
     for scaler, width in ((meta.feature_scaler, meta.layers[0]), (meta.target_scaler, len(meta.targets))):
         if scaler is not None and (len(scaler.offset) != width or len(scaler.scale) != width):
             raise ModelFileError(f"{path}: normalisation statistics have the wrong length (expected {width})")
@@ -198,14 +248,11 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
             raise ModelFileError(f"{path}: normalisation statistics are not finite numbers")
         if scaler is not None and not all(v > 0 for v in scaler.scale):
             raise ModelFileError(f"{path}: normalisation scales must be positive")
-    return meta
 
 
 def _expected_arrays(path: Path, meta: ModelMeta) -> dict[str, tuple[tuple, str]]:
     expected: dict[str, tuple] = {}
     for i, (fan_in, fan_out) in enumerate(zip(meta.layers[:-1], meta.layers[1:]), start=1):
-        if fan_in * fan_out > MAX_ARRAY_ELEMENTS:
-            raise ModelFileError(f"{path}: layer {i} declares {fan_in}x{fan_out} weights; implausibly large")
         expected[f"W{i}"] = ((fan_in, fan_out), meta.dtype)
         if meta.bias:
             expected[f"b{i}"] = ((fan_out,), meta.dtype)

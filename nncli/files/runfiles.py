@@ -100,9 +100,14 @@ def write_json(path: Path | None, document: dict) -> None:
         f.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
+def config_yaml(config: dict) -> str:
+    """A config as YAML, keys in the config's own order (run files, --print-config, --dry-run)."""
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+
+
 def write_config(path: Path | None, resolved: dict) -> None:
     if path is None:
         return
     with atomic_write(path, "w") as f:
         f.write("# The config as this run used it (seed, layer sizes and paths resolved).\n")
-        f.write(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        f.write(config_yaml(resolved))

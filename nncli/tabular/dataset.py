@@ -15,7 +15,8 @@ import numpy as np
 
 from nncli.config import Config, resolve_path
 from nncli.core.model import TrainedModel
-from nncli.core.preprocess import Scaler, one_hot, split_indices
+from nncli.core.preprocess import Scaler, class_targets, split_indices
+from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import DataError
 from nncli.tabular.labels import class_order, encode_labels
 from nncli.tabular.parse import find_line, lines_after_header, read_header
@@ -37,74 +38,51 @@ class TrainingData:
 
     @property
     def n_outputs(self) -> int:
-        if self.classes is None:
-            return len(self.targets)
-        return 1 if self.Y_train.shape[1] == 1 else len(self.classes)
+        return self.Y_train.shape[1]  # one column per output neuron, encoded for the loss
+
+
+@dataclass
+class _Rows:
+    """Some rows' feature and target columns as read (float64, unscaled)."""
+
+    X: np.ndarray
+    Y: np.ndarray | None  # regression targets
+    codes: np.ndarray | None  # classification: the class index of each row
+
+    def take(self, rows: np.ndarray) -> "_Rows":
+        return _Rows(self.X[rows], None if self.Y is None else self.Y[rows], None if self.codes is None else self.codes[rows])
 
 
 def load_training_data(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None = None) -> TrainingData:
     train_path = data_path(config, "data.train")
-    header = read_header(train_path)
-    targets = _target_columns(config, train_path, header)
-    if reference is not None:
-        features = _reference_features(config, train_path, header, targets, reference)
-    else:
-        features = [name for name in header if name not in targets]
-    if not features:
-        raise DataError(f"{train_path}: no feature columns left after taking the target column(s) {targets}")
-
+    features, targets = _columns(config, train_path, reference)
     table = _read_table(config, train_path, targets)
-    X = table.columns(features)
-    classes = codes = Y = None
+    classes = None
     if config.is_classification:
         classes = reference.classes if reference is not None and reference.classes else _classes(config, table, targets[0])
-        codes = _label_codes(table, targets[0], classes)
-    else:
-        Y = table.columns(targets)
-
+    rows = _rows(table, features, targets, classes)
     files = [train_path]
     if config.data.validation is not None:
-        val_path = data_path(config, "data.validation")
-        files.append(val_path)
-        val_header = read_header(val_path)
-        missing = [name for name in features + targets if name not in val_header]
-        if missing:
-            raise DataError(f"{val_path}:1: validation file lacks column(s) {', '.join(map(repr, missing))} of {train_path}")
-        val_table = _read_table(config, val_path, targets)
-        X_val = val_table.columns(features)
-        val_codes = _label_codes(val_table, targets[0], classes) if classes is not None else None
-        Y_val = None if classes is not None else val_table.columns(targets)
-        train_rows = np.arange(len(X))
+        files.append(data_path(config, "data.validation"))
+        train, validation = rows, _validation_file(config, files[1], train_path, features, targets, classes)
     else:
-        train_rows, val_rows = split_indices(len(X), config.data.validation_split, split_rng, config.data.shuffle)
-        if len(train_rows) == 0:
-            raise config.error("data.validation_split", f"leaves no training rows of the {len(X)} in {train_path}")
-        X_val = X[val_rows]
-        val_codes = codes[val_rows] if classes is not None else None
-        Y_val = None if classes is not None else Y[val_rows]
-
-    dtype = np.dtype(config.model.dtype)
+        train, validation = _split(config, rows, split_rng, train_path)
     if reference is not None:
         feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
     else:
-        feature_scaler = _scaler(X[train_rows], config.data.normalize, features, train_path)
+        feature_scaler = _scaler(train.X, config.data.normalize, features, train_path)
         target_scaler = None
         if classes is None and config.data.normalize_target != "none":
-            target_scaler = _scaler(Y[train_rows], config.data.normalize_target, targets, train_path)
-    if classes is not None:
-        Y_train, Y_val = _class_targets(config, codes[train_rows], classes, dtype), _class_targets(config, val_codes, classes, dtype)
-    else:
-        Y_train = _scaled(Y[train_rows], target_scaler, dtype, targets, train_path)
-        Y_val = _scaled(Y_val, target_scaler, dtype, targets, train_path)
-    X_train = _scaled(X[train_rows], feature_scaler, dtype, features, train_path)
-    X_val = _scaled(X_val, feature_scaler, dtype, features, train_path)
+            target_scaler = _scaler(train.Y, config.data.normalize_target, targets, train_path)
+    X_train, Y_train = _encoded(config, train, classes, feature_scaler, target_scaler, features, targets, train_path)
+    X_val, Y_val = _encoded(config, validation, classes, feature_scaler, target_scaler, features, targets, train_path)
     return TrainingData(
         features=features,
         targets=targets,
         classes=classes,
         X_train=X_train,
         Y_train=Y_train,
-        train_codes=None if codes is None else codes[train_rows],
+        train_codes=train.codes,
         validation=(X_val, Y_val) if len(X_val) else None,
         feature_scaler=feature_scaler,
         target_scaler=target_scaler,
@@ -112,11 +90,57 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     )
 
 
-def _class_targets(config: Config, codes: np.ndarray, classes: list[str], dtype) -> np.ndarray:
-    """One-hot rows for cross_entropy; one column, 1 for the second class, for binary cross-entropy."""
-    if config.training.loss == "binary_cross_entropy":
-        return (codes == 1).astype(dtype)[:, None]
-    return one_hot(codes, len(classes), dtype)
+def _columns(config: Config, path: Path, reference: TrainedModel | None) -> tuple[list[str], list[str]]:
+    """The feature and target columns: the target(s) the config names (else the last column),
+    every other column as a feature (with `init_from`, the reference model's features)."""
+    header = read_header(path)
+    targets = _target_columns(config, path, header)
+    if reference is not None:
+        features = _reference_features(config, path, header, targets, reference)
+    else:
+        features = [name for name in header if name not in targets]
+    if not features:
+        raise DataError(f"{path}: no feature columns left after taking the target column(s) {targets}")
+    return features, targets
+
+
+def _rows(table: CsvColumns, features: list[str], targets: list[str], classes: list[str] | None) -> _Rows:
+    if classes is not None:
+        return _Rows(table.columns(features), None, _label_codes(table, targets[0], classes))
+    return _Rows(table.columns(features), table.columns(targets), None)
+
+
+def _validation_file(config: Config, path: Path, train_path: Path, features: list[str], targets: list[str],
+                     classes: list[str] | None) -> _Rows:
+    header = read_header(path)
+    missing = [name for name in features + targets if name not in header]
+    if missing:
+        raise DataError(f"{path}:1: validation file lacks column(s) {', '.join(map(repr, missing))} of {train_path}")
+    return _rows(_read_table(config, path, targets), features, targets, classes)
+
+
+def _split(config: Config, rows: _Rows, rng: np.random.Generator, path: Path) -> tuple[_Rows, _Rows]:
+    """`data.validation_split`: a shuffled share of the rows, stratified by class for
+    classification (every class with two or more rows on both sides)."""
+    n = len(rows.X)
+    try:
+        train_rows, val_rows = split_indices(n, config.data.validation_split, rng, config.data.shuffle, rows.codes)
+    except ValueError as exc:
+        raise config.error("data.validation_split", f"{exc} ({path}); change the split or give data.validation") from None
+    if len(train_rows) == 0:
+        raise config.error("data.validation_split", f"leaves no training rows of the {n} in {path}")
+    return rows.take(train_rows), rows.take(val_rows)
+
+
+def _encoded(config: Config, rows: _Rows, classes: list[str] | None, feature_scaler: Scaler, target_scaler: Scaler | None,
+             features: list[str], targets: list[str], path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Rows as the network sees them: features scaled, targets scaled or encoded for the loss,
+    in the model's dtype."""
+    dtype = np.dtype(config.model.dtype)
+    X = _scaled(rows.X, feature_scaler, dtype, features, path)
+    if classes is not None:
+        return X, class_targets(rows.codes, len(classes), LOSS_KINDS[config.training.loss], dtype)
+    return X, _scaled(rows.Y, target_scaler, dtype, targets, path)
 
 
 def _reference_features(config: Config, path: Path, header: list[str], targets: list[str], reference: TrainedModel) -> list[str]:
@@ -217,7 +241,7 @@ def _classes(config: Config, table: CsvColumns, target: str) -> list[str]:
                     "differently and would become two classes; spell them one way"
                 )
     classes = class_order(labels)
-    if config.training.loss == "binary_cross_entropy" and len(classes) != 2:
+    if LOSS_KINDS[config.training.loss].targets == "binary" and len(classes) != 2:
         raise config.error(
             "training.loss",
             f"binary_cross_entropy needs exactly two classes; {target!r} in {table.path} has {len(classes)} "
