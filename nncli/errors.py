@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-EXIT_OK = 0
 EXIT_FAILED = 1  # the run itself failed: divergence, I/O failure, a quality gate
 EXIT_USAGE = 2  # bad invocation, config, data or model file
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, as shells report SIGINT

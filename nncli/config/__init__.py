@@ -73,10 +73,16 @@ def resolve_path(config: Config, key: str, value: str) -> Path:
 
 def check_consistency(config: Config) -> None:
     """Checks that span several fields (the data-dependent ones come when the data is read)."""
-    model, training, data = config.model, config.training, config.data
-    layers = model.layers
-    hidden = len(layers) - 2
-    for index, size in enumerate(layers[1:-1], start=1):
+    _check_layers(config)
+    _check_loss(config)
+    _check_schedule(config)
+    _check_monitors(config)
+
+
+def _check_layers(config: Config) -> None:
+    model = config.model
+    hidden = len(model.layers) - 2
+    for index, size in enumerate(model.layers[1:-1], start=1):
         if size == "auto":
             raise config.error(
                 f"model.layers.{index}",
@@ -90,7 +96,13 @@ def check_consistency(config: Config) -> None:
                 f"lists {len(value)} value(s) but the network has {hidden} hidden layer(s); give one per hidden "
                 "layer, or a single value for all",
             )
+
+
+def _check_loss(config: Config) -> None:
+    """The loss against the output layer, the targets and the class weights (the loss table, core/tasks.py)."""
+    model, training, data = config.model, config.training, config.data
     loss, output, kind = training.loss, model.output_activation, LOSS_KINDS[training.loss]
+    layers = model.layers
     if kind.output_required and output not in ("auto", kind.output):
         regression = ", ".join(name for name, other in LOSS_KINDS.items() if not other.classification)
         raise config.error(
@@ -99,33 +111,41 @@ def check_consistency(config: Config) -> None:
         )
     if kind.targets == "binary" and layers[-1] not in ("auto", 1):
         raise config.error(f"model.layers.{len(layers) - 1}", f"{loss} has one output neuron (the probability of the second class); use 1 or 'auto'")
-    classification = config.is_classification
     targets = data.target_columns
-    if classification and targets is not None and len(targets) != 1:
+    if kind.classification and targets is not None and len(targets) != 1:
         raise config.error("data.target", f"{loss} (classification) needs exactly one target column")
     if targets is not None and len(set(targets)) != len(targets):
         raise config.error("data.target", "lists a column twice")
-    if classification and data.normalize_target != "none":
+    if kind.classification and data.normalize_target != "none":
         raise config.error("data.normalize_target", f"applies to regression targets only; {loss} predicts classes")
-    if training.class_weights is not None and not classification:
+    if training.class_weights is not None and not kind.classification:
         raise config.error("training.class_weights", f"apply to classification only; {loss} is a regression loss")
     if data.validation is not None and "validation_split" in data.model_fields_set and data.validation_split > 0:
         raise config.error("data.validation_split", "give either a validation file or a validation_split, not both")
+
+
+def _check_schedule(config: Config) -> None:
+    training = config.training
     schedule = training.schedule
-    if schedule.name == "cosine" and schedule.min_lr > training.learning_rate:
-        raise config.error("training.schedule.min_lr", f"is above training.learning_rate ({training.learning_rate}); the rate would rise")
-    if schedule.name == "reduce_on_plateau" and schedule.min_lr > training.learning_rate:
-        raise config.error("training.schedule.min_lr", f"is above training.learning_rate ({training.learning_rate})")
+    if schedule.name in ("cosine", "reduce_on_plateau") and schedule.min_lr > training.learning_rate:
+        rises = "; the rate would rise" if schedule.name == "cosine" else ""
+        raise config.error("training.schedule.min_lr", f"is above training.learning_rate ({training.learning_rate}){rises}")
     if training.warmup_epochs >= training.epochs:
         raise config.error("training.warmup_epochs", f"must be fewer than training.epochs ({training.epochs}), or the full rate is never reached")
+
+
+def _check_monitors(config: Config) -> None:
+    """A watched metric must exist for the task (whether there are validation rows to watch is
+    checked with the data)."""
+    training = config.training
     watched = [("training.early_stopping.monitor", training.early_stopping)]
     if training.schedule.name == "reduce_on_plateau":
         watched.append(("training.schedule.monitor", training.schedule))
     for key, section in watched:
         if section is None:
             continue
-        monitor = section.monitor  # whether there are validation rows to watch is checked with the data
-        if monitor.endswith("_accuracy") and not classification:
+        monitor = section.monitor
+        if monitor.endswith("_accuracy") and not config.is_classification:
             raise config.error(key, f"{monitor} is for classification; regression reports {monitor.replace('accuracy', 'r2')}")
-        if monitor.endswith("_r2") and classification:
+        if monitor.endswith("_r2") and config.is_classification:
             raise config.error(key, f"{monitor} is for regression; classification reports {monitor.replace('r2', 'accuracy')}")

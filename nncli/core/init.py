@@ -1,6 +1,7 @@
 """Weight initialisers: ``init(rng, fan_in, fan_out, dtype, **params) -> W (fan_in, fan_out)``.
 
-Biases always start at zero (as in Keras and scikit-learn); only weights are drawn.
+Biases always start at zero, as in Keras (scikit-learn and PyTorch draw them at random too);
+only weights are drawn.
 """
 
 from __future__ import annotations

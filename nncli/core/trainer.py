@@ -10,7 +10,7 @@ position inside an epoch, the history, early-stopping and schedule state) lives 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -92,12 +92,51 @@ class TrainingPlan:
     early_stopping: Optional[EarlyStopping] = None
     schedule_monitor: Optional[str] = None  # reduce-on-plateau watches this
     checkpoint_every: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def evaluate(network: MLP, loss: Loss, metric: str, X: np.ndarray, Y: np.ndarray) -> tuple[float, Optional[float]]:
     output = network.forward(X)
     return loss.value(output, Y), METRICS[metric][0](output, Y)
+
+
+class EarlyStopper:
+    """Early stopping: watches a metric epoch by epoch, keeps a copy of the best epoch's
+    weights, and says when patience has run out."""
+
+    def __init__(self, settings: EarlyStopping):
+        self.monitor = settings.monitor
+        self.tracker = Improvement(settings.patience, settings.min_delta, minimizes(settings.monitor, settings.mode))
+        self.best_epoch: Optional[int] = None
+        self.best_parameters: Optional[list[np.ndarray]] = None
+
+    def observe(self, epoch: int, values: dict, parameters: list[np.ndarray]) -> bool:
+        """Record an epoch's metrics; True when it is the best epoch so far (whatever
+        min_delta is: min_delta only decides patience, so the weights kept are the best's)."""
+        value = values[self.monitor]
+        if value is None or not self.tracker.update(value):
+            return False
+        self.best_epoch = epoch
+        self.best_parameters = [p.copy() for p in parameters]
+        return True
+
+    @property
+    def exhausted(self) -> bool:
+        return self.tracker.exhausted
+
+    def restore_best(self, parameters: list[np.ndarray]) -> None:
+        if self.best_parameters is not None:
+            for param, best in zip(parameters, self.best_parameters):
+                param[...] = best
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        arrays = {} if self.best_parameters is None else {f"best.{i}": p for i, p in enumerate(self.best_parameters)}
+        return {**self.tracker.state(), "best_epoch": self.best_epoch}, arrays
+
+    def load_state(self, scalars: dict, arrays: dict[str, np.ndarray], count: int) -> None:
+        self.tracker.load_state(scalars)
+        self.best_epoch = scalars["best_epoch"]
+        if "best.0" in arrays:
+            self.best_parameters = [arrays[f"best.{i}"].copy() for i in range(count)]
 
 
 class Trainer:
@@ -112,10 +151,7 @@ class Trainer:
         self.running = METRICS[plan.metric][1](plan.Y)
         self.epoch_seconds = 0.0
         self.history: list[EpochRecord] = []
-        early = plan.early_stopping
-        self.tracker = Improvement(early.patience, early.min_delta, minimizes(early.monitor, early.mode)) if early else None
-        self.best_epoch: Optional[int] = None
-        self.best_parameters: Optional[list[np.ndarray]] = None
+        self.early_stopper = EarlyStopper(plan.early_stopping) if plan.early_stopping else None
         self.stopped_early = False
         self.stop_requested = False  # set from a signal handler; honoured after the current batch
         self.on_checkpoint: Optional[Callable[["Trainer"], None]] = None
@@ -124,6 +160,15 @@ class Trainer:
     @property
     def batches(self) -> int:
         return -(-len(self.plan.X) // self.plan.batch_size)
+
+    @property
+    def best_epoch(self) -> Optional[int]:
+        """The epoch whose weights the model gets (None without early stopping)."""
+        return None if self.early_stopper is None else self.early_stopper.best_epoch
+
+    @property
+    def tracker(self) -> Optional[Improvement]:
+        return None if self.early_stopper is None else self.early_stopper.tracker
 
     @property
     def finished(self) -> bool:
@@ -144,9 +189,8 @@ class Trainer:
                 self._run_epoch(reporter)
         if self.on_checkpoint is not None and self.plan.checkpoint_every:
             self.on_checkpoint(self)  # the final state, so `--resume` can extend the run
-        if self.best_parameters is not None:
-            for param, best in zip(self.plan.network.parameters(), self.best_parameters):
-                param[...] = best
+        if self.early_stopper is not None:
+            self.early_stopper.restore_best(self.plan.network.parameters())
         return self.history
 
     def _start_epoch(self) -> None:
@@ -227,15 +271,9 @@ class Trainer:
             plan.optimizer.learning_rate,
         )
         values = record.to_json(plan.metric)
-        if self.tracker is not None:
-            value = values[plan.early_stopping.monitor]
-            # The tracker names the epoch with the best value, whatever min_delta is: min_delta
-            # only decides patience, so the weights restored are always the best epoch's.
-            if value is not None and self.tracker.update(value):
-                record.best = True
-                self.best_epoch = self.epoch
-                self.best_parameters = [p.copy() for p in parameters]
-            self.stopped_early = self.tracker.exhausted
+        if self.early_stopper is not None:
+            record.best = self.early_stopper.observe(self.epoch, values, parameters)
+            self.stopped_early = self.early_stopper.exhausted
         if plan.schedule_monitor is not None:
             plan.schedule.observe(values[plan.schedule_monitor])
         self.history.append(record)
@@ -254,8 +292,8 @@ class Trainer:
         optimizer_scalars, optimizer_arrays = plan.optimizer.state()
         arrays = {f"param.{i}": p for i, p in enumerate(plan.network.parameters())}
         arrays.update({f"optimizer.{name}": a for name, a in optimizer_arrays.items()})
-        if self.best_parameters is not None:
-            arrays.update({f"best.{i}": p for i, p in enumerate(self.best_parameters)})
+        early_scalars, early_arrays = self.early_stopper.state() if self.early_stopper else (None, {})
+        arrays.update(early_arrays)
         if self.order is not None:
             arrays["order"] = self.order.astype(np.int64)
         scalars = {
@@ -265,7 +303,7 @@ class Trainer:
             "epoch_seconds": self.epoch_seconds,
             "running": self.running.state(),
             "history": [asdict(r) for r in self.history],
-            "early_stopping": None if self.tracker is None else {**self.tracker.state(), "best_epoch": self.best_epoch},
+            "early_stopping": early_scalars,
             "stopped_early": self.stopped_early,
             "schedule": plan.schedule.state(),
             "optimizer": optimizer_scalars,
@@ -290,11 +328,8 @@ class Trainer:
         self.history = [EpochRecord(**r) for r in scalars["history"]]
         self.order = arrays["order"].astype(np.intp) if "order" in arrays else None
         early = scalars["early_stopping"]
-        if self.tracker is not None and early is not None:
-            self.tracker.load_state(early)
-            self.best_epoch = early["best_epoch"]
-            if "best.0" in arrays:
-                self.best_parameters = [arrays[f"best.{i}"].copy() for i in range(len(parameters))]
+        if self.early_stopper is not None and early is not None:
+            self.early_stopper.load_state(early, arrays, len(parameters))
         self.stopped_early = bool(scalars["stopped_early"])
         plan.schedule.load_state(scalars["schedule"])
         self.shuffle_rng.bit_generator.state = scalars["shuffle_rng"]
