@@ -72,7 +72,7 @@ def root(
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config file (see the README for every key)."),
+    config: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config file (every key: docs/config.md)."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", help="Model file to write, relative to the current directory (default: the config's `output`, else runs/<config>.npz)."
     ),
@@ -138,13 +138,8 @@ def _print_config(request, as_json: bool) -> None:
     """--print-config: no data read."""
     from nncli.commands.session import print_config
 
-    document = print_config(request)
-    if as_json:
-        print(json.dumps(document, indent=2))
-    else:
-        from nncli.commands.train import config_yaml
-
-        print(config_yaml(document), end="")
+    config = print_config(request)
+    print(json.dumps(config.to_json(), indent=2) if as_json else config.yaml, end="\n" if as_json else "")
 
 
 def _dry_run(request, as_json: bool) -> None:

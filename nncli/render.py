@@ -112,12 +112,18 @@ def architecture_table(console: Console, layers: list[dict], title: str | None =
             str(row["layer"]),
             f"{fan_in} × {fan_out}",
             "-" if row["bias"] is None else f"{row['bias'][0]}",
-            row["activation"],
+            activation_text(row),
             f"{row['parameters']:,}",
         )
     table.add_section()
     table.add_row("total", "", "", "", f"{sum(r['parameters'] for r in layers):,}")
     return table
+
+
+def activation_text(layer: dict) -> str:
+    """`relu`, or with its parameters: `leaky_relu (slope 0.2)`."""
+    params = layer.get("activation_params") or {}
+    return layer["activation"] + (" (" + ", ".join(f"{k} {v:g}" for k, v in params.items()) + ")" if params else "")
 
 
 def metric_text(metric_name: str, value: float | None) -> str:
@@ -152,6 +158,7 @@ class TrainingDisplay(Reporter):
         self._pending: list[str] = []
         self._epoch = 0
         self._batches = 0
+        self._unprinted: str | None = None  # the last epoch's row, when --log-every skipped it
 
     def __enter__(self) -> "TrainingDisplay":
         label = metric_label(self.metric_name)
@@ -173,6 +180,8 @@ class TrainingDisplay(Reporter):
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._unprinted is not None:  # the run ended on an epoch --log-every skipped (early stopping)
+            self._pending.append(self._unprinted)
         self._flush()
         if self.progress is not None:
             self.progress.stop()
@@ -186,17 +195,20 @@ class TrainingDisplay(Reporter):
             self._flush()
 
     def on_epoch_end(self, record: EpochRecord) -> None:
+        row = self._row((
+            f"{record.epoch}{'*' if record.best else ' '}",  # * marks a new best epoch
+            number(record.train_loss),
+            metric_text(self.metric_name, record.train_metric),
+            number(record.val_loss),
+            metric_text(self.metric_name, record.val_metric),
+            f"{record.learning_rate:.3g}",
+            f"{record.seconds:.3f}",
+        ))
+        self._unprinted = None
         if record.epoch % self.log_every == 0 or record.epoch == self.epochs:
-            cells = (
-                f"{record.epoch}{'*' if record.best else ' '}",  # * marks a new best epoch
-                number(record.train_loss),
-                metric_text(self.metric_name, record.train_metric),
-                number(record.val_loss),
-                metric_text(self.metric_name, record.val_metric),
-                f"{record.learning_rate:.3g}",
-                f"{record.seconds:.3f}",
-            )
-            self._pending.append(self._row(cells))
+            self._pending.append(row)
+        else:
+            self._unprinted = row
         if not self.live or self._due():
             self._flush()
 
@@ -312,7 +324,7 @@ def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]
             str(row["layer"]),
             f"{row['weights'][0]} × {row['weights'][1]}",
             "-" if row["bias"] is None else str(row["bias"][0]),
-            row["activation"],
+            activation_text(row),
             f"{row['parameters']:,}",
             *(f"{stats[key]:.4f}" for key in ("mean", "std", "min", "max")),
             f"{100 * stats['near_zero']:.1f}%",
@@ -324,7 +336,8 @@ def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]
     facts.add_column(style=None if is_plain(console) else "bold")
     facts.add_column()
     features = info["features"]
-    facts.add_row("task", f"{info['task']} ({info['loss']} loss, {info['dtype']})")
+    loss_params = "".join(f", {key} {value:g}" for key, value in info.get("loss_params", {}).items())
+    facts.add_row("task", f"{info['task']} ({info['loss']} loss{loss_params}, {info['dtype']})")
     facts.add_row("features", f"{len(features)}: {_names(features)}")
     facts.add_row("targets", _names(info["targets"]))
     if info["classes"] is not None:

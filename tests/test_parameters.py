@@ -95,7 +95,9 @@ def test_stored_parameters_are_checked(tmp_path):
     bad = _edit_meta(path, tmp_path / "b.npz", lambda m: m.update(loss_params={"slope": 1}))
     assert "takes no parameter 'slope'" in _model_error(bad)
     bad = _edit_meta(path, tmp_path / "c.npz", lambda m: m.update(activation_params=[{}]))
-    assert "activations for" in _model_error(bad)
+    assert "lists 1 activation_params for 2 activations" in _model_error(bad)
+    bad = _edit_meta(path, tmp_path / "d.npz", lambda m: m.pop("activation_params"))
+    assert "lacks 'activation_params' (format version 2 stores it)" in _model_error(bad)
 
 
 def test_a_classifier_whose_output_does_not_fit_its_loss_is_refused(tmp_path):

@@ -148,3 +148,34 @@ def test_init_from_errors_name_the_option(tmp_path):
     result = run("train", CONFIGS / "digits.yaml", "--init-from", tmp_path / "missing.npz", "-o", tmp_path / "m.npz")
     assert result.returncode == 2
     assert result.stderr.startswith(f"nncli: error: --init-from {tmp_path / 'missing.npz'}: model.init_from: ")
+
+
+def test_a_dry_run_never_refuses_for_existing_outputs_and_touches_nothing(tmp_path):
+    model = tmp_path / "m.npz"
+    assert run("train", CONFIGS / "xor.yaml", "-o", model, "--quiet").returncode == 0
+    stale = tmp_path / ".m.npz.123.tmp"
+    stale.write_text("left by a killed run")
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    result = run("train", CONFIGS / "xor.yaml", "-o", model, "--dry-run")
+    assert result.returncode == 0 and "nothing trained, nothing written" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+def test_log_every_still_prints_the_epoch_early_stopping_ended_on(tmp_path):
+    result = run("train", CONFIGS / "iris.yaml", "-o", tmp_path / "m.npz", "--set", "training.epochs=200",
+                 "--set", "training.early_stopping={patience: 2}", "--log-every", "50")
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.strip()[:1].isdigit() and "%" in line]
+    last = json.loads((tmp_path / "m.metrics.json").read_text())["epochs"]
+    assert last < 200 and last % 50 != 0  # it did stop early, off the --log-every grid
+    assert rows and rows[-1].rstrip("*") == str(last)
+
+
+def test_inspect_shows_the_parameters_of_activations_and_loss(tmp_path):
+    model = tmp_path / "m.npz"
+    assert run("train", CONFIGS / "diabetes.yaml", "-o", model, "--quiet", "--set", "model.activation=leaky_relu",
+               "--set", "model.leaky_relu_slope=0.2", "--set", "training.loss=huber", "--set", "training.huber_delta=0.5",
+               "--set", "training.epochs=2").returncode == 0
+    text = run("inspect", model).stdout
+    assert "leaky_relu (slope 0.2)" in text and "huber loss, delta 0.5" in text
+    document = json.loads(run("inspect", model, "--json").stdout)
+    assert document["loss_params"] == {"delta": 0.5} and document["layers"][0]["activation_params"] == {"slope": 0.2}

@@ -377,3 +377,46 @@ def test_numeric_class_labels_in_class_weights(tmp_path):
     run = _run(CONFIGS / "digits.yaml", "training.class_weights={3: 2.5}")
     weights = run.trainer().plan.sample_weights
     assert set(np.unique(weights)) == {1.0, 2.5}
+
+
+def test_a_checkpoint_written_before_new_config_keys_and_tracker_fields_still_resumes(tmp_path):
+    """A checkpoint of the previous version: its config lacks model.leaky_relu_slope and its
+    early-stopping state lacks the patience reference. It resumes to the same model."""
+    from nncli.files.checkpoint import config_hash
+    from tests.test_modelfile import _edit_meta
+
+    common = ["training.early_stopping={patience: 50}", "training.epochs=6"]
+    open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "a.npz"))).train()
+    first = open_session(TrainRequest(CONFIGS / "iris.yaml", common, output=str(tmp_path / "b.npz")))
+    with pytest.raises(InterruptedRun):
+        first.train(StopAt(first.trainer, 3, 2))
+
+    def as_previous_version(meta):
+        del meta["config"]["model"]["leaky_relu_slope"]
+        meta["config_sha256"] = config_hash(meta["config"])
+        del meta["trainer"]["early_stopping"]["reference"]
+
+    checkpoint = tmp_path / "b.ckpt.npz"
+    _edit_meta(checkpoint, tmp_path / "old.ckpt.npz", as_previous_version).replace(checkpoint)
+    open_session(TrainRequest(resume=checkpoint)).train()
+    straight, resumed = load_model(tmp_path / "a.npz"), load_model(tmp_path / "b.npz")
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(straight.network.parameters(), resumed.network.parameters()))
+
+
+@pytest.mark.parametrize("overrides", [[], ["training.optimizer=adam"], ["training.clip_norm=1.0"], ["training.optimizer={name: sgd, momentum: 0.9}"]])
+def test_a_diverged_batch_changes_nothing_before_the_error(tmp_path, overrides):
+    """The loss is checked before any update: the weights and the optimizer's state stay as
+    they were after the last finite batch."""
+    from nncli.errors import TrainingError
+
+    data = tmp_path / "huge.csv"
+    data.write_text("x,y\n" + "".join(f"{i},{1e20 * (i % 3)}\n" for i in range(40)))
+    run = _run(CONFIGS / "diabetes.yaml", f"data.train={data}", "data.target=y",
+               "data.normalize=none", "data.normalize_target=none", "training.batch_size=40",
+               "data.validation_split=0", *overrides)
+    trainer = run.trainer()
+    before = [p.copy() for p in run.network.parameters()]
+    with pytest.raises(TrainingError, match="diverged"):
+        run.run(trainer)
+    assert trainer.plan.optimizer.steps == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, run.network.parameters()))

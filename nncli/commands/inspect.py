@@ -36,7 +36,7 @@ class ModelReport:
     info: dict  # summary(): everything but the arrays
     curves: dict[str, str]  # name -> sparkline
     matrices: list[Matrix] = field(default_factory=list)  # with --weights
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the selected layers' arrays, for --json
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the selected layers' arrays (views, no copies)
 
     def to_json(self) -> dict:
         return {"model": self.path, **self.info, "arrays": {name: a.tolist() for name, a in self.arrays.items()}}
@@ -66,7 +66,7 @@ def inspect(target: Path, *, weights: bool = False, layer: int | None = None, fu
     if layer:
         info["layers"] = [info["layers"][layer - 1]]
     curves = {name: sparkline([r.get(key) for r in trained.history]) for name, key in (("train loss", "train_loss"), ("val loss", "val_loss"))}
-    report = ModelReport(str(target), info, curves, arrays=arrays(trained, selected) if as_json else {})
+    report = ModelReport(str(target), info, curves, arrays=arrays(trained, selected))
     if weights:
         report.matrices = [matrix for index in selected for matrix in _layer_matrices(trained, index)]
     return report
@@ -140,6 +140,7 @@ def summary(model: TrainedModel, meta: ModelMeta) -> dict:
         "numpy_version": record.get("numpy_version"),
         "task": "classification" if model.is_classification else "regression",
         "loss": model.loss,
+        "loss_params": model.loss_params,
         "dtype": model.network.dtype.name,
         "layers": layers_with_statistics(model),
         "parameters": model.network.parameter_count(),

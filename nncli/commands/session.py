@@ -38,7 +38,7 @@ from nncli.files.checkpoint import (
     save_checkpoint,
 )
 from nncli.files.model import save_model
-from nncli.files.runfiles import RunFiles, write_config, write_history, write_json
+from nncli.files.runfiles import RunFiles, config_yaml, write_config, write_history, write_json
 
 
 def init_from_override(path: str) -> tuple[str, str]:
@@ -166,37 +166,60 @@ def resolved_overrides(request: TrainRequest) -> list:
     return overrides
 
 
-def print_config(request: TrainRequest) -> dict:
+@dataclass
+class ConfigDocument:
+    """--print-config's result: the config with every default filled in."""
+
+    document: dict
+
+    def to_json(self) -> dict:
+        return self.document
+
+    @property
+    def yaml(self) -> str:
+        return config_yaml(self.document)
+
+
+def print_config(request: TrainRequest) -> ConfigDocument:
     """--print-config: the config with every default filled in (no data read)."""
     if request.config is None:
         raise UsageError("--print-config needs a CONFIG file")
-    return load_config(request.config, resolved_overrides(request)).model_dump(mode="json")
+    return ConfigDocument(load_config(request.config, resolved_overrides(request)).model_dump(mode="json"))
 
 
 def dry_run(request: TrainRequest) -> NetworkPreview:
-    """--dry-run: everything a run checks (config, data, files), nothing trained or written."""
-    return open_session(request).run.preview()
+    """--dry-run: everything a run checks (config, data, where files would go), nothing
+    trained or written, so existing outputs are no reason to refuse."""
+    return open_session(request, writes=False).run.preview()
 
 
-def open_session(request: TrainRequest) -> Session:
+def open_session(request: TrainRequest, writes: bool = True) -> Session:
+    """A run ready to train; ``writes=False`` (a dry run) checks everything but touches no file."""
     overrides = resolved_overrides(request)
     if request.resume is not None:
-        return _resume_session(request, overrides)
+        return _resume_session(request, overrides, writes)
     if request.config is None:
         raise UsageError("give a CONFIG file to train from, or --resume CHECKPOINT")
     config = load_config(request.config, overrides)
     files = _run_files(config, request, request.config.stem)
-    if not request.force:
-        files.refuse_overwrite()
-    files.remove_stale_temporaries()
+    if writes:
+        _claim(files, request.force)
     run = prepare_training(config, files.model)
     _refuse_inputs_as_outputs(files, run)
     session = Session(run, run.trainer(), files)
-    session.data_hashes()  # of the data as read now, for the checkpoints to come
+    if writes:
+        session.data_hashes()  # of the data as read now, for the checkpoints to come
     return session
 
 
-def _resume_session(request: TrainRequest, overrides: list[str]) -> Session:
+def _claim(files: RunFiles, force: bool, allowed: list[Path] = ()) -> None:
+    """Make the run's files ours: nothing overwritten without --force, stale temporaries gone."""
+    if not force:
+        files.refuse_overwrite(allowed=allowed)
+    files.remove_stale_temporaries()
+
+
+def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -> Session:
     checkpoint = load_checkpoint(request.resume)
     stored = checkpoint.meta["config"]
     if request.config is not None:
@@ -212,9 +235,8 @@ def _resume_session(request: TrainRequest, overrides: list[str]) -> Session:
             check_writable(path)
     else:
         files = _run_files(config, request, Path(stored.get("output") or request.resume).stem)
-    if not request.force:
-        files.refuse_overwrite(allowed=[request.resume])
-    files.remove_stale_temporaries()
+    if writes:
+        _claim(files, request.force, allowed=[request.resume])
     run = prepare_training(config, files.model)
     _refuse_inputs_as_outputs(files, run)
     trainer = run.trainer()

@@ -101,9 +101,8 @@ class TrainingRun:
         return resolved
 
     def preview(self) -> NetworkPreview:
-        validation = 0 if self.data.validation is None else len(self.data.validation[0])
         return NetworkPreview(layer_table(self.network), self.network.dtype.name, self.seed, self.features, self.targets,
-                              self.classes, {"train": len(self.data.X_train), "validation": validation}, self.resolved_config())
+                              self.classes, {"train": len(self.data.X_train), "validation": self.data.validation_rows}, self.resolved_config())
 
     def trainer(self) -> Trainer:
         """A trainer at epoch 1 for this run (restore a checkpoint into it to resume)."""
@@ -172,7 +171,7 @@ class TrainingRun:
         metrics["epochs"] = history[-1].epoch  # epochs run
         metrics["stopped_early"] = trainer.stopped_early
         metrics["train_rows"] = len(self.data.X_train)
-        metrics["val_rows"] = 0 if self.data.validation is None else len(self.data.validation[0])
+        metrics["val_rows"] = self.data.validation_rows
         return metrics
 
     def _sample_weights(self) -> np.ndarray | None:
@@ -251,7 +250,7 @@ def prepare_training(config: Config, output: Path | None = None) -> TrainingRun:
         if reference.is_classification != config.is_classification:
             raise config.error("model.init_from", f"{init_from} is a {'classification' if reference.is_classification else 'regression'} model; the config's loss is {config.training.loss}")
     data = load_training_data(config, rngs[SPLIT], reference)
-    _check_monitors(config, data)
+    _check_validation_rows(config, data)
     sizes = _layer_sizes(config, data)
     network = build_network(config, sizes, rngs[INIT])
     if reference is not None:
@@ -259,21 +258,16 @@ def prepare_training(config: Config, output: Path | None = None) -> TrainingRun:
     return TrainingRun(config=config, seed=seed, data=data, network=network, rngs=rngs, output=output, init_from=init_from)
 
 
-def _check_monitors(config: Config, data: TrainingData) -> None:
+def _check_validation_rows(config: Config, data: TrainingData) -> None:
     """A metric watched on validation data needs validation rows (R² needs two)."""
-    training = config.training
-    rows = 0 if data.validation is None else len(data.validation[0])
-    watched = [("training.early_stopping.monitor", training.early_stopping)]
-    if training.schedule.name == "reduce_on_plateau":
-        watched.append(("training.schedule.monitor", training.schedule))
-    for key, section in watched:
-        if section is not None and section.monitor.startswith("val_"):
-            needed = 2 if section.monitor == "val_r2" else 1
-            if rows < needed:
-                raise config.error(
-                    key, f"{section.monitor} needs validation data, but the split leaves {rows} validation row{'s' * (rows != 1)}; "
-                    "raise data.validation_split or give data.validation",
-                )
+    rows = data.validation_rows
+    for key, monitor in config.training.watched_monitors():
+        needed = 2 if monitor == "val_r2" else 1 if monitor.startswith("val_") else 0
+        if rows < needed:
+            raise config.error(
+                key, f"{monitor} needs validation data, but the split leaves {rows} validation row{'s' * (rows != 1)}; "
+                "raise data.validation_split or give data.validation",
+            )
 
 
 def _copy_weights(config: Config, path: Path, source: MLP, target: MLP) -> None:

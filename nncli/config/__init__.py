@@ -137,14 +137,7 @@ def _check_schedule(config: Config) -> None:
 def _check_monitors(config: Config) -> None:
     """A watched metric must exist for the task (whether there are validation rows to watch is
     checked with the data)."""
-    training = config.training
-    watched = [("training.early_stopping.monitor", training.early_stopping)]
-    if training.schedule.name == "reduce_on_plateau":
-        watched.append(("training.schedule.monitor", training.schedule))
-    for key, section in watched:
-        if section is None:
-            continue
-        monitor = section.monitor
+    for key, monitor in config.training.watched_monitors():
         if monitor.endswith("_accuracy") and not config.is_classification:
             raise config.error(key, f"{monitor} is for classification; regression reports {monitor.replace('accuracy', 'r2')}")
         if monitor.endswith("_r2") and config.is_classification:

@@ -222,6 +222,16 @@ class TrainingConfig(Section):
     early_stopping: Union[EarlyStoppingConfig, None] = None
     checkpoint_every: int = Field(0, ge=0)  # epochs; 0: only when interrupted
 
+    def watched_monitors(self) -> list[tuple[str, str]]:
+        """(config key, metric) of every metric watched while training: early stopping's and
+        reduce-on-plateau's."""
+        watched = []
+        if self.early_stopping is not None:
+            watched.append(("training.early_stopping.monitor", self.early_stopping.monitor))
+        if self.schedule.name == "reduce_on_plateau":
+            watched.append(("training.schedule.monitor", self.schedule.monitor))
+        return watched
+
 
 class Config(Section):
     seed: Union[int, None] = Field(None, ge=0, lt=2**63)

@@ -126,9 +126,6 @@ LOSSES: dict[str, Loss] = {
     )
 }
 
-# Output activation + loss pairs whose chained gradient multiplies out to (p − y) per sample.
-_FUSED = {("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")}
-
 
 def get_loss(name: str, **params) -> Loss:
     """The loss ``name`` with its parameters (defaults for those not given)."""
@@ -151,9 +148,10 @@ def output_delta(
     their Jacobians multiply out to ``(p − y)`` per sample, which is exact, cheap, and stays
     finite even when a probability underflows to zero (where ``−y/p`` would blow up).
     """
-    if (loss.name, activation.name) in _FUSED:
+    kind = loss.kind
+    if kind.output_required and activation.name == kind.output:  # softmax + CE, sigmoid + BCE
         per_sample = output - y
-        if loss.name == "binary_cross_entropy":
+        if kind.targets == "binary":  # binary cross-entropy averages its columns; cross-entropy sums
             per_sample = per_sample / output.shape[1]
         return _mean_gradient(per_sample, weights)
     return activation.backward(loss.gradient(output, y, weights), output)

@@ -60,7 +60,8 @@ class RunningR2:
     """R² over an epoch's batches: squared errors accumulate, the total variance is fixed."""
 
     def __init__(self, targets: np.ndarray) -> None:
-        self.total = ((targets - targets.mean(axis=0)) ** 2).sum(axis=0).astype(np.float64)
+        targets = targets.astype(np.float64)  # float32 targets near 1e20 would overflow when squared
+        self.total = ((targets - targets.mean(axis=0)) ** 2).sum(axis=0)
         self.residual = np.zeros_like(self.total)
 
     def update(self, prediction: np.ndarray, target: np.ndarray) -> None:

@@ -61,13 +61,15 @@ class TrainedModel:
 def layer_table(network: MLP) -> list[dict]:
     """One row per weight layer: the shapes the guide draws, activation and parameter count."""
     rows = []
-    for index, (W, b, name) in enumerate(zip(network.weights, network.biases, network.activation_names), start=1):
+    layers = zip(network.weights, network.biases, network.activation_names, network.activation_params)
+    for index, (W, b, name, params) in enumerate(layers, start=1):
         rows.append(
             {
                 "layer": index,
                 "weights": list(W.shape),
                 "bias": None if b is None else list(b.shape),
                 "activation": name,
+                "activation_params": params,  # e.g. leaky_relu's slope; {} for most
                 "parameters": W.size + (0 if b is None else b.size),
             }
         )

@@ -181,6 +181,7 @@ class MLP:
     ) -> tuple[float, Array]:
         """Mean loss on the batch and the network's output; leaves dL/dθ in the gradient buffers
         (or, with ``layer_step``, hands each layer's gradient to that step, see :meth:`backward`).
+        A loss that is not finite (a diverged network) is returned at once: no gradient, no step.
 
         Backpropagation is linear in the output delta, so a step that scales every gradient by
         the same factor (plain gradient descent's rate) is folded into the delta: a few numbers
@@ -188,6 +189,9 @@ class MLP:
         """
         output = self.forward(X, keep=True, dropout_rng=dropout_rng)
         value = loss.value(output, Y, weights)
+        if not np.isfinite(value):
+            self._cache = None
+            return value, output
         delta = output_delta(loss, self.activations[-1], output, Y, weights)
         if layer_step is not None:
             delta *= layer_step.delta_scale

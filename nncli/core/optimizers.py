@@ -41,9 +41,12 @@ class Optimizer:
         clip_norm: Optional[float] = None,
     ) -> tuple[float, np.ndarray]:
         """One batch of training: forward, backward and this optimizer's update. Returns the
-        batch's mean loss (before the update) and the network's output."""
+        batch's mean loss (before the update) and the network's output; a loss that is not
+        finite changes nothing (the caller reports the divergence)."""
         in_backprop = self.layer_step() if clip_norm is None else None  # clipping needs every gradient first
         value, output = network.loss_and_gradients(X, Y, loss, weights, dropout_rng, layer_step=in_backprop)
+        if not np.isfinite(value):
+            return value, output
         if in_backprop is not None:
             self.steps += 1
             return value, output

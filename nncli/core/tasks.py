@@ -40,5 +40,3 @@ LOSS_KINDS: dict[str, LossKind] = {
     "mae": LossKind("regression", "identity", False, "values"),
     "huber": LossKind("regression", "identity", False, "values"),
 }
-
-CLASSIFICATION_LOSSES = tuple(name for name, kind in LOSS_KINDS.items() if kind.classification)

@@ -27,6 +27,9 @@ FORMAT_VERSION = 1
 DTYPES = ("float32", "float64", "int64")
 # Keys that may differ between a checkpoint and the run resuming it.
 MAY_CHANGE = {("training", "epochs"), ("output",)}
+# Config keys added since checkpoints were first written, with the value every run before
+# them had: an older checkpoint's config gets them, so that it still resumes.
+ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01}
 
 
 @dataclass
@@ -115,6 +118,9 @@ def _parse_meta(path: Path, data: dict) -> dict:
             raise ModelFileError(f"{path}: checkpoint metadata describes array {name!r} wrongly")
     if data.get("config_sha256") != config_hash(data["config"]):
         raise ModelFileError(f"{path}: the checkpoint's config does not match its recorded hash (edited?)")
+    for (section, key), value in ADDED_KEYS.items():
+        if isinstance(data["config"].get(section), dict):
+            data["config"][section].setdefault(key, value)
     return data
 
 

@@ -169,7 +169,7 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
     if type(version) is not int or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(
             f"{path}: model format version {version!r} is not supported by nncli {__version__} "
-            f"(it reads version {FORMAT_VERSION}); upgrade nncli or retrain"
+            f"(it reads versions 1 to {FORMAT_VERSION}); upgrade nncli or retrain"
         )
     try:
         meta = ModelMeta.model_validate(data)
@@ -179,6 +179,10 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
         raise ModelFileError(f"{path}: metadata field {where}: {first['msg']}") from None
     if version == 1:
         _upgrade_from_version_1(meta)
+    else:
+        for key in ("activation_params", "loss_params"):
+            if key not in data:
+                raise ModelFileError(f"{path}: metadata lacks {key!r} (format version {version} stores it)")
     _check_sizes(path, meta)
     _check_functions(path, meta)
     _check_names(path, meta)
@@ -205,8 +209,12 @@ def _check_sizes(path: Path, meta: ModelMeta) -> None:
 
 def _check_functions(path: Path, meta: ModelMeta) -> None:
     """Activations, the loss and their parameters: known, finite, and fitting together."""
-    if len(meta.activations) != len(meta.layers) - 1 or len(meta.activation_params) != len(meta.activations):
+    if len(meta.activations) != len(meta.layers) - 1:
         raise ModelFileError(f"{path}: metadata lists {len(meta.activations)} activations for {len(meta.layers) - 1} layers")
+    if len(meta.activation_params) != len(meta.activations):
+        raise ModelFileError(
+            f"{path}: metadata lists {len(meta.activation_params)} activation_params for {len(meta.activations)} activations"
+        )
     for name in meta.activations:
         if name not in ACTIVATIONS:
             raise ModelFileError(f"{path}: unknown activation {name!r} in metadata")

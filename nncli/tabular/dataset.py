@@ -37,6 +37,10 @@ class TrainingData:
     files: list[Path] = field(default_factory=list)  # the CSV files read
 
     @property
+    def validation_rows(self) -> int:
+        return 0 if self.validation is None else len(self.validation[0])
+
+    @property
     def n_outputs(self) -> int:
         return self.Y_train.shape[1]  # one column per output neuron, encoded for the loss
 
