@@ -31,6 +31,19 @@ class StopAt(Reporter):
             self.trainer.stop_requested = True
 
 
+def _train_keeping_snapshots(run):
+    """Train a run to its end; returns the trainer and each epoch's weights as they ended it."""
+    trainer = run.trainer()
+    snapshots = {}
+
+    class Keep(Reporter):
+        def on_epoch_end(self, record):
+            snapshots[record.epoch] = [p.copy() for p in run.network.parameters()]
+
+    trainer.run(Keep())
+    return trainer, snapshots
+
+
 def test_early_stopping_restores_the_best_weights(write):
     rows = "x,y\n" + "".join(f"{i / 10},{(i % 7) / 7}\n" for i in range(60))
     write("noise.csv", rows)
@@ -41,14 +54,7 @@ def test_early_stopping_restores_the_best_weights(write):
         "  early_stopping: {monitor: val_loss, patience: 5}}\n",
     )
     run = _run(config)
-    trainer = run.trainer()
-    snapshots = {}
-
-    class Keep(Reporter):
-        def on_epoch_end(self, record):
-            snapshots[record.epoch] = [p.copy() for p in run.network.parameters()]
-
-    trainer.run(Keep())
+    trainer, snapshots = _train_keeping_snapshots(run)
     model = run.model(trainer)
     assert trainer.stopped_early and len(trainer.history) < 300
     val = [r.val_loss for r in trainer.history]
@@ -82,14 +88,7 @@ def _last_reset(values, min_delta, minimize):
 @pytest.mark.parametrize("monitor, minimize", [("val_r2", False), ("val_loss", True)])
 def test_early_stopping_with_min_delta_restores_the_best_epoch(monitor, minimize):
     run = _run(CONFIGS / "diabetes.yaml", f"training.early_stopping={{monitor: {monitor}, min_delta: 0.05, patience: 5}}")
-    trainer = run.trainer()
-    snapshots = {}
-
-    class Keep(Reporter):
-        def on_epoch_end(self, record):
-            snapshots[record.epoch] = [p.copy() for p in run.network.parameters()]
-
-    trainer.run(Keep())
+    trainer, snapshots = _train_keeping_snapshots(run)
     values = [r.to_json(run.metric_name)[monitor] for r in trainer.history]
     best = int(np.argmin(values) if minimize else np.argmax(values)) + 1  # the earliest on a tie
     assert _last_reset(values, 0.05, minimize) != best  # a run where min_delta used to pick another epoch
