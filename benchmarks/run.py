@@ -20,7 +20,7 @@ from benchmarks import environment, workloads
 from benchmarks.timing import ratios, stats
 
 RECORD = "benchmarks/results.json"
-WORKLOADS = ("training", "small_data", "inference", "csv_ingestion", "startup", "streaming_predict", "scaling")
+WORKLOADS = ("training", "small_data", "inference", "csv_ingestion", "startup", "streaming_predict", "scaling", "end_to_end")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(result: dict) -> dict:
-    out = {k: v for k, v in result.items() if k not in ("times", "files")}
+    out = {k: v for k, v in result.items() if k not in ("times", "files", "files_e2e")}
+    if "files_e2e" in result:
+        out["files"] = {}
+        for label, data in result["files_e2e"].items():
+            variants = {name: stats(samples) for name, samples in data["times"].items()}
+            out["files"][label] = {**{k: v for k, v in data.items() if k != "times"}, "variants": variants,
+                                   "ratio_to_reference": ratios(data["times"], result["reference"])}
+        return out
     if "times" in result:
         out["variants"] = {name: stats(samples) for name, samples in result["times"].items()}
         if "reference" in result:
@@ -95,7 +102,15 @@ def render(result: dict) -> str:
             if "rows_per_s" in result:
                 line += f"  {result['rows_per_s'][name]:9,.0f}"
             lines.append(line)
-    if "files" in result:
+    if "files" in result and "startup_rss_mb" in result:
+        lines.append(f"  start-up RSS (nncli --version): {result['startup_rss_mb']:.0f} MB")
+        for label, data in result["files"].items():
+            lines.append(f"  {label} (float32 training features {data['training_array_mb']:.0f} MB):")
+            for name, s in data["variants"].items():
+                lines.append(f"    {name:28} {s['median']:7.2f}s  ({s['min']:.2f}–{s['max']:.2f}s)  "
+                             f"{data['ratio_to_reference'][name]:5.2f}× read+epoch  peak {data['peak_rss_mb'].get(name, 0):6.0f} MB")
+            lines.append(f"    train peak RSS over start-up = {data['rss_over_startup_per_array']:.1f}× the training features")
+    elif "files" in result:
         for label, data in result["files"].items():
             lines.append(f"  {label}, {data['megabytes']:.0f} MB:")
             for name, s in data["variants"].items():

@@ -323,3 +323,85 @@ def streaming_predict(megabytes: int) -> dict:
     return {"title": f"Streaming predict: {size / 1e6:,.0f} MB digits-shaped CSV ({rows:,} rows) to a pipe",
             "seconds": seconds, "first_row_seconds": first_row, "rows": rows, "megabytes": size / 1e6,
             "peak_rss_mb": peak / 1024}
+
+
+# --- whole commands (issue: the run a user times) --------------------------------------------
+def _run_with_peak(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one command run to its end."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _peak_rss_kib(proc.pid))
+        time.sleep(0.005)
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-500:]}")
+    return seconds, peak / 1024
+
+
+def _pixels_csv(folder: Path, rows: int, seed: int = 0) -> Path:
+    """An MNIST-shaped integer-pixel CSV: 784 columns of 0..255, four in five of them 0 as in
+    MNIST's background (20,000 rows ≈ 38 MB, like the MNIST CSVs), and a digit label."""
+    path = folder / f"pixels-{rows}.csv"
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        f.write(",".join([f"p{i}" for i in range(784)] + ["label"]) + "\n")
+        for start in range(0, rows, 10000):
+            n = min(10000, rows - start)
+            pixels = rng.integers(1, 256, (n, 784)) * (rng.random((n, 784)) < 0.2)
+            block = np.column_stack([pixels, rng.integers(0, 10, n)])
+            f.write("\n".join(",".join(map(str, row)) for row in block.tolist()) + "\n")
+    return path
+
+
+def end_to_end(rounds: int, sizes: tuple[int, ...] = (20000, 60000)) -> dict:
+    """`nncli train` (one epoch), `predict` and `evaluate` as a user runs them, against a fresh
+    process's polars read of the same file plus the epoch itself; peak RSS of each."""
+    from nncli.commands.train import prepare_training
+    from nncli.config import load_config
+    from nncli.files.model import save_model
+
+    folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
+    results = {}
+    startup_seconds, startup_rss = _run_with_peak([str(NNCLI), "--version"])
+    for rows in sizes:
+        data = _pixels_csv(folder, rows)
+        config = folder / f"c{rows}.yaml"
+        config.write_text(f"seed: 0\ndata: {{train: {data.name}, target: label}}\nmodel: {{layers: [auto, 256, 128, auto]}}\n"
+                          "training: {epochs: 1, batch_size: 128, learning_rate: 0.01}\n")
+        model = folder / f"m{rows}.npz"
+        save_model(model, prepare_training(load_config(config)).fit())
+        read = [sys.executable, "-c", f"import polars as pl; pl.read_csv({str(data)!r}).to_numpy()"]
+        commands = {
+            "nncli train (1 epoch)": [str(NNCLI), "train", str(config), "-o", str(folder / "out.npz"), "--force", "--quiet"],
+            "nncli predict": [str(NNCLI), "predict", str(model), str(data), "-o", str(folder / "p.csv")],
+            "nncli evaluate": [str(NNCLI), "evaluate", str(model), str(data), "--json"],
+            "polars read (fresh process)": read,
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        peaks: dict[str, float] = {}
+        epochs: list[float] = []
+        for _ in range(rounds):
+            for name, args in commands.items():
+                seconds, peak = _run_with_peak(args)
+                times[name].append(seconds)
+                peaks[name] = max(peaks.get(name, 0), peak)
+            epochs.append(history_seconds(folder / "out.history.csv"))
+        times["polars read + epoch"] = [r + e for r, e in zip(times["polars read (fresh process)"], epochs)]
+        train_bytes = rows * 0.8 * 784 * 4  # the float32 training features
+        results[f"{rows:,} × 784 integer pixels, {data.stat().st_size / 1e6:.0f} MB"] = {
+            "times": times, "peak_rss_mb": peaks, "epoch_seconds": epochs, "training_array_mb": train_bytes / 1e6,
+            "rss_over_startup_per_array": (peaks["nncli train (1 epoch)"] - startup_rss) / (train_bytes / 2**20),
+        }
+        data.unlink()
+    return {"title": "Whole commands: wall time and peak RSS (one epoch for train)", "files_e2e": results,
+            "startup_rss_mb": startup_rss, "reference": "polars read + epoch"}
+
+
+def history_seconds(history: Path) -> float:
+    """The epoch's own seconds, as the run recorded them in history.csv."""
+    import csv
+
+    with open(history) as f:
+        return sum(float(row["seconds"]) for row in csv.DictReader(f))
