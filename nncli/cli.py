@@ -8,6 +8,7 @@ becomes one ``nncli: error: …`` line on stderr plus a documented exit code.  H
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from typing import Iterator, List, Optional
 import typer
 
 from nncli import __version__
-from nncli.errors import EXIT_INTERRUPTED, NncliError
+from nncli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NncliError, name_too_long, one_line
 
 app = typer.Typer(
     name="nncli",
@@ -30,10 +31,22 @@ app = typer.Typer(
 
 
 def error_line(message: str, label: str = "error") -> None:
-    """One line on stderr, whatever the message contains."""
-    text = " ".join(str(message).split())
-    sys.stderr.write(f"nncli: {label}: {text}\n")
-    sys.stderr.flush()
+    """One line on stderr, whatever the message contains (control characters escaped, length
+    capped: errors.one_line)."""
+    with contextlib.suppress(OSError):  # stderr itself unwritable: the exit code still tells
+        sys.stderr.write(f"nncli: {label}: {one_line(message)}\n")
+        sys.stderr.flush()
+
+
+# Errors of a write that has no file name: stdout (or stderr) itself cannot take the output.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered cannot fail a second time (and print a traceback-like 'Exception ignored')."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @contextlib.contextmanager
@@ -50,8 +63,19 @@ def user_errors() -> Iterator[None]:
     except BrokenPipeError:
         # The reader went away (`nncli predict … | head -1`): it has what it wanted, so stop
         # quietly. stdout now points at /dev/null so the final flush cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         raise typer.Exit(0) from None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG and exc.filename is not None:
+            # A name the system refuses (-o, --run-dir, --export …), wherever it was first used.
+            error_line(name_too_long(exc.filename))
+            raise typer.Exit(EXIT_USAGE) from None
+        raise
+    except MemoryError:
+        # The budgets (docs/config.md) refuse what cannot fit before allocating; this is for a
+        # machine with less memory than they allow.
+        error_line("out of memory; use a smaller batch_size or smaller layers (budgets: docs/config.md)")
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _version(value: bool) -> None:
@@ -240,6 +264,7 @@ def inspect(
     export: Optional[str] = typer.Option(None, "--export", metavar="FOLDER", help="Write each array to FOLDER (W1.csv, b1.csv, …)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Format for --export: csv (default) or npy."),
     overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With a config: override a key, as for train."),
+    force: bool = typer.Option(False, "--force", help="With --export: replace existing files (never through a symbolic link)."),
 ) -> None:
     """Show a model: layers, weight statistics, classes, normalisation, training record, loss curve.
 
@@ -250,7 +275,7 @@ def inspect(
         from nncli.commands.inspect import inspect as inspect_target
 
         result = inspect_target(target, weights=weights, layer=layer, full=full, as_json=as_json,
-                                export=export, fmt=fmt, overrides=list(overrides))
+                                export=export, fmt=fmt, overrides=list(overrides), force=force)
         if isinstance(result, Exported):
             names = ", ".join(path.name for path in result.files)
             print(f"Wrote {len(result.files)} file{'s' * (len(result.files) != 1)} to {result.folder}: {names}")
@@ -273,26 +298,35 @@ def _show_model(report, as_json: bool, full: bool) -> None:
 
 
 def _show_untrained(preview, title: str, as_json: bool, with_config: bool = False) -> None:
-    """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
     if as_json:
         print(json.dumps(preview.to_json(), indent=2, allow_nan=False))
         return
-    from nncli.render import architecture_table, make_console
+    from nncli.render import make_console, untrained_network
 
-    console = make_console()
-    rows = preview.rows
-    console.print(architecture_table(console, preview.layers, title=f"{title} (untrained, {preview.dtype}, seed {preview.seed})"))
-    console.print(f"features: {len(preview.features)}  targets: {', '.join(preview.targets)}"
-                  + (f"  classes: {len(preview.classes)}" if preview.classes else "")
-                  + f"  rows: {rows['train']:,} train, {rows['validation']:,} validation", markup=False)
-    if with_config:
-        console.print("nothing trained, nothing written; the config as it would run:", markup=False)
-        console.print(preview.config_yaml, markup=False, end="")
+    untrained_network(make_console(), preview, title, with_config)
 
 
 def main() -> None:
     # SIGTERM (a CI runner cancelling a job) ends the run like Ctrl-C: cleanly, exit 130.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code = _run()
+        sys.stdout.flush()  # here, not at exit: a full disk must still give one line and exit 1
+    except BrokenPipeError:
+        _silence_stdout()
+        code = 0
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _WRITE_ERRORS:
+            raise
+        # stdout is a full disk (or /dev/full), even for --help: typer and rich print there.
+        _silence_stdout()
+        error_line(f"cannot write the output to stdout: {exc.strerror or exc}")
+        code = EXIT_FAILED
+    sys.exit(code)
+
+
+def _run() -> int:
+    """Run the app; returns the exit code."""
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:
@@ -303,9 +337,9 @@ def main() -> None:
             # class private and recognises it by name itself, in rich_utils.)
             if exc.format_message():
                 print(exc.format_message())
-            sys.exit(2)
+            return 2
         context = getattr(exc, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         error_line(f"{exc.format_message()}{hint}")
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return exc.exit_code
+    return code if isinstance(code, int) else 0

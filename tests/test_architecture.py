@@ -10,16 +10,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nncli"
 
 # Imports run one way: cli → commands → {tabular, files, render} → {core, config} → errors.
 # A wing may also import the wings below the ones it names (commands use core objects).
+# budgets.py (the size limits every loader checks) sits beside errors.py, below everything.
 ALLOWED = {
-    "cli": {"commands", "render", "errors"},
-    "commands": {"commands", "tabular", "files", "core", "config", "errors"},
-    "render": {"core", "errors"},
-    "tabular": {"tabular", "core", "config", "errors"},
-    "files": {"files", "core", "config", "errors"},
+    "cli": {"commands", "render", "errors", "budgets"},
+    "commands": {"commands", "tabular", "files", "core", "config", "errors", "budgets"},
+    "render": {"core", "errors", "budgets"},
+    "tabular": {"tabular", "core", "config", "errors", "budgets"},
+    "files": {"files", "core", "config", "errors", "budgets"},
     # The config validates loss/output pairings from the core's one table of losses, a module
     # of plain data that imports nothing (see core/tasks.py).
-    "config": {"config", "errors", "core.tasks"},
-    "core": {"core", "errors"},
+    "config": {"config", "errors", "budgets", "core.tasks"},
+    "core": {"core", "errors", "budgets"},
+    "budgets": {"errors"},
     "errors": set(),
 }
 
@@ -58,7 +60,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_every_module_lives_in_a_known_wing():
     top_level = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-    assert top_level == {"cli", "render", "errors"}
+    assert top_level == {"cli", "render", "errors", "budgets"}
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
         "commands", "tabular", "files", "core", "config"}
 

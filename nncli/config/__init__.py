@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from nncli.budgets import DTYPE_BYTES, batch_bytes, human_bytes, network_bytes
 from nncli.config.messages import validation_error
 from nncli.config.schema import (  # noqa: F401  (the public names of the config package)
     Config,
@@ -24,6 +25,7 @@ from nncli.config.schema import (  # noqa: F401  (the public names of the config
 from nncli.config.source import ConfigSource
 from nncli.config.yamlfile import apply_override, parse_yaml, read_text
 from nncli.core.tasks import LOSS_KINDS
+from nncli.errors import ConfigError
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -36,6 +38,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def config_from_dict(raw: dict, source: ConfigSource, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Validate an already-parsed config (from a file, or stored in a checkpoint)."""
+    if not isinstance(raw, dict):  # a checkpoint's stored config is whatever its JSON says
+        raise ConfigError(f"{source.path}: the config is {type(raw).__name__}, expected a mapping of settings")
     for override in overrides:
         apply_override(raw, override, source)
     try:
@@ -96,6 +100,47 @@ def _check_layers(config: Config) -> None:
                 f"lists {len(value)} value(s) but the network has {hidden} hidden layer(s); give one per hidden "
                 "layer, or a single value for all",
             )
+    check_network_budget(config)
+
+
+def check_network_budget(config: Config, sizes: list | None = None, rows: int | None = None) -> None:
+    """The network a config builds, and one batch of its training, against their budgets
+    (config/budgets.py), before anything is allocated.
+
+    Checked twice: with the config, where an `auto` layer counts as one neuron (so the sizes are
+    a lower bound, and the batch is ``batch_size`` rows × the widest layer); and by `train` once
+    the data has given the `auto` sizes (``sizes``) and the number of training rows (``rows``).
+    """
+    model = config.model
+    sizes = list(model.layers if sizes is None else sizes)
+    widths = [1 if size == "auto" else int(size) for size in sizes]
+    itemsize, dtype = DTYPE_BYTES[model.dtype], model.dtype
+    at_least = "at least " if "auto" in sizes else ""
+    matrices = [(fan_in * fan_out, i, fan_in, fan_out) for i, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1)]
+    count = sum(m[0] for m in matrices) + (sum(widths[1:]) if model.bias else 0)
+    limit = network_bytes()
+    if count * itemsize > limit:
+        _, i, fan_in, fan_out = max(matrices)
+        raise config.error(
+            "model.layers",
+            f"{fan_in:,} × {fan_out:,} weights (layer {i}; {count:,} parameters in all) need {at_least}"
+            f"{human_bytes(count * itemsize)} as {dtype}; the budget is {human_bytes(limit)} "
+            "(NNCLI_MAX_NETWORK_BYTES raises it)",
+        )
+    batch_size = config.training.batch_size
+    if rows is None:  # before the data: one buffer of the widest layer, batch_size rows
+        batch_rows, neurons, buffers, what = batch_size, max(widths), 1, "the widest layer"
+    else:  # pre-activations and the gradients flowing back, for every layer
+        batch_rows, neurons, buffers, what = min(batch_size, rows), sum(widths), 2, "every layer's width added up"
+    need = batch_rows * neurons * buffers * itemsize
+    limit = batch_bytes()
+    if need > limit:
+        raise config.error(
+            "training.batch_size",
+            f"{batch_rows:,} rows × {neurons:,} neurons ({what}){' × 2 buffers' * (buffers == 2)} need {at_least}"
+            f"{human_bytes(need)} as {dtype} per batch; the budget is {human_bytes(limit)} "
+            "(NNCLI_MAX_BATCH_BYTES raises it); use a smaller batch_size",
+        )
 
 
 def _check_loss(config: Config) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from nncli.config.schema import Config
-from nncli.config.source import ConfigSource
-from nncli.errors import ConfigError
+from nncli.config.source import ConfigSource, dotted
+from nncli.errors import ConfigError, quoted
 
 
 def validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> ConfigError:
@@ -19,7 +20,7 @@ def validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> C
     # A misspelt key usually explains the "missing" error next to it, so it goes first.
     first = min(errors, key=lambda e: e["type"] != "extra_forbidden")
     key_path = _display_path(first["loc"])
-    dotted = ".".join(map(str, key_path)) or "(top level)"
+    path = dotted(key_path)
     if first["type"] == "extra_forbidden":
         message = "unknown key" + _suggestion(first["loc"])
     elif first["type"] == "missing":
@@ -48,7 +49,7 @@ def validation_error(exc: ValidationError, raw: dict, source: ConfigSource) -> C
     more = len({tuple(_display_path(e["loc"])) for e in errors}) - 1
     if more > 0:
         message += f" [and {more} more problem{'s' if more > 1 else ''}]"
-    return ConfigError(f"{source.where(tuple(key_path))}: {dotted}: {message}")
+    return ConfigError(f"{source.where(tuple(key_path))}: {path}: {message}")
 
 
 def _kind(value: Any) -> str:
@@ -58,10 +59,25 @@ def _kind(value: Any) -> str:
 
 
 def _short_repr(value: Any) -> str:
+    """A value as a message quotes it: YAML's spelling of null and booleans, strings quoted
+    and escaped, anything long cut to about 40 characters (before it is turned into text:
+    a 10 MB string or a list of 100,000 numbers is never formatted whole)."""
     if value is None or isinstance(value, bool):
-        text = "null" if value is None else str(value).lower()  # as YAML spells them
-    else:
-        text = repr(value)
+        return "null" if value is None else str(value).lower()  # as YAML spells them
+    if isinstance(value, str):
+        return quoted(value, 40)
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length():,} bits"  # str() of a huge int is slow, or refused
+    if isinstance(value, (list, dict)):
+        return f"a {type(value).__name__} of {len(value):,} entries" if len(value) > 10 else _cut(_REPR.repr(value))
+    return _cut(repr(value))
+
+
+_REPR = reprlib.Repr()  # a list's or mapping's first levels only: a stored config may nest deep
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 40, 40, 40
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 

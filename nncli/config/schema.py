@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
 
+from nncli.budgets import (
+    MAX_BATCH_SIZE,
+    MAX_CLASS_WEIGHT,
+    MAX_EPOCHS,
+    MAX_INIT_SCALE,
+    MAX_LAYER_SIZE,
+    MAX_LAYERS,
+    MAX_PATH_CHARS,
+)
 from nncli.config.source import ConfigSource
 from nncli.core.tasks import LOSS_KINDS
-from nncli.errors import ConfigError
+from nncli.errors import ConfigError, quoted
 
 HiddenActivation = Literal["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus"]
 OutputActivation = Literal[
@@ -39,13 +48,16 @@ def _name_shorthand(value: Any) -> Any:
 
 
 def _layer_size(value: Any) -> Any:
-    if value == "auto" or (type(value) is int and value >= 1):
+    if value == "auto" or (type(value) is int and 1 <= value <= MAX_LAYER_SIZE):
         return value
     raise PydanticCustomError(
-        "layer_size", "expected a whole number of neurons >= 1, or 'auto' (first/last layer only)"
+        "layer_size", "expected a whole number of neurons >= 1 (below 2**63), or 'auto' (first/last layer only)"
     )
 
 
+# Layer sizes are bounded only by what an array dimension can hold: the network's size in bytes
+# is checked against its budget (config/__init__.py, check_network_budget), with a message that
+# says what it would take.
 LayerSize = Annotated[Union[int, str], BeforeValidator(_layer_size)]
 
 
@@ -57,13 +69,31 @@ def _class_weights(value: Any) -> Any:
         raise PydanticCustomError("class_weights", "expected 'balanced' or a mapping {class label: weight}")
     weights = {}
     for label, weight in value.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 or weight == float("inf"):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= MAX_CLASS_WEIGHT:
             raise PydanticCustomError(
-                "class_weights", "the weight of class {label} must be a finite number > 0 (got {weight})",
-                {"label": repr(str(label)), "weight": repr(weight)},
+                "class_weights", "the weight of class {label} must be a number > 0 and at most 1e6 (got {weight})",
+                {"label": quoted(label, 40), "weight": _number(weight)},
             )
         weights[str(label)] = float(weight)
     return weights
+
+
+def _path_text(value: str) -> str:
+    if "\0" in value:  # the system cannot open such a name; Python would raise ValueError
+        raise PydanticCustomError("path", "a path cannot contain a NUL character (\\0)")
+    return value
+
+
+PathText = Annotated[str, Field(max_length=MAX_PATH_CHARS), AfterValidator(_path_text)]
+NonEmptyPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(_path_text)]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length():,} bits"  # str() of a huge int is slow, or refused
+    return repr(value)[:40]
+
+
 Probability = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -86,17 +116,17 @@ class LecunInit(Section):
 
 class NormalInit(Section):
     name: Literal["normal"]
-    std: float = Field(0.05, gt=0)
+    std: float = Field(0.05, gt=0, le=MAX_INIT_SCALE)  # the bound keeps initial weights finite
 
 
 class UniformInit(Section):
     name: Literal["uniform"]
-    limit: float = Field(0.05, gt=0)
+    limit: float = Field(0.05, gt=0, le=MAX_INIT_SCALE)
 
 
 class ConstantInit(Section):
     name: Literal["constant"]
-    value: float
+    value: float = Field(ge=-MAX_INIT_SCALE, le=MAX_INIT_SCALE)
 
 
 InitConfig = _tagged(HeInit, XavierInit, LecunInit, NormalInit, UniformInit, ConstantInit)
@@ -140,7 +170,7 @@ class ConstantSchedule(Section):
 
 class StepSchedule(Section):
     name: Literal["step"]
-    step_size: int = Field(10, ge=1)  # epochs between drops
+    step_size: int = Field(10, ge=1, le=MAX_EPOCHS)  # epochs between drops
     gamma: float = Field(0.5, gt=0, le=1)
 
 
@@ -159,7 +189,7 @@ class PlateauSchedule(Section):
     monitor: Monitor = "val_loss"
     mode: Mode = "auto"
     factor: float = Field(0.5, gt=0, lt=1)
-    patience: int = Field(5, ge=0)
+    patience: int = Field(5, ge=0, le=MAX_EPOCHS)
     min_delta: float = Field(0.0, ge=0)
     min_lr: float = Field(0.0, ge=0)
 
@@ -169,16 +199,16 @@ ScheduleConfig = _tagged(ConstantSchedule, StepSchedule, ExponentialSchedule, Co
 
 class EarlyStoppingConfig(Section):
     monitor: Monitor = "val_loss"
-    patience: int = Field(10, ge=0)
+    patience: int = Field(10, ge=0, le=MAX_EPOCHS)
     min_delta: float = Field(0.0, ge=0)
     mode: Mode = "auto"
 
 
 # --- sections --------------------------------------------------------------------------------
 class DataConfig(Section):
-    train: str = Field(min_length=1)
+    train: NonEmptyPath
     target: Union[str, list[str], None] = None
-    validation: Union[str, None] = None
+    validation: Union[PathText, None] = None
     validation_split: float = Field(0.2, ge=0, lt=1)
     shuffle: bool = True
     normalize: Normalization = "standard"
@@ -190,14 +220,14 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    layers: list[LayerSize] = Field(default_factory=lambda: ["auto", 32, "auto"], min_length=2)
+    layers: list[LayerSize] = Field(default_factory=lambda: ["auto", 32, "auto"], min_length=2, max_length=MAX_LAYERS)
     activation: Union[HiddenActivation, list[HiddenActivation]] = "relu"
     output_activation: OutputActivation = "auto"
     leaky_relu_slope: float = Field(0.01, gt=0, lt=1)  # leaky_relu's slope below zero
     dropout: Union[Probability, list[Probability]] = 0.0
     bias: bool = True
     init: InitConfig = Field(default_factory=lambda: HeInit(name="he"))
-    init_from: Union[str, None] = Field(None, min_length=1)
+    init_from: Union[NonEmptyPath, None] = None
     dtype: Dtype = "float32"
 
     def per_hidden_layer(self, key: str) -> list:
@@ -216,11 +246,11 @@ class TrainingConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     clip_norm: Union[Annotated[float, Field(gt=0)], None] = None
     schedule: ScheduleConfig = Field(default_factory=lambda: ConstantSchedule(name="constant"))
-    warmup_epochs: int = Field(0, ge=0)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(32, ge=1)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)  # and the batch budget: check_network_budget
     early_stopping: Union[EarlyStoppingConfig, None] = None
-    checkpoint_every: int = Field(0, ge=0)  # epochs; 0: only when interrupted
+    checkpoint_every: int = Field(0, ge=0, le=MAX_EPOCHS)  # epochs; 0: only when interrupted
 
     def watched_monitors(self) -> list[tuple[str, str]]:
         """(config key, metric) of every metric watched while training: early stopping's and
@@ -238,7 +268,7 @@ class Config(Section):
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    output: Union[str, None] = Field(None, min_length=1)
+    output: Union[NonEmptyPath, None] = None
 
     _source: ConfigSource = PrivateAttr(default=None)
 

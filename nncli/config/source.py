@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
+
+MAX_KEY_CHARS = 40  # a key quoted in an error message: longer ones (never a real key) are cut
+
+
+def dotted(key_path: Iterable) -> str:
+    """A key path as messages write it (`training.optimizer.beta1`, `model.layers.2`), with any
+    implausibly long key cut in the middle (a 1 MB key must not become a 1 MB message)."""
+    parts = []
+    for part in key_path:
+        text = str(part)
+        if len(text) > MAX_KEY_CHARS:
+            text = f"{text[:MAX_KEY_CHARS - 12]}…{text[-6:]} ({len(text):,} characters)"
+        parts.append(text)
+    return ".".join(parts) or "(top level)"
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""Budgets: sizes checked before anything is read or allocated, so that no config, CSV or
+model file, however written (or edited inside a checkpoint), can exhaust memory or crash the
+process. Every wing reads them from here; this module imports nothing but the errors.
+
+Each is a named constant with the reason for its value; the ones a legitimate user could
+outgrow can be raised with an environment variable (documented in docs/config.md, docs/csv.md
+and docs/model-file.md, "Limits").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from nncli.errors import UsageError
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+# --- the YAML text -------------------------------------------------------------------------
+# A config is a few hundred bytes; 1 MiB leaves room for long class_weights mappings. The file
+# and every --set value count against it (a --set value of 10 MB is refused the same way).
+MAX_CONFIG_BYTES = 1 * MiB  # NNCLI_MAX_CONFIG_BYTES
+MAX_CONFIG_NODES = 100_000  # values after expanding YAML aliases: stops "billion laughs" files
+# Sections nest 3 deep (training.schedule.name) and lists once more; PyYAML builds its tree
+# recursively, so 5,000 nested `[` would overflow Python's stack before any check ran.
+MAX_CONFIG_DEPTH = 32
+# Digits of an integer literal: the largest integer a config can hold (a seed < 2**63) has 19.
+# Longer ones are refused before conversion (Python refuses 4,300+ decimal digits with a
+# ValueError; a 5,000-digit hex literal would otherwise pass, then break printing and JSON).
+MAX_INT_DIGITS = 30
+
+# --- the network a config asks for ---------------------------------------------------------
+# Weights and biases at the config's dtype. Training keeps about four copies (weights,
+# gradients, optimizer state, the best epoch's weights), so the default already means ~16 GiB
+# of RAM; the model file's loader accepts arrays up to 2**30 float32 values, the same 4 GiB.
+MAX_NETWORK_BYTES = 4 * GiB  # NNCLI_MAX_NETWORK_BYTES
+# One batch's training buffers: batch rows × every layer's width (pre-activations, gradients
+# flowing back, the batch's copy of the inputs), at the config's dtype.
+MAX_BATCH_BYTES = 4 * GiB  # NNCLI_MAX_BATCH_BYTES
+# One layer: what a NumPy dimension can hold (the budget above is what bites in practice).
+MAX_LAYER_SIZE = 2**63 - 1
+# Layers from input to output: deeper plain MLPs do not train, and the model file stores two
+# arrays per layer.
+MAX_LAYERS = 1_000
+
+# --- numbers: bounds a legitimate config never reaches, so every value stays printable,
+# storable as JSON and cheap to compute with --------------------------------------------------
+# Epochs (and every count of epochs: warmup, patience, step_size, checkpoint_every). The model
+# file keeps one history record per epoch (~200 bytes): 100,000 epochs is ~20 MB of metadata,
+# within what its loader accepts (64 MiB).
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1_000_000_000  # rows; a batch larger than the data simply means all of it
+# Initial weights (constant value, uniform limit, normal std): finite in float32 with room to
+# spare; weights even near this size saturate or overflow every activation.
+MAX_INIT_SCALE = 1e6
+# A class weight: a sample counting a million times more than another is already extreme.
+MAX_CLASS_WEIGHT = 1e6
+MAX_PATH_CHARS = 4096  # a path longer than the system's PATH_MAX cannot be opened
+
+DTYPE_BYTES = {"float32": 4, "float64": 8}
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
+
+
+def budget(name: str, default: int) -> int:
+    """A budget in bytes: ``default``, or the environment variable ``name`` (e.g. `8G`, `512MiB`,
+    `1000000`; K/M/G/T are binary multiples)."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    match = _SIZE.fullmatch(text) if len(text) < 40 else None
+    if match is None:
+        raise UsageError(f"environment variable {name}={text[:40]!r}: expected a number such as 8G, 512MiB or 5000")
+    unit = (match.group(2) or "B")[0].upper()
+    value = int(float(match.group(1)) * {"B": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}[unit])
+    if value < 1:  # 0 would refuse everything: a typo more likely than a wish
+        raise UsageError(f"environment variable {name}={text[:40]!r}: expected a positive number")
+    return value
+
+
+def config_bytes() -> int:
+    return budget("NNCLI_MAX_CONFIG_BYTES", MAX_CONFIG_BYTES)
+
+
+def network_bytes() -> int:
+    return budget("NNCLI_MAX_NETWORK_BYTES", MAX_NETWORK_BYTES)
+
+
+def batch_bytes() -> int:
+    return budget("NNCLI_MAX_BATCH_BYTES", MAX_BATCH_BYTES)
+
+
+def human_bytes(n: int | float) -> str:
+    """1 MiB, 4 GiB, 256 TiB: binary units, as the budgets are written."""
+    if n >= 1 << 70:
+        return "more than 1,000 EiB"
+    for unit, size in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size:
+            value = n / size
+            return f"{value:,.0f} {unit}" if value >= 100 or value == int(value) else f"{value:.1f} {unit}"
+    return f"{int(n)} bytes"
