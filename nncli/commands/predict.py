@@ -12,7 +12,8 @@ from nncli.core.model import TrainedModel
 from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write, check_writable, same_file
 from nncli.files.model import load_model
-from nncli.tabular.columns import check_columns, chunk_outputs, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, skipped_columns, text_columns_for
+from nncli.tabular.parse import listed
 from nncli.tabular.source import open_csv
 from nncli.tabular.stream import CsvStream
 from nncli.tabular.write import csv_field, float_format
@@ -28,7 +29,7 @@ def predict(model_path: Path, data: str, output: str | None, keep: list[str], pr
         for source, what in ((Path(data), "input CSV"), (model_path, "model file")):
             if (data != "-" or what == "model file") and same_file(destination, source):
                 raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
-    with open_csv(data) as stream:
+    with open_csv(data, chunk_bytes_for(trained)) as stream:
         if destination is None:
             return predict_csv(trained, stream, stdout, keep, proba)
         with atomic_write(destination, "w") as f:
@@ -59,17 +60,18 @@ def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[
     """Write predictions for every row of ``stream`` to ``out``; returns the number of rows."""
     keep = list(dict.fromkeys(keep))  # a column asked for twice is copied once
     if proba and not model.is_classification:
-        raise UsageError(f"--proba needs a classification model; this one predicts {', '.join(model.targets)}")
+        raise UsageError(f"--proba needs a classification model; this one predicts {listed(model.targets)}")
     clash = set(keep) & set(output_columns(model, [], proba))
     if clash:
         raise UsageError(f"--keep {sorted(clash)[0]}: the output already has a column of that name")
     check_columns(model, stream, keep)
     text_columns = text_columns_for(model, stream.header, keep)
-    out.write(",".join(csv_field(name) for name in output_columns(model, keep, proba)) + "\n")
+    # Written with the first rows: a file refused in its first chunk leaves no output at all.
+    header = ",".join(csv_field(name) for name in output_columns(model, keep, proba)) + "\n"
     fmt = float_format(model.network.dtype)
     labels = None if model.classes is None else np.array([csv_field(c) for c in model.classes], dtype=object)
     rows = 0
-    for chunk in stream.chunks(text_columns):
+    for chunk in stream.chunks(text_columns, skipped_columns(model, stream.header, keep)):
         if not len(chunk.values):
             continue
         outputs = chunk_outputs(model, stream, chunk, text_columns)
@@ -80,8 +82,10 @@ def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[
             columns.append(_format_rows(outputs, fmt))
         if proba:
             columns.append(_format_rows(outputs, fmt))
-        out.write("".join(",".join(parts) + "\n" for parts in zip(*columns)))
+        out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns)))
         rows += len(outputs)
+    if rows == 0:
+        out.write(header)
     out.flush()
     return rows
 

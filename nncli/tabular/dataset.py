@@ -18,9 +18,11 @@ from nncli.core.model import TrainedModel
 from nncli.core.preprocess import Scaler, class_targets, split_indices
 from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import DataError
-from nncli.tabular.labels import class_order, encode_labels
-from nncli.tabular.parse import find_line, lines_after_header, read_header
+from nncli.tabular.labels import check_class_count, class_order, encode_labels
+from nncli.tabular.parse import at_line, find_line, lines_after_header, listed, quoted, quoted_list, read_header
 from nncli.tabular.source import CsvColumns, read_csv
+
+CLOSE_MATCH_COLUMNS = 10_000  # "did you mean" hints compare with every column name: up to this many
 
 
 @dataclass
@@ -102,9 +104,10 @@ def _columns(config: Config, path: Path, reference: TrainedModel | None) -> tupl
     if reference is not None:
         features = _reference_features(config, path, header, targets, reference)
     else:
-        features = [name for name in header if name not in targets]
+        taken = set(targets)  # (sets, not lists: a file may have 100,000 columns)
+        features = [name for name in header if name not in taken]
     if not features:
-        raise DataError(f"{path}: no feature columns left after taking the target column(s) {targets}")
+        raise DataError(f"{path}: no feature columns left after taking the target column(s) {quoted_list(targets)}")
     return features, targets
 
 
@@ -116,10 +119,10 @@ def _rows(table: CsvColumns, features: list[str], targets: list[str], classes: l
 
 def _validation_file(config: Config, path: Path, train_path: Path, features: list[str], targets: list[str],
                      classes: list[str] | None) -> _Rows:
-    header = read_header(path)
+    header = set(read_header(path))
     missing = [name for name in features + targets if name not in header]
     if missing:
-        raise DataError(f"{path}:1: validation file lacks column(s) {', '.join(map(repr, missing))} of {train_path}")
+        raise DataError(f"{path}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
     return _rows(_read_table(config, path, targets), features, targets, classes)
 
 
@@ -149,10 +152,11 @@ def _encoded(config: Config, rows: _Rows, classes: list[str] | None, feature_sca
 
 def _reference_features(config: Config, path: Path, header: list[str], targets: list[str], reference: TrainedModel) -> list[str]:
     """With `init_from`, the features are the reference model's, in its order."""
-    missing = [name for name in reference.features if name not in header]
+    present, known = set(header), set(reference.features) | set(targets)
+    missing = [name for name in reference.features if name not in present]
     if missing:
         raise config.error("model.init_from", f"{path} lacks the model's feature column(s) {preview(missing)}")
-    extra = [name for name in header if name not in reference.features and name not in targets]
+    extra = [name for name in header if name not in known]
     if extra:
         raise config.error("model.init_from", f"{path} has column(s) the model was not trained on: {preview(extra)}")
     if targets != reference.targets:
@@ -167,7 +171,7 @@ def _scaler(values: np.ndarray, method: str, names: list[str], path: Path) -> Sc
     if bad.any():
         column = int(np.argmax(bad))
         raise DataError(
-            f"{path}: column {names[column]!r} holds values too large to normalise "
+            f"{path}: column {quoted(names[column])} holds values too large to normalise "
             f"(largest magnitude {np.abs(values[:, column]).max():.3g}); rescale the column"
         )
     return scaler
@@ -180,7 +184,7 @@ def _scaled(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], 
     if not np.isfinite(result).all():
         column = int(np.argmax(~np.isfinite(result).all(axis=0)))
         raise DataError(
-            f"{path}: column {names[column]!r} holds values too large for {np.dtype(dtype).name} "
+            f"{path}: column {quoted(names[column])} holds values too large for {np.dtype(dtype).name} "
             f"(largest magnitude {np.abs(values[:, column]).max():.3g}); normalise it or use model.dtype: float64"
         )
     return result
@@ -201,11 +205,13 @@ def data_path(config: Config, key: str) -> Path:
 
 def _target_columns(config: Config, path: Path, header: list[str]) -> list[str]:
     targets = config.data.target_columns or [header[-1]]
+    present = set(header)
     for name in targets:
-        if name not in header:
-            close = difflib.get_close_matches(name, header, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; columns are: {preview(header)}"
-            raise config.error("data.target", f"column {name!r} is not in {path}{hint}")
+        if name not in present:
+            # (difflib compares with every name: only for headers a person could read through)
+            close = difflib.get_close_matches(name, header, n=1) if len(header) <= CLOSE_MATCH_COLUMNS else []
+            hint = f"; did you mean {quoted(close[0])}?" if close else f"; columns are: {preview(header)}"
+            raise config.error("data.target", f"column {quoted(name)} is not in {path}{hint}")
     if len(targets) == len(header):
         raise config.error("data.target", f"takes every column of {path}; nothing is left as a feature")
     return targets
@@ -216,9 +222,9 @@ def _read_table(config: Config, path: Path, targets: list[str]) -> CsvColumns:
         return read_csv(path, text_columns=targets if config.is_classification else ())
     except DataError as exc:
         for name in targets:
-            if f"column {name!r}:" in str(exc) and not config.is_classification:
+            if f"column {quoted(name)}:" in str(exc) and not config.is_classification:
                 raise DataError(
-                    f"{exc} (loss {config.training.loss} makes {name!r} a regression target; "
+                    f"{exc} (loss {config.training.loss} makes {quoted(name)} a regression target; "
                     "class labels need loss cross_entropy)"
                 ) from None
         raise
@@ -226,41 +232,42 @@ def _read_table(config: Config, path: Path, targets: list[str]) -> CsvColumns:
 
 def _classes(config: Config, table: CsvColumns, target: str) -> list[str]:
     labels = list(dict.fromkeys(label.strip() for label in table.text_values[target]))
+    check_class_count(len(labels), target, str(table.path))
     for label in labels:
         problem = None
         if not label:
             problem = "empty label; every row needs a class"
         elif _is_number(label) and not np.isfinite(float(label)):
-            problem = f"label {label!r} is not a class (a missing or overflowing value?)"
+            problem = f"label {quoted(label)} is not a class (a missing or overflowing value?)"
         if problem:
-            line = find_line(lines_after_header(table.path), table.header, target, label)
-            raise DataError(f"{table.path}:{line}: column {target!r}: {problem}")
+            line = find_line(lines_after_header(table.path), table.header, target, label, name=str(table.path))
+            raise DataError(f"{at_line(str(table.path), line)}: column {quoted(target)}: {problem}")
     numbers: dict[float, str] = {}
     for label in labels:
         if _is_number(label):
             other = numbers.setdefault(float(label), label)
             if other != label:
                 raise DataError(
-                    f"{table.path}: column {target!r}: labels {other!r} and {label!r} are the same number spelt "
+                    f"{table.path}: column {quoted(target)}: labels {quoted(other)} and {quoted(label)} are the same number spelt "
                     "differently and would become two classes; spell them one way"
                 )
     classes = class_order(labels)
     if LOSS_KINDS[config.training.loss].targets == "binary" and len(classes) != 2:
         raise config.error(
             "training.loss",
-            f"binary_cross_entropy needs exactly two classes; {target!r} in {table.path} has {len(classes)} "
+            f"binary_cross_entropy needs exactly two classes; {quoted(target)} in {table.path} has {len(classes):,} "
             f"({preview(classes)}); use cross_entropy",
         )
     if len(classes) < 2:
         raise DataError(
-            f"{table.path}: column {target!r} has a single class ({classes[0]!r}); classification needs at least two"
+            f"{table.path}: column {quoted(target)} has a single class ({quoted(classes[0])}); classification needs at least two"
         )
     fractional = [label for label in classes if _is_fractional_number(label)]
     if fractional:
         raise config.error(
             "training.loss",
-            f"cross_entropy needs class labels, but {target!r} in {table.path} holds fractional numbers "
-            f"(e.g. {fractional[0]!r}); use loss mse or quadratic for a regression target",
+            f"cross_entropy needs class labels, but {quoted(target)} in {table.path} holds fractional numbers "
+            f"(e.g. {quoted(fractional[0])}); use loss mse or quadratic for a regression target",
         )
     return classes
 
@@ -291,7 +298,7 @@ def _label_codes(table: CsvColumns, target: str, classes: list[str]) -> np.ndarr
 
 
 def preview(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
+    """Names from a file or model for a message: the first few, escaped and shortened."""
+    return listed(names, limit)
 
 

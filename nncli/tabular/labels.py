@@ -6,8 +6,31 @@ from typing import Iterable
 
 import numpy as np
 
+from nncli.budgets import budget
 from nncli.errors import DataError
-from nncli.tabular.parse import find_line
+from nncli.tabular.parse import at_line, find_line, listed, quoted
+
+# The most classes a target column may hold. Each costs an output neuron, a one-hot column for
+# every row and a row and column of evaluate's confusion matrix; a column with more distinct
+# labels is nearly always the wrong one (an ID, free text), and would exhaust memory before
+# training starts (100,000 rows of distinct labels: a 40 GB one-hot matrix). ImageNet has 1,000.
+MAX_CLASSES = 1_000
+CLASSES_VARIABLE = "NNCLI_MAX_CLASSES"
+
+
+def class_budget() -> int:
+    """:data:`MAX_CLASSES`, or the user's ``NNCLI_MAX_CLASSES``."""
+    return budget(CLASSES_VARIABLE, MAX_CLASSES)
+
+
+def check_class_count(count: int, column: str, name: str) -> None:
+    """Refuse a target column with more distinct labels than the class budget."""
+    limit = class_budget()
+    if count > limit:
+        raise DataError(
+            f"{name}: column {quoted(column)} has {count:,} distinct labels, more than the {limit:,} classes nncli "
+            f"trains (is it the target? a regression target needs loss mse; set {CLASSES_VARIABLE} if the classes are right)"
+        )
 
 
 def class_order(labels: Iterable[str]) -> list[str]:
@@ -41,10 +64,10 @@ def encode_labels(
     distinct = [label.strip() for label in distinct]  # " cat" in a file is the class "cat"
     unseen = [label for label in distinct if label not in index]
     if unseen:
-        line = find_line(lines, header, column, unseen[0], first_line)
-        shown = ", ".join(classes[:10]) + (f", … ({len(classes)} in all)" if len(classes) > 10 else "")
+        line = find_line(lines, header, column, unseen[0], first_line, name)
         raise DataError(
-            f"{name}:{line}: column {column!r}: label {unseen[0]!r} does not occur in the training data (classes: {shown})"
+            f"{at_line(name, line)}: column {quoted(column)}: label {quoted(unseen[0])} does not occur in the "
+            f"training data (classes: {listed(classes)})"
         )
     remap = np.array([index[label] for label in distinct], dtype=np.intp)
     return remap[codes.astype(np.intp)]

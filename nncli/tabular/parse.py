@@ -4,29 +4,90 @@ The rows are parsed by NumPy's C parser (``np.loadtxt``); which parser reads a s
 decided in :mod:`nncli.tabular.source`.  When a parse fails, or a value is not finite, the text
 is scanned again with the ``csv`` module only to find and name the first bad cell exactly
 (line as an editor numbers it, column name, the value).
+
+The rules every reader applies, whole file or stream, NumPy or polars, live here once: how long
+a line (or a record whose quoted field spans lines) may be (:func:`line_budget`,
+:func:`check_line_lengths`, :func:`read_line`), where a quoted field opens and closes
+(:func:`records`), and how names from a file are listed in a message (:func:`listed`; one
+value: :func:`nncli.errors.quoted`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nncli.errors import DataError, reading
+from nncli.budgets import budget, human_bytes
+from nncli.errors import MAX_QUOTE_CHARS, DataError, quoted, reading
 
 ENCODING = "utf-8-sig"  # accepts a byte-order mark (Excel writes one)
 
+# The longest line (or record whose quoted fields span lines) any reader takes, in bytes: it
+# bounds the memory one row can claim (NumPy's parser needs ~10x a line's size, so a line of
+# 8 MiB costs ~100 MB) and so the number of columns (a 100,001-column file of long floats has
+# ~2 MB lines). A longer line is refused with its line number before it is read whole.
+MAX_LINE_BYTES = 8 << 20
+LINE_BYTES_VARIABLE = "NNCLI_MAX_LINE_BYTES"  # a user with wider files sets e.g. 64M
+
+
+def quoted_list(values: Sequence[object], limit: int = 10) -> str:
+    """The first ``limit`` values, each :func:`quoted`, and how many there are in all."""
+    shown = ", ".join(quoted(value) for value in values[:limit])
+    return shown + (f", … ({len(values):,} in all)" if len(values) > limit else "")
+
+
+def listed(values: Sequence[object], limit: int = 10) -> str:
+    """Names for a list in a message ("a, b, c, … (12 in all)"): each as written when it is
+    plain (printable, short, no comma or surrounding space), else :func:`quoted`."""
+    def shown(value: object) -> str:
+        text = str(value)
+        plain = text.isprintable() and text == text.strip() and "," not in text and 0 < len(text) <= MAX_QUOTE_CHARS
+        return text if plain else quoted(text)
+
+    return ", ".join(shown(value) for value in values[:limit]) + (f", … ({len(values):,} in all)" if len(values) > limit else "")
+
+
+def line_budget() -> int:
+    """:data:`MAX_LINE_BYTES`, or the user's ``NNCLI_MAX_LINE_BYTES``."""
+    return budget(LINE_BYTES_VARIABLE, MAX_LINE_BYTES)
+
+
+def line_too_long(name: str, line: int, limit: int, what: str = "line") -> DataError:
+    return DataError(
+        f"{name}:{line}: {what} is longer than {human_bytes(limit)}, the longest nncli reads "
+        f"(set {LINE_BYTES_VARIABLE}, e.g. {LINE_BYTES_VARIABLE}=64M, if the file is right)"
+    )
+
+
+def read_line(f: BinaryIO, name: str, line: int, limit: int | None = None) -> bytes:
+    """The next line of ``f`` (with its line end), refused if longer than the line budget:
+    never more than that is read into memory, whatever the file (``/dev/zero``, one endless line)."""
+    limit = line_budget() if limit is None else limit
+    raw = f.readline(limit + 1)
+    if len(raw) > limit and not raw.endswith(b"\n"):
+        raise line_too_long(name, line, limit, "the header line" if line == 1 else "line")
+    return raw
+
 
 def read_header(path: Path) -> list[str]:
-    """The column names of a CSV file, checked: present, unique, not empty."""
+    """The column names of a CSV file, checked: a regular file; present, unique, not empty."""
     with reading(path, DataError, "CSV file"):
+        # (stat before open: opening a named pipe would wait for a writer)
+        if not stat.S_ISREG(os.stat(path).st_mode) and not Path(path).is_dir():
+            raise DataError(
+                f"{path}: not a regular file (a pipe or a device); training reads its data file "
+                "more than once, so save the data to a file first"
+            )
         with open(path, "rb") as f:
-            raw = f.readline(1 << 20)
+            raw = read_line(f, str(path), 1)
     try:
         first = raw.decode(ENCODING)
     except UnicodeDecodeError:
@@ -44,7 +105,10 @@ def parse_header(first: str, name: str) -> list[str]:
         raise DataError(f"{name}:1: the first line is blank; it must be the header row (column names)")
     if "\r" in first.rstrip("\r\n"):
         raise DataError(f"{name}:1: lines end in a bare carriage return (old Mac style); convert them, e.g. tr '\\r' '\\n'")
+    if inside_quotes_after(first, False):
+        raise DataError(f"{name}:1: a quoted field opened here is never closed; column names must be on the first line")
     try:
+        _allow_long_fields()
         header = [column.strip() for column in next(csv.reader([first]))]
     except csv.Error as exc:
         raise DataError(f"{name}:1: malformed header row ({exc})") from None
@@ -61,7 +125,7 @@ def parse_header(first: str, name: str) -> list[str]:
     seen: dict[str, int] = {}
     for index, column in enumerate(header, start=1):
         if column in seen:
-            raise DataError(f"{name}:1: column name {column!r} appears twice (columns {seen[column]} and {index})")
+            raise DataError(f"{name}:1: column name {quoted(column)} appears twice (columns {seen[column]:,} and {index:,})")
         seen[column] = index
     return header
 
@@ -94,54 +158,221 @@ def check_line_ends(data, name: str, first_line: int = 1) -> bool:
     return True
 
 
+def check_line_lengths(data, name: str, first_line: int = 1, limit: int | None = None) -> None:
+    """Refuse a line of ``data`` (bytes, or an mmap of a whole file) longer than the line budget,
+    naming it, before any parser reads it whole.
+
+    Fast whatever the file: only aligned windows of about half the budget are searched for a
+    line feed (memchr, which stops at the first), since a longer line covers one of them whole.
+    """
+    limit = line_budget() if limit is None else limit
+    size = len(data)
+    window = limit // 2 + 1  # a line of limit + 1 bytes or more covers a whole aligned window
+    start = 0
+    while start < size:
+        end = min(start + window, size)
+        if data.find(b"\n", start, end) < 0:  # a long line: measure it
+            low = max(0, start - limit - 1)
+            line_start = data.rfind(b"\n", low, start) + 1 or low  # (not found after low: long already)
+            line_end = data.find(b"\n", end, min(size, line_start + limit + 1))
+            if line_end < 0:
+                line_end = min(size, line_start + limit + 1)
+            if line_end - line_start > limit:
+                line = first_line + count_lines(data, line_start)
+                raise line_too_long(name, line, limit, "the header line" if line == 1 else "line")
+        start = end
+
+
+def count_lines(data, end: int, start: int = 0) -> int:
+    """How many line feeds ``data`` (bytes, or an mmap of a whole file) holds from ``start`` to
+    ``end``: in windows, with NumPy (three times ``bytes.count``'s speed)."""
+    total = 0
+    for i in range(start, end, _SCAN_WINDOW):
+        view = np.frombuffer(data, np.uint8, count=min(i + _SCAN_WINDOW, end) - i, offset=i)
+        total += int(np.count_nonzero(view == 10))
+        del view  # (a view of an mmap must go before the mmap closes)
+    return total
+
+
+def unclosed_quote(name: str, line: int, limit: int | None = None) -> DataError:
+    """A quoted field that does not close: at the end of the input, or (``limit``) within the line budget."""
+    more = "" if limit is None else (
+        f" within {human_bytes(limit)}, the longest record nncli reads (set {LINE_BYTES_VARIABLE} if the field is right)"
+    )
+    return DataError(f"{name}:{line}: a quoted field opened here is never closed{more}")
+
+
+def records(
+    lines: Iterable[str], name: str, first_line: int = 2, more: Callable[[int], str | None] | None = None,
+    limit: int | None = None,
+) -> Iterator[str]:
+    """CSV records from ``lines`` (each with its line end): a quoted field that spans lines
+    keeps its record whole; ``more(line_number)``, if given, supplies the lines after
+    ``lines`` while a quoted field is open (a stream reading past its block).
+
+    The one quoting rule of every reader (the whole-file parsers are checked against it, the
+    streams split their blocks with it): only a quote that opens a field starts a quoted field
+    (RFC 4180, Python's csv module: `12" ruler` is plain text), `""` inside it is a quote, and
+    it must close before the input ends and within the line budget; if not, the DataError names
+    the line where it opened. A line break inside a field reads as "\\n", as in a whole-file read.
+    """
+    limit = line_budget() if limit is None else limit
+    pending: list[str] = []
+    inside, started, size = False, 0, 0
+    line_number = first_line - 1
+    lines = iter(lines)
+    while True:
+        line = next(lines, None)
+        if line is None:
+            if not inside or more is None:
+                break
+            line = more(line_number + 1)  # the quoted field goes on past the given lines
+            if line is None:
+                break
+        line_number += 1
+        if not inside and '"' not in line:
+            yield line
+            continue
+        if not inside:
+            size = 0
+        inside, opened_here = _quote_state_after(line, inside)
+        if opened_here:
+            started = line_number  # (a field may close and another open on a later line of the record)
+        if inside and line.endswith("\r\n"):
+            line = line[:-2] + "\n"
+        pending.append(line)
+        size += len(line)
+        if not inside:
+            yield "".join(pending) if len(pending) > 1 else line
+            pending = []
+        elif size > limit:
+            raise unclosed_quote(name, started, limit)
+    if inside:
+        raise unclosed_quote(name, started)
+
+
+def numbered_rows(lines: Iterable[str], name: str, first_line: int = 2) -> Iterator[tuple[int, list[str]]]:
+    """(line where the record starts, its fields) for each record of ``lines``."""
+    _allow_long_fields()
+    line = first_line
+    for record in records(lines, name, first_line):
+        try:
+            row = next(csv.reader([record]), [])
+        except csv.Error as exc:
+            if "new-line character seen in unquoted field" in str(exc):  # the csv module's wording
+                raise DataError(f"{name}:{line}: a carriage return (\\r) without a line feed after it; lines must end with \\n or \\r\\n") from None
+            raise DataError(f"{name}:{line}: malformed CSV ({exc})") from None
+        yield line, row
+        line += record.count("\n")
+
+
+def _allow_long_fields() -> None:
+    """Raise the csv module's field limit to the line budget: its own default, 128 KiB, would
+    call a long but valid cell "malformed" (and a message could not name the line of a label)."""
+    csv.field_size_limit(max(csv.field_size_limit(), line_budget()))
+
+
+def inside_quotes_after(line: str, inside: bool) -> bool:
+    """Whether a CSV record is still inside a quoted field at the end of ``line``."""
+    return _quote_state_after(line, inside)[0]
+
+
+def _quote_state_after(line: str, inside: bool) -> tuple[bool, bool]:
+    """Whether a CSV record is still inside a quoted field at the end of ``line``, and whether
+    that field opened on this line.
+
+    Jumps from quote to quote (no Python loop over ordinary characters): outside a quoted
+    field, a quote matters only at the start of a field; inside, `""` is an escaped quote.
+    """
+    position, opened_here = 0, False
+    while True:
+        if inside:
+            close = line.find('"', position)
+            if close < 0:
+                return True, opened_here
+            if line.startswith('"', close + 1):  # "" inside a quoted field
+                position = close + 2
+                continue
+            inside, position = False, close + 1
+        else:
+            quote = line.find('"', position)
+            if quote < 0:
+                return False, False
+            opens_field = quote == 0 or line[quote - 1] == ","
+            inside, position, opened_here = opens_field, quote + 1, opens_field
+
+
 def parse_rows(
     source: Path | list[str],
     header: list[str],
     name: str,
     text_columns: Iterable[str] = (),
     first_line: int = 2,
+    skip: Iterable[str] = (),
 ) -> tuple[np.ndarray, dict[str, list[str]]]:
     """Parse data rows (a file after its header, or a list of lines) with NumPy's C parser.
 
     Returns a ``(rows, len(header))`` float64 array in which each of ``text_columns`` holds
     codes into its list of distinct values (as written, spaces included).  Any malformed row or non-finite
     number raises a DataError naming ``name``, the line (counting from ``first_line``),
-    the column and the value.
+    the column and the value. Columns in ``skip`` may hold anything and are not read (0 in the
+    array, no list of values): a file may have a million columns nobody asked for.
     """
-    text_columns = list(text_columns)
-    codes: dict[str, dict[str, int]] = {column: {} for column in text_columns}
-    converters = {
-        header.index(column): (lambda cell, table=codes[column]: table.setdefault(cell, len(table)))
-        for column in text_columns
-    }
+    return RowParser(header, text_columns, skip).parse(source, name, first_line)
 
-    def failure(fallback: str) -> DataError:
-        lines = lines_after_header(source) if isinstance(source, Path) else split_lines("".join(source))
-        return locate_bad_cell(lines, header, name, text_columns, first_line) or DataError(f"{name}: {fallback}")
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data": callers report that
-            values = np.loadtxt(
-                source,
-                delimiter=",",
-                skiprows=1 if isinstance(source, Path) else 0,
-                dtype=np.float64,
-                ndmin=2,
-                quotechar='"',
-                comments=None,  # "#" is data: a label "C#" is not "C", a row "#1,2" is not dropped
-                encoding=ENCODING,
-                converters=converters or None,
-            )
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C inside a converter, wrapped by NumPy
-            raise exc.__cause__ from None
-        raise failure(f"cannot parse CSV: {exc}") from None
-    if len(values) and values.shape[1] != len(header):  # loadtxt compares rows with each other only
-        raise failure(f"rows have {values.shape[1]} fields but the header names {len(header)} columns")
-    if not np.isfinite(values).all():
-        raise failure("contains NaN or infinite values")
-    return values, {column: list(table) for column, table in codes.items()}
+class RowParser:
+    """:func:`parse_rows` for one header, its per-column work done once (a stream parses many
+    chunks, and a wide file's columns cost per chunk otherwise)."""
+
+    def __init__(self, header: list[str], text_columns: Iterable[str] = (), skip: Iterable[str] = ()):
+        skip = set(skip)
+        self.header = header
+        self.text_columns = [column for column in text_columns if column not in skip]
+        self.not_numbers = {*self.text_columns, *skip}
+        position = {column: i for i, column in enumerate(header)}  # (header.index per column is quadratic)
+        self.text_positions = [(column, position[column]) for column in self.text_columns]
+        # One shared converter for every skipped column; the text columns' are set per parse.
+        self.converters = {position[column]: _skipped for column in skip if column in position}
+
+    def parse(self, source: Path | list[str], name: str, first_line: int = 2) -> tuple[np.ndarray, dict[str, list[str]]]:
+        header = self.header
+        codes: dict[str, dict[str, int]] = {column: {} for column in self.text_columns}
+        for column, index in self.text_positions:
+            self.converters[index] = lambda cell, table=codes[column]: table.setdefault(cell, len(table))
+
+        def failure(fallback: str) -> DataError:
+            lines = lines_after_header(source) if isinstance(source, Path) else split_lines("".join(source))
+            return locate_bad_cell(lines, header, name, self.not_numbers, first_line) or DataError(f"{name}: {fallback}")
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": callers report that
+                values = np.loadtxt(
+                    source,
+                    delimiter=",",
+                    skiprows=1 if isinstance(source, Path) else 0,
+                    dtype=np.float64,
+                    ndmin=2,
+                    quotechar='"',
+                    comments=None,  # "#" is data: a label "C#" is not "C", a row "#1,2" is not dropped
+                    encoding=ENCODING,
+                    converters=self.converters or None,
+                )
+        except (ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C inside a converter, wrapped by NumPy
+                raise exc.__cause__ from None
+            raise failure(f"cannot parse CSV: {exc}") from None
+        if len(values) and values.shape[1] != len(header):  # loadtxt compares rows with each other only
+            raise failure(f"rows have {values.shape[1]:,} fields but the header names {len(header):,} columns")
+        if not np.isfinite(values).all():
+            raise failure("contains NaN or infinite values")
+        return values, {column: list(table) for column, table in codes.items()}
+
+
+def _skipped(cell: str) -> float:
+    """The converter of a column nobody reads (one shared function, not one per column)."""
+    return 0.0
 
 
 def split_lines(text: str) -> list[str]:
@@ -170,30 +401,26 @@ def locate_bad_cell(
     lines: Iterable[str], header: list[str], name: str, text_columns: Sequence[str] = (), first_line: int = 2
 ) -> DataError | None:
     """Scan rows one by one for the first malformed cell (only after a fast parse failed)."""
+    text_columns = set(text_columns)
     numeric = [(i, column) for i, column in enumerate(header) if column not in text_columns]
     try:
-        reader = csv.reader(lines)
-        line = first_line - 1
-        for row in reader:
-            line = first_line - 1 + reader.line_num
+        for line, row in numbered_rows(lines, name, first_line):
             if not row:
                 continue  # blank lines are skipped, as by the fast parser
             if len(row) == 1 and len(header) > 1 and not row[0].strip():
                 return DataError(f"{name}:{line}: line holds only spaces; remove it (empty lines are skipped)")
             if len(row) != len(header):
                 return DataError(
-                    f"{name}:{line}: row has {len(row)} field{'s' * (len(row) != 1)} but the header has {len(header)} columns"
+                    f"{name}:{line}: row has {len(row):,} field{'s' * (len(row) != 1)} but the header has {len(header):,} columns"
                 )
             for index, column in numeric:
                 problem = _cell_problem(row[index])
                 if problem:
-                    return DataError(f"{name}:{line}: column {column!r}: {problem}")
+                    return DataError(f"{name}:{line}: column {quoted(column)}: {problem}")
+    except DataError as exc:  # an unclosed quote, a line that is not UTF-8, malformed CSV
+        return exc
     except UnicodeDecodeError as exc:
         return DataError(f"{name}: not UTF-8 text (byte {exc.start}); expected a CSV file")
-    except csv.Error as exc:
-        if "new-line character seen in unquoted field" in str(exc):  # the csv module's wording
-            return DataError(f"{name}:{line + 1}: a carriage return (\\r) without a line feed after it; lines must end with \\n or \\r\\n")
-        return DataError(f"{name}:{line + 1}: malformed CSV ({exc})")
     return None
 
 
@@ -221,24 +448,27 @@ def _cell_problem(cell: str) -> str | None:
     if not text:
         return "empty cell; expected a number"
     if not _NUMBER.fullmatch(text):
-        shown = text if len(text) <= 30 else text[:27] + "..."
-        return f"{shown!r} is not a number"
+        return f"{quoted(text)} is not a number"
     value = float(text)
     if math.isnan(value):
-        return f"{text!r} (NaN); expected a finite number"
+        return f"{quoted(text)} (NaN); expected a finite number"
     if math.isinf(value):
-        return f"{text!r} is infinite or too large for float64; expected a finite number"
+        return f"{quoted(text)} is infinite or too large for float64; expected a finite number"
     return None
 
 
-def find_line(lines: Iterable[str], header: list[str], column: str, value: str, first_line: int = 2) -> int | None:
+def find_line(lines: Iterable[str], header: list[str], column: str, value: str, first_line: int = 2, name: str = "") -> int | None:
     """The line on which ``column`` first holds ``value`` (for error messages only)."""
     index = header.index(column)
-    reader = csv.reader(lines)
     try:
-        for row in reader:
+        for line, row in numbered_rows(lines, name, first_line):
             if len(row) > index and row[index].strip() == value.strip():
-                return first_line - 1 + reader.line_num
-    except csv.Error:
+                return line
+    except (csv.Error, DataError):
         pass
     return None
+
+
+def at_line(name: str, line: int | None) -> str:
+    """``name:line`` for a message, or just ``name`` when the line is not known."""
+    return name if line is None else f"{name}:{line}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,8 +19,23 @@ import numpy as np
 
 from nncli.errors import DataError, reading
 from nncli.tabular.fast import polars_pays, read_numeric
-from nncli.tabular.parse import check_line_ends, parse_rows, read_header
+from nncli.tabular.parse import (
+    check_line_ends,
+    check_line_lengths,
+    column_index,
+    count_lines,
+    inside_quotes_after,
+    line_budget,
+    lines_after_header,
+    parse_rows,
+    read_header,
+    read_line,
+    records,
+    unclosed_quote,
+)
 from nncli.tabular.stream import CHUNK_BYTES, CsvStream
+
+SCAN_BYTES = 16 << 20  # a whole file is checked this much at a time (plus the rest of a line)
 
 
 @dataclass
@@ -31,11 +47,16 @@ class CsvColumns:
     values: np.ndarray  # (rows, len(header)) float64
     text_values: dict[str, list[str]]  # text column -> distinct values, code = list index
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Column name -> index (``header.index`` once per column is quadratic in a wide file)."""
+        return {name: i for i, name in enumerate(self.header)}
+
     def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.header.index(name)]
+        return self.values[:, self.positions[name]]
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
-        return self.values[:, [self.header.index(n) for n in names]]
+        return self.values[:, column_index([self.positions[n] for n in names])]
 
 
 def open_csv(source: str | Path, chunk_bytes: int = CHUNK_BYTES) -> CsvStream:
@@ -44,29 +65,97 @@ def open_csv(source: str | Path, chunk_bytes: int = CHUNK_BYTES) -> CsvStream:
 
 
 def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
-    """Parse a whole CSV file: every column numeric and finite, except ``text_columns``."""
+    """Parse a whole CSV file: every column numeric and finite, except ``text_columns``.
+
+    The rules are the streams' (:mod:`nncli.tabular.parse`): no line longer than the line
+    budget (checked before a parser reads the file), no lone carriage return, and every quoted
+    field closed (checked after the parse, which may have taken an unclosed quote for a field
+    running to the end of the file).
+    """
     header = read_header(path)
     text_columns = list(text_columns)
-    crlf = _file_line_ends(path)
+    layout = _file_layout(path)
     fast = None
-    if polars_pays(path.stat().st_size) and not _starts_with_bom(path):
-        fast = read_numeric(path, header, text_columns, crlf)
+    if polars_pays(path.stat().st_size, len(header)) and not _starts_with_bom(path):
+        fast = read_numeric(path, header, text_columns, layout.crlf)
     values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns)
+    if layout.quotes:
+        _check_quotes(path, layout, len(values))
     if values.shape[0] == 0:
         raise DataError(f"{path}: has a header but no data rows")
     return CsvColumns(path, header, values, text_values)
 
 
-def _file_line_ends(path: Path) -> bool:
-    """:func:`check_line_ends` for a whole file, mapped rather than read into memory."""
+@dataclass
+class _Layout:
+    crlf: bool  # lines end in CRLF
+    quotes: bool  # the file holds a quote character
+    lines: int = 0  # lines after the header
+    last_line: str = ""  # the last line after the header that is not blank, and its number
+    last_line_number: int = 0
+    ends_line: bool = True  # the file ends with a line feed (or is empty)
+
+
+def _file_layout(path: Path) -> _Layout:
+    """One pass over the whole file: line lengths (:func:`check_line_lengths`, first: a longer
+    line is never read whole), line ends (:func:`check_line_ends`), and what
+    :func:`_check_quotes` needs. The file is mapped, or, where it cannot be (an address space
+    smaller than the file), read in blocks of whole lines: bounded memory whatever the file."""
+    name, limit = str(path), line_budget()
+    layout = _Layout(crlf=False, quotes=False)
     with reading(path, DataError, "CSV file"):
         with open(path, "rb") as f:
             try:
-                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    return check_line_ends(data, str(path))
-            except (ValueError, OSError):  # not mappable (a special file): read it
-                f.seek(0)
-                return check_line_ends(f.read(), str(path))
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # (an empty file cannot be mapped either)
+                line = 1
+                while block := f.read(SCAN_BYTES):
+                    if not block.endswith(b"\n"):  # whole lines only, each within the budget
+                        block += read_line(f, name, line + count_lines(block, len(block)), limit)
+                    line += _scan(block, name, line, limit, layout, count=True)
+                line_feeds = line - 1
+            else:
+                with data:
+                    line_feeds = _scan(data, name, 1, limit, layout, count=False)
+    layout.lines = line_feeds + (not layout.ends_line) - 1  # the file's lines but the header
+    return layout
+
+
+def _scan(data, name: str, first_line: int, limit: int, layout: _Layout, count: bool) -> int:
+    """Check ``data`` (whole lines from ``first_line``) into ``layout``; its number of line
+    feeds (counted if ``count``, or if it holds quotes)."""
+    check_line_lengths(data, name, first_line, limit)
+    layout.crlf |= check_line_ends(data, name, first_line)
+    size = len(data)
+    layout.ends_line = data[size - 1 : size] in (b"\n", b"") if size else layout.ends_line
+    quotes = data.find(b'"') >= 0
+    layout.quotes |= quotes
+    if not (count or quotes):
+        return 0
+    feeds = count_lines(data, size)
+    end = size
+    while end and data[end - 1] in b"\r\n":
+        end -= 1  # trailing blank lines: the last line that is not blank ends here
+    start = data.rfind(b"\n", 0, end) + 1
+    number = first_line + feeds - count_lines(data, size, start)
+    if end and number > 1:
+        layout.last_line, layout.last_line_number = data[start:end].decode("utf-8", "replace"), number
+    return feeds
+
+
+def _check_quotes(path: Path, layout: _Layout, rows: int) -> None:
+    """Every quoted field closes: the quoting rule of :func:`nncli.tabular.parse.records`.
+
+    NumPy's parser (and polars) take a quoted field that never closes for one running to the
+    end of the file, losing every row after it. When each line after the header was one row, no
+    field spans lines and only the last line can open such a quote; otherwise (fields that span
+    lines, blank lines) every record is checked."""
+    if rows == layout.lines:
+        if inside_quotes_after(layout.last_line, False):
+            raise unclosed_quote(str(path), layout.last_line_number)
+        return
+    for _ in records(lines_after_header(path), str(path)):
+        pass
 
 
 def _starts_with_bom(path: Path) -> bool:

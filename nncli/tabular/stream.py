@@ -21,16 +21,23 @@ import numpy as np
 from nncli.errors import DataError, reading
 from nncli.tabular.fast import BlockParser, polars_pays
 from nncli.tabular.parse import (
+    RowParser,
     as_number,
     check_line_ends,
+    check_line_lengths,
+    line_budget,
     locate_bad_cell,
     parse_header,
-    parse_rows,
+    quoted,
+    read_line,
+    records,
     split_lines,
 )
 
-CHUNK_BYTES = 2 << 20  # 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak
-MAX_RECORD_BYTES = 1 << 20  # a quoted field longer than this is taken for an unclosed quote
+# 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak. A chunk is this plus the
+# rest of its last line, and of a quoted field spanning lines: at most the line budget
+# (parse.MAX_LINE_BYTES) more.
+CHUNK_BYTES = 2 << 20
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Chunk:
     source: str  # the chunk's raw text, kept only to locate a problem for an error message
     first_line: int  # line number of its first line in the file (the header is line 1)
     _records: list[str] | None = None
+    positions: dict[str, int] | None = None  # column name -> index (header.index per name is quadratic)
 
     @property
     def records(self) -> list[str]:
@@ -65,7 +73,7 @@ class Chunk:
         return line
 
     def column(self, header: list[str], name: str) -> np.ndarray:
-        return self.values[:, header.index(name)]
+        return self.values[:, self.positions[name] if self.positions is not None else header.index(name)]
 
     def numbers(self, header: list[str], name: str, source: str, text_columns: list[str]) -> np.ndarray:
         """A column read as text (it may hold anything elsewhere) that must here be finite numbers."""
@@ -73,7 +81,7 @@ class Chunk:
         if not np.isfinite(distinct).all():
             others = [column for column in text_columns if column != name]
             raise locate_bad_cell(self.lines, header, source, others, self.first_line) or DataError(
-                f"{source}: column {name!r} holds a value that is not a finite number"
+                f"{source}: column {quoted(name)} holds a value that is not a finite number"
             )
         return distinct[self.column(header, name).astype(np.intp)]
 
@@ -99,8 +107,9 @@ class CsvStream:
             with reading(source, DataError, "CSV file"):
                 self._file = open(source, "rb")
         try:
-            first = self._decode(self._file.readline(), 1)
+            first = self._decode(read_line(self._file, self.name, 1), 1)
             self.header = parse_header(first.removeprefix("\ufeff"), self.name)  # a byte-order mark is fine
+            self.positions = {column: i for i, column in enumerate(self.header)}
         except BaseException:
             self.__exit__()
             raise
@@ -130,99 +139,54 @@ class CsvStream:
                 f"{self.name}:{line}: not UTF-8 text (byte {exc.start - start + 1} of the line); expected a CSV file"
             ) from None
 
-    def chunks(self, text_columns: Iterable[str] = ()) -> Iterator[Chunk]:
-        """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers.
+    def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = ()) -> Iterator[Chunk]:
+        """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers,
+        except ``skip``: columns that may hold anything and are not read at all (cheaper than
+        text when a file has many columns the caller does not need).
 
         The file is read in blocks of whole lines. In an input big enough for polars to pay
         for its import, a block without quotes goes to polars' parser; anything it does not
         take cleanly (and every block with quotes, which may hold a field spanning lines) goes
         to NumPy's parser, whose errors name the exact line, column and value.
         """
-        text_columns = list(text_columns)
-        fast = BlockParser(self.header, text_columns)
+        skip = set(skip)
+        text_columns = list(dict.fromkeys([*text_columns, *(name for name in self.header if name in skip)]))
+        fast = BlockParser(self.header, text_columns)  # (polars reads skipped columns as text: few columns there)
+        exact = RowParser(self.header, text_columns, skip)
         line_number = 2
+        limit = line_budget()
         size, passed = self._size(), 0  # a pipe's size is unknown: count what has passed instead
         while True:
             block = self._file.read(self.chunk_bytes)
             if not block:
                 return
-            if not block.endswith(b"\n"):
-                block += self._file.readline()  # whole lines only
+            if not block.endswith(b"\n"):  # whole lines only, and none longer than the budget
+                block += read_line(self._file, self.name, line_number + block.count(b"\n"), limit)
             passed += len(block)
+            check_line_lengths(block, self.name, line_number, limit)
             check_line_ends(block, self.name, line_number)  # a lone "\r" means the same in every reader
-            records = None
+            quoted_records = None
             if b'"' in block:
-                records = self._quoted_records(self._decode(block, line_number), line_number)
-                source = "".join(records)
+                quoted_records = self._records(self._decode(block, line_number), line_number, limit)
+                source = "".join(quoted_records)
             else:
                 source = self._decode(block, line_number)
-            use_polars = polars_pays(passed if size is None else size)
-            parsed = fast.parse(block) if records is None and use_polars else None
+            use_polars = polars_pays(passed if size is None else size, len(self.header))
+            parsed = fast.parse(block) if quoted_records is None and use_polars else None
             if parsed is None:
-                lines = records if records is not None else split_lines(source)
-                parsed = parse_rows(lines, self.header, self.name, text_columns, first_line=line_number)
-            yield Chunk(parsed[0], parsed[1], source, line_number, records)
+                lines = quoted_records if quoted_records is not None else split_lines(source)
+                parsed = exact.parse(lines, self.name, first_line=line_number)
+            yield Chunk(parsed[0], parsed[1], source, line_number, quoted_records, self.positions)
             line_number += source.count("\n")
 
-    def _quoted_records(self, text: str, first_line: int) -> list[str]:
-        """The block's lines as records: a quoted field that spans lines is kept in one record,
-        reading on past the block if the field goes on.
+    def _records(self, text: str, first_line: int, limit: int) -> list[str]:
+        """The block's lines as records (:func:`nncli.tabular.parse.records`, the rule of every
+        reader), reading on past the block while a quoted field that spans lines goes on."""
 
-        Only a quote that opens a field starts a quoted field (as in RFC 4180 and Python's csv
-        module): `12" ruler` is plain text. A record still open after MAX_RECORD_BYTES is an
-        unterminated quote, reported with the line where it began.
-        """
-        records, pending, inside, started = [], "", False, 0
-        lines = iter(split_lines(text))
-        line_number = first_line - 1
-        while True:
-            line = next(lines, None)
-            if line is None:
-                if not inside:
-                    break
-                raw = self._file.readline()  # the quoted field goes on past the block
-                if not raw:
-                    break
-                line = self._decode(raw, line_number + 1)
-            line_number += 1
-            if not inside and '"' not in line:
-                records.append(line)
-                continue
-            if not inside:
-                started = line_number
-            inside = _inside_quotes_after(line, inside)
-            if inside and line.endswith("\r\n"):
-                line = line[:-2] + "\n"  # a line break inside a field reads as "\n", as in a whole-file read
-            pending += line
-            if not inside:
-                records.append(pending)
-                pending = ""
-            elif len(pending) > MAX_RECORD_BYTES:
-                break
-        if inside:
-            raise DataError(f"{self.name}:{started}: a quoted field opened here is never closed")
-        return records
+        def more(line: int) -> str | None:
+            raw = read_line(self._file, self.name, line, limit)
+            if raw:
+                check_line_ends(raw, self.name, line)
+            return self._decode(raw, line) if raw else None
 
-
-def _inside_quotes_after(line: str, inside: bool) -> bool:
-    """Whether a CSV record is still inside a quoted field at the end of ``line``.
-
-    Jumps from quote to quote (no Python loop over ordinary characters): outside a quoted
-    field, a quote matters only at the start of a field; inside, `""` is an escaped quote.
-    """
-    position = 0
-    while True:
-        if inside:
-            close = line.find('"', position)
-            if close < 0:
-                return True
-            if line.startswith('"', close + 1):  # "" inside a quoted field
-                position = close + 2
-                continue
-            inside, position = False, close + 1
-        else:
-            quote = line.find('"', position)
-            if quote < 0:
-                return False
-            opens_field = quote == 0 or line[quote - 1] == ","
-            inside, position = opens_field, quote + 1
+        return list(records(split_lines(text), self.name, first_line, more, limit))
