@@ -1,13 +1,18 @@
-"""Everything the user sees on a terminal: consoles, tables, live training progress.
+r"""Everything the user sees on a terminal: consoles, tables, live training progress.
 
 A person at a terminal gets colour, box tables and a live progress bar.  When stdout is
 not a terminal, or ``NO_COLOR`` is set, the same information comes as plain aligned text
 with no escape codes and no redrawing, so logs and pipes stay clean.
+
+Text that comes from a file (feature, target and class names, metric keys, versions, paths)
+is shown through :func:`shown`: control characters escaped (``\x1b``, ``\n``), never read
+as rich markup (``[bold]`` stays ``[bold]``) or emoji codes, and cut to MAX_SHOWN_CHARS.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -22,6 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from nncli.core.trainer import EpochRecord, Reporter
 
@@ -73,10 +79,34 @@ class PipeSafeStdout:
 def make_console(stderr: bool = False) -> Console:
     plain = not (sys.stderr if stderr else sys.stdout).isatty() or bool(os.environ.get("NO_COLOR"))  # no-color.org
     stream = sys.stderr if stderr else PipeSafeStdout(sys.stdout, strip_trailing_spaces=plain)
+    # emoji=False: a name such as ":fire:" from a file is shown as written.
     if plain:
         # No colour, no cursor movement, no wrapping at an imaginary 80 columns.
-        return Console(file=stream, color_system=None, force_terminal=False, highlight=False, width=200, soft_wrap=True)
-    return Console(file=stream, highlight=False)
+        return Console(file=stream, color_system=None, force_terminal=False, highlight=False, emoji=False, width=200, soft_wrap=True)
+    return Console(file=stream, highlight=False, emoji=False)
+
+
+# A name or value from a file, as shown: long enough to recognise, never a screenful.
+MAX_SHOWN_CHARS = 80
+# Characters that act on a terminal or reorder what is shown: C0 and C1 controls (ESC, newline,
+# carriage return, BEL …), DEL, zero-width and bidirectional marks, line/paragraph separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def shown(value, limit: int = MAX_SHOWN_CHARS) -> str:
+    r"""``value`` as text safe to print: control characters escaped as Python writes them
+    (``\x1b[31m``, ``\n``), cut in the middle to at most ``limit`` characters. Print the
+    result with ``markup=False`` or as a :class:`rich.text.Text`."""
+    text = str(value)
+    if len(text) > limit:
+        tail = limit // 4
+        text = text[: limit - tail - 1] + "…" + text[-tail:]
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def cell(value, limit: int = MAX_SHOWN_CHARS) -> Text:
+    """A table cell (or column header) from a file: :func:`shown`, and never parsed as markup."""
+    return Text(shown(value, limit))
 
 
 def is_plain(console: Console) -> bool:
@@ -231,6 +261,18 @@ class TrainingDisplay(Reporter):
         return text
 
 
+def untrained_network(console: Console, preview, title: str, with_config: bool = False) -> None:
+    """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
+    rows = preview.rows
+    console.print(architecture_table(console, preview.layers, title=f"{title} (untrained, {preview.dtype}, seed {preview.seed})"))
+    console.print(f"features: {len(preview.features)}  targets: {', '.join(shown(name) for name in preview.targets)}"
+                  + (f"  classes: {len(preview.classes)}" if preview.classes else "")
+                  + f"  rows: {rows['train']:,} train, {rows['validation']:,} validation", markup=False)
+    if with_config:
+        console.print("nothing trained, nothing written; the config as it would run:", markup=False)
+        console.print(preview.config_yaml, markup=False, end="")
+
+
 def training_summary(console: Console, result) -> None:
     """What a finished run (a commands.session.TrainResult) reached, and the files it wrote."""
     metrics, metric_name, files = result.model.metrics, result.metric_name, result.files
@@ -252,8 +294,11 @@ def training_summary(console: Console, result) -> None:
         why = "stopped early; " if metrics.get("stopped_early") else ""
         console.print(f"Early stopping: {why}the model holds the best epoch, {metrics['epoch']}", markup=False)
     console.print(f"Epoch {metrics['epoch']}: " + ", ".join(parts), markup=False)
-    console.print(f"Model saved to {files['model']}", markup=False)
-    others = [path for name, path in files.items() if name != "model"]
+    non_finite = result.model.metrics.get("non_finite")
+    if non_finite:  # stored as null: the model is saved all the same
+        console.print("Not finite, stored as null: " + ", ".join(f"{k} {v}" for k, v in non_finite.items()), markup=False)
+    console.print(f"Model saved to {shown(files['model'], 400)}", markup=False)
+    others = [shown(path, 400) for name, path in files.items() if name != "model"]
     if others:
         console.print(f"Run files: {', '.join(others)}", markup=False)
 
@@ -261,24 +306,37 @@ def training_summary(console: Console, result) -> None:
 # --- evaluate --------------------------------------------------------------------------------
 def evaluation_report(console: Console, evaluation, model_path: str, data_name: str) -> None:
     metrics = evaluation.metrics
-    console.print(f"Evaluated {model_path} on {data_name}: {evaluation.rows:,} row{'s' * (evaluation.rows != 1)}", markup=False)
+    console.print(f"Evaluated {shown(model_path, 400)} on {shown(data_name, 400)}: {evaluation.rows:,} row{'s' * (evaluation.rows != 1)}", markup=False)
     table = _table(console)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        shown = f"{100 * value:.2f}%" if name == "accuracy" else number(value)
-        table.add_row(name, shown)
+        table.add_row(cell(name), f"{100 * value:.2f}%" if name == "accuracy" else number(value))  # mse_<target>: a name from the file
     console.print(table)
-    if evaluation.confusion is not None:
-        console.print(per_class_table(console, evaluation.per_class))
-        console.print(confusion_table(console, evaluation.per_class, evaluation.confusion))
+    if evaluation.is_classification:
+        classes = len(evaluation.per_class)
+        if classes <= TABLE_MAX_CLASSES:
+            console.print(per_class_table(console, evaluation.per_class))
+        else:
+            console.print(f"per class: {classes:,} classes, too many for a table (--json lists them all)", markup=False)
+        if evaluation.confusion is not None and classes <= CONFUSION_TABLE_MAX_CLASSES:
+            console.print(confusion_table(console, evaluation.per_class, evaluation.confusion))
+        else:
+            console.print(f"confusion matrix: {classes:,} classes, too many to show"
+                          + (" (--json has it)" if evaluation.confusion is not None else ""), markup=False)
     elif len(evaluation.per_target) > 1:
         targets = _table(console, title="per target", title_justify="left")
         for column, justify in (("target", "left"), ("MSE", "right"), ("MAE", "right"), ("R²", "right")):
             targets.add_column(column, justify=justify)
         for row in evaluation.per_target:
-            targets.add_row(row["target"], number(row["mse"]), number(row["mae"]), number(row["r2"]))
+            targets.add_row(cell(row["target"]), number(row["mse"]), number(row["mae"]), number(row["r2"]))
         console.print(targets)
+
+
+# A table row costs rich ~0.4 ms (30,000 classes: 12 s) and a confusion matrix one cell per pair
+# of classes; a terminal shows neither usefully beyond these sizes, and --json has everything.
+TABLE_MAX_CLASSES = 1_000
+CONFUSION_TABLE_MAX_CLASSES = 50
 
 
 def per_class_table(console: Console, per_class: list[dict]) -> Table:
@@ -286,17 +344,17 @@ def per_class_table(console: Console, per_class: list[dict]) -> Table:
     for column, justify in (("class", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"), ("support", "right")):
         table.add_column(column, justify=justify)
     for row in per_class:
-        table.add_row(str(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
+        table.add_row(cell(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
     return table
 
 
 def confusion_table(console: Console, per_class: list[dict], confusion: list[list[int]]) -> Table:
     """Rows are the true classes, columns the predicted ones; the diagonal is right."""
-    labels = [str(row["class"]) for row in per_class]
+    labels = [row["class"] for row in per_class]
     table = _table(console, title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
     table.add_column("true \\ predicted")
     for label in labels:
-        table.add_column(label, justify="right")
+        table.add_column(cell(label, 24), justify="right")
     for i, (label, counts) in enumerate(zip(labels, confusion)):
         cells = []
         for j, count in enumerate(counts):
@@ -304,13 +362,13 @@ def confusion_table(console: Console, per_class: list[dict], confusion: list[lis
             if not is_plain(console) and count:
                 text = f"[bold green]{text}[/]" if i == j else f"[red]{text}[/]"
             cells.append(text)
-        table.add_row(label, *cells)
+        table.add_row(cell(label), *cells)
     return table
 
 
 # --- inspect ---------------------------------------------------------------------------------
 def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]) -> None:
-    console.print(f"Model {path}", markup=False)
+    console.print(f"Model {shown(path, 400)}", markup=False)
     table = _table(console)
     for column, justify in (
         ("layer", "right"), ("weights W", "right"), ("bias b", "right"), ("activation", "left"),
@@ -338,16 +396,17 @@ def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]
     features = info["features"]
     loss_params = "".join(f", {key} {value:g}" for key, value in info.get("loss_params", {}).items())
     facts.add_row("task", f"{info['task']} ({info['loss']} loss{loss_params}, {info['dtype']})")
-    facts.add_row("features", f"{len(features)}: {_names(features)}")
-    facts.add_row("targets", _names(info["targets"]))
+    facts.add_row("features", Text(f"{len(features):,}: {_names(features)}"))
+    facts.add_row("targets", Text(_names(info["targets"])))
     if info["classes"] is not None:
-        facts.add_row("classes", f"{len(info['classes'])}: {_names(info['classes'])}")
+        facts.add_row("classes", Text(f"{len(info['classes']):,}: {_names(info['classes'])}"))
     norm = info["normalization"]
     facts.add_row("normalisation", f"features {norm['features']['method']}, targets {norm['targets']['method'] if norm['targets'] else 'none'}")
     metrics = info["metrics"]
     if metrics:
-        facts.add_row("trained", f"{metrics.get('epochs')} epochs, seed {info['seed']}, nncli {info['nncli_version']}, {info['created']}")
-        facts.add_row("final", ", ".join(f"{k} {number(v)}" for k, v in metrics.items() if k.startswith(("train_", "val_")) and not k.endswith("rows") and v is not None))
+        facts.add_row("trained", Text(f"{metrics.get('epochs')} epochs, seed {shown(info['seed'])}, nncli {shown(info['nncli_version'])}, {shown(info['created'])}"))
+        facts.add_row("final", Text(", ".join(f"{shown(k)} {number(v)}" for k, v in metrics.items()
+                                             if k.startswith(("train_", "val_")) and not k.endswith("rows") and v is not None)))
     for name, line in curve.items():
         if line:
             facts.add_row(name, line)
@@ -355,7 +414,7 @@ def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]
 
 
 def _names(names: list[str], limit: int = 12) -> str:
-    return ", ".join(names[:limit]) + (f", … ({len(names)} in all)" if len(names) > limit else "")
+    return ", ".join(shown(name) for name in names[:limit]) + (f", … ({len(names):,} in all)" if len(names) > limit else "")
 
 
 def weight_matrix(console: Console, title: str, matrix, row_names: list[str], column_names: list[str], full: bool) -> None:
@@ -371,16 +430,17 @@ def weight_matrix(console: Console, title: str, matrix, row_names: list[str], co
     table = _table(console, title=title, title_justify="left")
     table.add_column("", no_wrap=True)
     cells = {(i, j): f"{matrix[i, j]:.4f}" for i in keep_rows if i >= 0 for j in keep_cols if j >= 0}
-    widths = [max([len(row_names[i]) for i in keep_rows if i >= 0] + [1])]
+    row_labels = {i: shown(row_names[i]) for i in keep_rows if i >= 0}
+    widths = [max([len(label) for label in row_labels.values()] + [1])]
     for j in keep_cols:
-        name = "…" if j < 0 else column_names[j]
-        table.add_column(name, justify="right", no_wrap=True)
+        name = "…" if j < 0 else shown(column_names[j])
+        table.add_column(Text(name), justify="right", no_wrap=True)
         widths.append(max([len(name)] + [len(cells[i, j]) for i in keep_rows if i >= 0 and j >= 0]))
     for i in keep_rows:
         if i < 0:
             table.add_row("…", *["…"] * len(keep_cols))
             continue
-        table.add_row(row_names[i], *("…" if j < 0 else cells[i, j] for j in keep_cols))
+        table.add_row(Text(row_labels[i]), *("…" if j < 0 else cells[i, j] for j in keep_cols))
     needed = sum(widths) + 3 * len(widths) + 2
     width = console.width
     console.width = max(width, needed)  # Console.print(width=) cannot exceed the console's own

@@ -1,7 +1,9 @@
 """The `evaluate` service: a model's metrics on labelled CSV data, and quality gates for CI.
 
-Rows are streamed chunk by chunk; only sums (a confusion matrix, sums of errors) are kept,
-so a file of any size is evaluated in bounded memory.
+Rows are streamed chunk by chunk; only sums (counts per class, sums of errors) are kept,
+so a file of any size is evaluated in bounded memory, and a model of any width too: a chunk's
+outputs (rows × classes) fit one block (``chunk_bytes_for``), and the confusion matrix
+(classes × classes) is kept only up to MAX_CONFUSION_CLASSES.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from nncli.core.model import TrainedModel
 from nncli.core.preprocess import class_targets, network_output
 from nncli.errors import DataError, UsageError
 from nncli.files.model import load_model
-from nncli.tabular.columns import check_columns, chunk_outputs, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, skipped_columns, text_columns_for
 from nncli.tabular.labels import encode_labels
 from nncli.tabular.source import open_csv
 from nncli.tabular.stream import CsvStream
@@ -24,6 +26,10 @@ from nncli.tabular.stream import CsvStream
 HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
 FRACTIONS = HIGHER_IS_BETTER - {"r2"}
 LOWER_IS_BETTER = {"loss", "mse", "mae"}
+# The confusion matrix is classes × classes counts: 1,000 classes are 8 MB of int64 and a
+# million numbers of JSON. Beyond that (a model file may list 30,000 classes: 7 GB) every score
+# is still computed, from per-class counts, and the matrix is left out (null in --json).
+MAX_CONFUSION_CLASSES = 1_000
 
 
 @dataclass
@@ -31,12 +37,16 @@ class Evaluation:
     rows: int
     metrics: dict[str, float]  # the gate-able numbers, by name
     per_class: list[dict] = field(default_factory=list)  # classification: one dict per class
-    confusion: list[list[int]] | None = None  # rows = true class, columns = predicted class
+    confusion: list[list[int]] | None = None  # rows = true class, columns = predicted class (None beyond MAX_CONFUSION_CLASSES)
     per_target: list[dict] = field(default_factory=list)  # regression: one dict per target
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.per_class)
 
     def to_json(self) -> dict:
         document = {"rows": self.rows, "metrics": self.metrics}
-        if self.confusion is not None:
+        if self.is_classification:
             document["per_class"] = self.per_class
             document["confusion_matrix"] = self.confusion
         else:
@@ -72,7 +82,7 @@ def evaluate(model_path: Path, data: str, fail_under: list[str] = (), fail_over:
     gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
     trained = load_model(model_path)
     check_gate_metrics(trained, gates)
-    with open_csv(data) as stream:
+    with open_csv(data, chunk_bytes_for(trained)) as stream:
         evaluation = evaluate_csv(trained, stream)
     return EvaluateResult(str(model_path), stream.name, evaluation, gates, failed_gates(evaluation, gates))
 
@@ -94,9 +104,9 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
     loss, kind = model.loss_function, model.loss_function.kind
     k = len(model.classes)
     target = model.targets[0]
-    confusion = np.zeros((k, k), dtype=np.int64)
+    counts = _ClassCounts(k)
     loss_sum, rows = 0.0, 0
-    for chunk in stream.chunks(text_columns):
+    for chunk in stream.chunks(text_columns, skipped_columns(model, stream.header, [])):
         if not len(chunk.values):
             continue
         truth = encode_labels(
@@ -113,18 +123,36 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
         # The loss as training measured it: on the network's own output and target encoding.
         targets = class_targets(truth, k, kind, probabilities.dtype)
         loss_sum += loss.value(network_output(probabilities, kind), targets) * len(truth)
-        confusion += np.bincount(truth * k + probabilities.argmax(axis=1), minlength=k * k).reshape(k, k)
+        counts.add(truth, probabilities.argmax(axis=1))
         rows += len(truth)
     _require_rows(stream, rows)
-    return _classification_scores(model.classes, confusion, loss_sum / rows)
+    return _classification_scores(model.classes, counts, loss_sum / rows)
 
 
-def _classification_scores(classes: list[str], confusion: np.ndarray, loss: float) -> Evaluation:
-    """Accuracy, per-class precision/recall/F1 and their averages, from the confusion matrix."""
-    rows = int(confusion.sum())
-    true_positive = np.diag(confusion).astype(np.float64)
-    support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
+class _ClassCounts:
+    """What the scores need, per class: right predictions, true and predicted counts (memory
+    linear in the classes), and the full confusion matrix when there are few enough classes."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.true_positive, self.support, self.predicted = (np.zeros(k, dtype=np.int64) for _ in range(3))
+        self.confusion = np.zeros((k, k), dtype=np.int64) if k <= MAX_CONFUSION_CLASSES else None
+
+    def add(self, truth: np.ndarray, predicted: np.ndarray) -> None:
+        k = self.k
+        self.true_positive += np.bincount(truth[truth == predicted], minlength=k)
+        self.support += np.bincount(truth, minlength=k)
+        self.predicted += np.bincount(predicted, minlength=k)
+        if self.confusion is not None:
+            self.confusion += np.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def _classification_scores(classes: list[str], counts: _ClassCounts, loss: float) -> Evaluation:
+    """Accuracy, per-class precision/recall/F1 and their averages, from the per-class counts."""
+    rows = int(counts.support.sum())
+    true_positive = counts.true_positive.astype(np.float64)
+    support = counts.support
+    predicted = counts.predicted
     with np.errstate(divide="ignore", invalid="ignore"):
         # A class never predicted (or never present) has precision (recall) 0, as scikit-learn reports.
         precision = np.where(predicted > 0, true_positive / np.maximum(predicted, 1), 0.0)
@@ -145,14 +173,15 @@ def _classification_scores(classes: list[str], confusion: np.ndarray, loss: floa
         {"class": label, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
         for label, p, r, f, s in zip(classes, precision, recall, f1, support)
     ]
-    return Evaluation(rows, metrics, per_class=per_class, confusion=confusion.tolist())
+    confusion = None if counts.confusion is None else counts.confusion.tolist()
+    return Evaluation(rows, metrics, per_class=per_class, confusion=confusion)
 
 
 def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
     loss = model.loss_function
     sums = _RegressionSums(len(model.targets))
     loss_sum = 0.0
-    for chunk in stream.chunks(text_columns):
+    for chunk in stream.chunks(text_columns, skipped_columns(model, stream.header, [])):
         if not len(chunk.values):
             continue
         Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)
@@ -160,10 +189,20 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
         # The loss is measured as in training (normalised units when the target was normalised),
         # so it compares with the training run's val_loss; MSE/MAE/R² are in the target's units.
         scaler = model.target_scaler
-        scaled_truth = Y if scaler is None else scaler.transform(Y)
-        scaled_prediction = prediction if scaler is None else scaler.transform(prediction)
-        loss_sum += loss.value(scaled_prediction, scaled_truth) * len(Y)
-        sums.add(Y, prediction)
+        try:
+            # Finite predictions and targets can still have errors (or squares, or sums of
+            # them) beyond float64: 1e200 squared. A score of inf is no score.
+            with np.errstate(over="raise", invalid="raise"):
+                scaled_truth = Y if scaler is None else scaler.transform(Y)
+                scaled_prediction = prediction if scaler is None else scaler.transform(prediction)
+                loss_sum += loss.value(scaled_prediction, scaled_truth) * len(Y)
+                sums.add(Y, prediction)
+        except FloatingPointError:
+            raise DataError(
+                f"{stream.name}: in the rows from line {chunk.first_line}, the errors of {model.source}'s predictions "
+                f"(up to {np.abs(prediction).max():.3g}) against the targets (up to {np.abs(Y).max():.3g}) overflow "
+                "float64: the loss and MSE cannot be computed"
+            ) from None
     _require_rows(stream, sums.rows)
     return sums.evaluation(model.targets, loss_sum / sums.rows)
 

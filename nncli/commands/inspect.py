@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -17,6 +18,16 @@ from nncli.files.model import ModelMeta, read_model
 from nncli.tabular.write import float_format
 
 NEAR_ZERO = 1e-3  # |w| below this counts as "near zero" in the weight statistics
+# --json prints every array value: as Python floats and then JSON text each costs ~150 bytes
+# and ~1.4 µs, so 1 Mi values (a 1,024 × 1,024 layer) are ~170 MB and 1.5 s. A bigger model is
+# refused, not half-printed: --layer N picks fewer values, --export writes them all as files.
+MAX_JSON_VALUES = 1 << 20
+# --weights --full lays out every value as a table cell, ~0.1 ms each: 65,536 values (a
+# 256 × 256 matrix) take ~7 s. Beyond that, --export writes the values; the corners still show.
+MAX_FULL_VALUES = 1 << 16
+# Weight statistics are computed this many values at a time (float64 copies of a block, not of
+# the whole matrix: a 4 GiB float32 matrix would otherwise need 8 GiB more).
+STATISTICS_BLOCK = 1 << 20
 
 
 @dataclass
@@ -26,8 +37,8 @@ class Matrix:
 
     title: str
     values: np.ndarray
-    row_names: list[str]
-    column_names: list[str]
+    row_names: Sequence[str]
+    column_names: Sequence[str]
 
 
 @dataclass
@@ -49,9 +60,12 @@ class Exported:
 
 
 def inspect(target: Path, *, weights: bool = False, layer: int | None = None, full: bool = False, as_json: bool = False,
-            export: str | None = None, fmt: str | None = None, overrides: list[str] = ()) -> NetworkPreview | Exported | ModelReport:
-    """`nncli inspect`: a model file's contents, its arrays exported, or the network a config would build."""
-    _check_flags(target, weights, layer, full, as_json, export, fmt, overrides)
+            export: str | None = None, fmt: str | None = None, overrides: list[str] = (),
+            force: bool = False) -> NetworkPreview | Exported | ModelReport:
+    """`nncli inspect`: a model file's contents, its arrays exported, or the network a config would build.
+
+    ``force`` lets --export replace existing files (never through a symbolic link)."""
+    _check_flags(target, weights, layer, full, as_json, export, fmt, overrides, force)
     if looks_like_config(target):
         return prepare_training(load_config(target, list(overrides))).preview()
     trained, meta = read_model(target)
@@ -61,22 +75,35 @@ def inspect(target: Path, *, weights: bool = False, layer: int | None = None, fu
     selected = [layer] if layer else list(range(1, n_layers + 1))
     if export is not None:
         folder = export_folder(export)
-        return Exported(folder, export_arrays(trained, folder, fmt or "csv", selected))
+        return Exported(folder, export_arrays(trained, folder, fmt or "csv", selected, force=force))
+    chosen = arrays(trained, selected)
+    values = sum(array.size for array in chosen.values())
+    if as_json and values > MAX_JSON_VALUES:
+        which = f"layer {layer} has" if layer else f"{target} has"
+        raise UsageError(f"--json: {which} {values:,} weights and biases; --json prints at most {MAX_JSON_VALUES:,} "
+                         "(pick one layer with --layer N, or write them all with --export FOLDER --format npy)")
+    if weights and full:
+        for name, array in chosen.items():
+            if array.size > MAX_FULL_VALUES:
+                raise UsageError(f"--full: {name} has {array.size:,} values; --full prints at most {MAX_FULL_VALUES:,} "
+                                 "(without --full the corners are shown; --export FOLDER writes every value)")
     info = summary(trained, meta)
     if layer:
         info["layers"] = [info["layers"][layer - 1]]
     curves = {name: sparkline([r.get(key) for r in trained.history]) for name, key in (("train loss", "train_loss"), ("val loss", "val_loss"))}
-    report = ModelReport(str(target), info, curves, arrays=arrays(trained, selected))
+    report = ModelReport(str(target), info, curves, arrays=chosen)
     if weights:
         report.matrices = [matrix for index in selected for matrix in _layer_matrices(trained, index)]
     return report
 
 
-def _check_flags(target, weights, layer, full, as_json, export, fmt, overrides) -> None:
+def _check_flags(target, weights, layer, full, as_json, export, fmt, overrides, force=False) -> None:
     if fmt is not None and fmt not in ("csv", "npy"):
         raise UsageError(f"--format {fmt}: expected csv or npy")
     if fmt is not None and export is None:
         raise UsageError("--format applies to --export")
+    if force and export is None:
+        raise UsageError("--force applies to --export")
     if full and not weights:
         raise UsageError("--full applies to --weights")
     if export is not None and (weights or as_json):
@@ -113,13 +140,19 @@ def _layer_matrices(model: TrainedModel, index: int) -> list[Matrix]:
 
 
 def weight_statistics(W: np.ndarray) -> dict:
-    W64 = W.astype(np.float64)
+    """Mean, standard deviation (two passes, as NumPy computes it), range and the share of
+    near-zero weights, in float64, a block of STATISTICS_BLOCK values at a time."""
+    flat = W.reshape(-1)
+    blocks = [slice(start, start + STATISTICS_BLOCK) for start in range(0, flat.size, STATISTICS_BLOCK)]
+    total = sum(float(flat[block].astype(np.float64).sum()) for block in blocks)
+    mean = total / flat.size
+    squares = sum(float(np.square(flat[block].astype(np.float64) - mean).sum()) for block in blocks)
     return {
-        "mean": float(W64.mean()),
-        "std": float(W64.std()),
-        "min": float(W64.min()),
-        "max": float(W64.max()),
-        "near_zero": float(np.mean(np.abs(W64) < NEAR_ZERO)),
+        "mean": mean,
+        "std": (squares / flat.size) ** 0.5,
+        "min": float(W.min()),
+        "max": float(W.max()),
+        "near_zero": sum(int(np.count_nonzero(np.abs(flat[block]) < NEAR_ZERO)) for block in blocks) / flat.size,
     }
 
 
@@ -170,24 +203,60 @@ def arrays(model: TrainedModel, layers: list[int] | None = None) -> dict[str, np
     return named
 
 
-def neuron_names(model: TrainedModel, layer: int) -> tuple[list[str], list[str]]:
+def neuron_names(model: TrainedModel, layer: int) -> tuple[Sequence[str], Sequence[str]]:
     """Names for the rows (neurons the connections come from) and columns (neurons they lead to)
-    of weight matrix ``layer``: feature names at the input, classes or targets at the output."""
+    of weight matrix ``layer``: feature names at the input, classes or targets at the output,
+    ``h<layer>.<i>`` for hidden neurons (made when asked for: a layer may be millions wide)."""
     sizes = model.network.sizes
-    rows = model.features if layer == 1 else [f"h{layer - 1}.{i}" for i in range(1, sizes[layer - 1] + 1)]
+    rows = model.features if layer == 1 else HiddenNeurons(layer - 1, sizes[layer - 1])
     if layer == len(sizes) - 1:
         columns = list(model.classes) if model.is_classification else list(model.targets)
     else:
-        columns = [f"h{layer}.{j}" for j in range(1, sizes[layer] + 1)]
+        columns = HiddenNeurons(layer, sizes[layer])
     return rows, columns
 
 
-def export_arrays(model: TrainedModel, folder: Path, fmt: str, layers: list[int] | None = None) -> list[Path]:
-    """One file per array in ``folder``: CSV (W as rows × columns, b as one row) or .npy."""
+class HiddenNeurons(Sequence[str]):
+    """``h2.1 … h2.n``: the names of hidden layer 2's ``n`` neurons, one made per lookup."""
+
+    def __init__(self, layer: int, size: int):
+        self.layer, self.size = layer, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.size))]
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return f"h{self.layer}.{index + 1}"
+
+
+def export_arrays(model: TrainedModel, folder: Path, fmt: str, layers: list[int] | None = None, *, force: bool = False) -> list[Path]:
+    """One file per array in ``folder``: CSV (W as rows × columns, b as one row) or .npy.
+
+    Before anything is written: an existing file is refused unless ``force``, and a symbolic
+    link always (the folder is the user's; what a link in it points to need not be).
+    """
+    named = arrays(model, layers)
+    paths = {name: folder / f"{name}.{fmt}" for name in named}
+    for path in paths.values():
+        if path.is_symlink():
+            raise UsageError(f"--export: {path} is a symbolic link; nncli does not write through links (remove it, or export elsewhere)")
+    existing = [path for path in paths.values() if path.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UsageError(f"--export: {existing[0]} exists{more}; use --force to overwrite")
+    for path in existing:
+        if not path.is_file():
+            raise UsageError(f"--export: {path} exists and is not a file; nncli replaces only files")
     written = []
     number = float_format(model.network.dtype)
-    for name, array in arrays(model, layers).items():
-        path = folder / f"{name}.{fmt}"
+    for name, array in named.items():
+        path = paths[name]
         if fmt == "npy":
             with atomic_write(path) as f:
                 np.save(f, array, allow_pickle=False)

@@ -9,6 +9,14 @@ import numpy as np
 from nncli.core.losses import Loss, get_loss
 from nncli.core.network import MLP
 from nncli.core.preprocess import Scaler, class_probabilities
+from nncli.errors import ModelFileError
+
+# Values per layer in one pass of the network (rows × the widest layer). A pass keeps a few
+# layers' values alive at once, so 4 Mi values (16 MiB in float32, 32 MiB in float64) bound
+# prediction's memory whatever the model's widths: a 2 MiB CSV chunk of short rows is half a
+# million rows, which through a 4,096-wide layer would otherwise be 8 GiB. Blocks of this
+# size are also large enough that splitting costs no measurable time.
+FORWARD_BLOCK_VALUES = 1 << 22
 
 
 class FeatureOverflow(ValueError):
@@ -17,6 +25,15 @@ class FeatureOverflow(ValueError):
     def __init__(self, row: int, column: int):
         super().__init__(f"row {row}, column {column}")
         self.row, self.column = row, column
+
+
+class NetworkOverflow(ModelFileError):
+    """Applying the model overflows its dtype (weights near float32's maximum, say): an error,
+    not a prediction of inf or NaN. ``row`` is the input row (of the rows given) it happened on."""
+
+    def __init__(self, message: str, row: int):
+        super().__init__(message)
+        self.row = row
 
 
 @dataclass
@@ -32,6 +49,7 @@ class TrainedModel:
     config: dict = field(default_factory=dict)  # the resolved config it was trained with
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    source: str = "the model"  # the file it was read from, for messages
 
     @property
     def is_classification(self) -> bool:
@@ -42,20 +60,85 @@ class TrainedModel:
         """The loss as trained, parameters included (evaluate reports the same loss as training)."""
         return get_loss(self.loss, **self.loss_params)
 
+    @property
+    def output_width(self) -> int:
+        """Columns of :meth:`outputs`: one per class (two for a binary model's one sigmoid), or per target."""
+        return len(self.classes) if self.is_classification else len(self.targets)
+
+    @property
+    def rows_per_pass(self) -> int:
+        """Rows the network is applied to at once (FORWARD_BLOCK_VALUES over the widest layer)."""
+        return max(1, FORWARD_BLOCK_VALUES // max(*self.network.sizes, self.output_width))
+
+    @property
+    def rows_per_output_block(self) -> int:
+        """Rows whose outputs fit in FORWARD_BLOCK_VALUES: what a caller should pass to
+        :meth:`outputs` at once (30,000 classes: 139 rows; two classes: 2 million)."""
+        return max(1, FORWARD_BLOCK_VALUES // self.output_width)
+
     def outputs(self, X_raw: np.ndarray) -> np.ndarray:
-        """Class probabilities, or regression values in the target's own units."""
+        """Class probabilities, or regression values in the target's own units.
+
+        The network runs over blocks of :attr:`rows_per_pass` rows, so its memory does not grow
+        with the number of rows; the result is ``rows × output_width``, which the caller bounds
+        by the rows it passes (the commands size their CSV chunks by ``rows_per_output_block``).
+        A value the dtype cannot hold is an error: :class:`FeatureOverflow` for an input,
+        :class:`NetworkOverflow` inside the network.
+        """
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             X = self.feature_scaler.transform(X_raw, self.network.dtype)
         finite = np.isfinite(X)
         if not finite.all():
             row, column = (int(i) for i in np.argwhere(~finite)[0])
             raise FeatureOverflow(row, column)
-        out = self.network.forward(X)
-        if self.is_classification:
-            return class_probabilities(out, self.loss_function.kind)
-        if self.target_scaler is not None:
-            out = self.target_scaler.inverse(out)
+        step = self.rows_per_pass
+        if len(X) <= step:
+            return self._apply(X, 0)
+        out = np.empty((len(X), self.output_width), dtype=self.network.dtype)
+        for start in range(0, len(X), step):
+            out[start : start + step] = self._apply(X[start : start + step], start)
         return out
+
+    def _apply(self, X: np.ndarray, first_row: int) -> np.ndarray:
+        try:
+            # Underflow (a probability rounding to 0) is fine; anything else means the values
+            # left the dtype's range, and the output would be inf or NaN.
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                out = self.network.forward(X)
+                if self.is_classification:
+                    return class_probabilities(out, self.loss_function.kind)
+                if self.target_scaler is not None:
+                    out = self.target_scaler.inverse(out)
+                return out
+        except FloatingPointError:
+            raise self._overflow(X, first_row) from None
+
+    def _overflow(self, X: np.ndarray, first_row: int) -> NetworkOverflow:
+        """Which layer overflowed, on which row: the block again, layer by layer."""
+        network, dtype = self.network, self.network.dtype
+        limit = f"beyond ±{np.finfo(dtype).max:.3g}"
+        a = X
+        with np.errstate(all="ignore"):
+            for layer, (W, b, activation) in enumerate(zip(network.weights, network.biases, network.activations), start=1):
+                z = a @ W
+                if b is not None:
+                    z += b
+                a = activation.forward(z.copy())
+                bad = ~(np.isfinite(z).all(axis=1) & np.isfinite(a).all(axis=1))
+                if bad.any():
+                    largest = max(float(np.abs(W).max()), 0.0 if b is None else float(np.abs(b).max()))
+                    return NetworkOverflow(
+                        f"{self.source}: applying the model overflows {dtype.name} in layer {layer} of {len(network.weights)} "
+                        f"(a value {limit}; its weights reach {largest:.3g}): this model cannot be applied to these rows",
+                        first_row + int(np.argmax(bad)),
+                    )
+            out = a if self.target_scaler is None else self.target_scaler.inverse(a)
+            row = first_row + int(np.argmax(~np.isfinite(out).all(axis=1)))
+        return NetworkOverflow(
+            f"{self.source}: the model's target normalisation overflows {dtype.name} (a value {limit}): "
+            "this model cannot be applied to these rows",
+            row,
+        )
 
 
 def layer_table(network: MLP) -> list[dict]:

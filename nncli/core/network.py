@@ -43,9 +43,7 @@ class MLP:
             raise ValueError("dropout needs one rate in [0, 1) per hidden layer")
         self._cache: tuple | None = None  # what the last forward(keep=True) left for backward
         self._workspace: dict[int, _Buffers] = {}
-        # Gradient buffers are allocated once and overwritten by every backward pass.
-        self.weight_grads = [np.zeros_like(W) for W in self.weights]
-        self.bias_grads = [None if b is None else np.zeros_like(b) for b in self.biases]
+        self._gradients: tuple[list, list] | None = None  # see _gradient_buffers
 
     @classmethod
     def initialise(
@@ -90,6 +88,22 @@ class MLP:
     def parameters(self) -> list[Array]:
         """Every trainable array, in a fixed order matching :meth:`gradients`."""
         return [p for W, b in zip(self.weights, self.biases) for p in (W, b) if p is not None]
+
+    @property
+    def weight_grads(self) -> list[Array]:
+        return self._gradient_buffers()[0]
+
+    @property
+    def bias_grads(self) -> list[Array | None]:
+        return self._gradient_buffers()[1]
+
+    def _gradient_buffers(self) -> tuple[list, list]:
+        """Gradient buffers, allocated once and overwritten by every backward pass — only when
+        one runs: a network loaded to predict never needs them (they are as big as the weights)."""
+        if self._gradients is None:
+            self._gradients = ([np.zeros_like(W) for W in self.weights],
+                               [None if b is None else np.zeros_like(b) for b in self.biases])
+        return self._gradients
 
     def gradients(self) -> list[Array]:
         return [g for gW, gb in zip(self.weight_grads, self.bias_grads) for g in (gW, gb) if g is not None]
@@ -151,10 +165,11 @@ class MLP:
         if self._cache is None:
             raise RuntimeError("backward() needs a preceding forward(X, keep=True)")
         inputs, activations, masks = self._cache
+        weight_grads, bias_grads = self._gradient_buffers()
         delta = output_delta
         for layer in range(len(self.weights) - 1, -1, -1):
             W, b = self.weights[layer], self.biases[layer]
-            gW, gb = self.weight_grads[layer], self.bias_grads[layer]
+            gW, gb = weight_grads[layer], bias_grads[layer]
             if gb is not None:
                 np.add.reduce(delta, axis=0, out=gb)  # the ufunc itself: no Python wrapper per batch
             upstream = None

@@ -4,11 +4,14 @@ Arrays ``W1…Wn`` (``(fan_in, fan_out)``) and ``b1…bn``, plus ``meta``: a JSO
 the format version, architecture, feature/target names, classes, normalisation and the
 training record.  Loading never unpickles: the zip members are checked (names, dtypes,
 declared shapes, sizes) before any array is read, and arrays are read with
-``allow_pickle=False``.
+``allow_pickle=False``.  Every field of the metadata is checked for its type and size before
+anything is sized by it or shows it: the network against the same budget a config has
+(config/budgets.py), names against MAX_NAME_CHARS, the training record's numbers as numbers.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -20,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nncli import __version__
+from nncli.budgets import DTYPE_BYTES, MAX_LAYERS, human_bytes, network_bytes
 from nncli.core.activations import ACTIVATIONS, get_activation
 from nncli.core.blas import fused_available
 from nncli.core.losses import LOSSES, get_loss
@@ -27,16 +31,24 @@ from nncli.core.model import TrainedModel
 from nncli.core.network import MLP
 from nncli.core.preprocess import Scaler
 from nncli.core.tasks import LOSS_KINDS
-from nncli.errors import ModelFileError
+from nncli.errors import ModelFileError, quoted
 from nncli.files.npz import MAX_ARRAY_ELEMENTS, read_archive, write_archive
+from nncli.files.runfiles import finite_record
 
 FORMAT = "nncli-model"
 # 2: the loss's and the activations' parameters are stored (loss_params, activation_params);
 # version 1 files are read with Huber's delta from their stored config and default slopes.
 FORMAT_VERSION = 2
 
+# A feature, target or class name: a CSV header cell or label, shown in tables and quoted in
+# messages. 64 Ki characters is far beyond any name (a page of text is ~3,000); the metadata's
+# own budget (files/npz.py) bounds their number.
+MAX_NAME_CHARS = 1 << 16
+
 
 class _ScalerMeta(BaseModel):
+    model_config = ConfigDict(strict=True)  # "1.5" is not a number, true is not 1
+
     method: Literal["standard", "minmax", "none"]
     offset: list[float]
     scale: list[float]
@@ -45,11 +57,14 @@ class _ScalerMeta(BaseModel):
 class ModelMeta(BaseModel):
     """The JSON ``meta`` entry, validated so that a foreign or edited file fails clearly."""
 
-    model_config = ConfigDict(extra="allow")
+    # strict: a number written as a string, or true for 1, is an edited file, not a value.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     format: Literal["nncli-model"]
     format_version: int
     nncli_version: str
+    numpy_version: Optional[str] = None
+    created: Optional[str] = None
     layers: list[int] = Field(min_length=2)
     activations: list[str]
     activation_params: list[dict] = Field(default_factory=list)  # one per layer; [] in version 1
@@ -106,8 +121,9 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "feature_scaler": model.feature_scaler.to_json(),
         "target_scaler": None if model.target_scaler is None else model.target_scaler.to_json(),
         "config": model.config,
-        "history": model.history,
-        "metrics": model.metrics,
+        # NaN and infinities become null, flagged under `non_finite` (JSON cannot hold them).
+        "history": [finite_record(record) for record in model.history],
+        "metrics": finite_record(model.metrics),
     }
     arrays: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(zip(network.weights, network.biases), start=1):
@@ -127,7 +143,7 @@ def read_model(path: Path) -> tuple[TrainedModel, ModelMeta]:
     meta, arrays = _read_archive(path)
     sizes = meta.layers
     for name, array in arrays.items():
-        if not np.isfinite(array).all():
+        if not _all_finite(array):
             raise ModelFileError(f"{path}: array {name!r} holds NaN or infinite values; training never writes those")
     weights = [arrays[f"W{i}"] for i in range(1, len(sizes))]
     biases = [arrays[f"b{i}"] if meta.bias else None for i in range(1, len(sizes))]
@@ -148,8 +164,15 @@ def read_model(path: Path) -> tuple[TrainedModel, ModelMeta]:
         config=meta.config,
         history=meta.history,
         metrics=meta.metrics,
+        source=str(path),
     )
     return model, meta
+
+
+def _all_finite(array: np.ndarray, block: int = 1 << 22) -> bool:
+    """``np.isfinite(array).all()`` a block at a time: no mask the size of a 4 GiB array."""
+    flat = array.reshape(-1)
+    return all(np.isfinite(flat[start : start + block]).all() for start in range(0, flat.size, block))
 
 
 def _read_archive(path: Path) -> tuple[ModelMeta, dict[str, np.ndarray]]:
@@ -187,6 +210,9 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
     _check_functions(path, meta)
     _check_names(path, meta)
     _check_scalers(path, meta)
+    _check_record(path, "metrics", meta.metrics)
+    for epoch, record in enumerate(meta.history):
+        _check_record(path, f"history.{epoch}", record)
     return meta
 
 
@@ -199,12 +225,55 @@ def _upgrade_from_version_1(meta: ModelMeta) -> None:
 
 
 def _check_sizes(path: Path, meta: ModelMeta) -> None:
-    """Layer sizes, before anything is sized by them."""
-    if any(size < 1 for size in meta.layers):
-        raise ModelFileError(f"{path}: metadata layer sizes must be >= 1, got {meta.layers}")
-    for i, (fan_in, fan_out) in enumerate(zip(meta.layers[:-1], meta.layers[1:]), start=1):
+    """Layer sizes, before anything is sized by them: the whole network against the budget a
+    config has (so a model train can write, predict can read; NNCLI_MAX_NETWORK_BYTES)."""
+    layers = meta.layers
+    if len(layers) > MAX_LAYERS:
+        raise ModelFileError(f"{path}: metadata declares {len(layers):,} layers; nncli builds at most {MAX_LAYERS:,}")
+    if any(size < 1 for size in layers):
+        raise ModelFileError(f"{path}: metadata layer sizes must be >= 1, got {_short(layers)}")
+    for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:]), start=1):
         if fan_in * fan_out > MAX_ARRAY_ELEMENTS:
-            raise ModelFileError(f"{path}: layer {i} declares {fan_in}x{fan_out} weights; implausibly large")
+            raise ModelFileError(f"{path}: layer {i} declares {fan_in:,}x{fan_out:,} weights; implausibly large")
+    parameters = sum(fan_in * fan_out + (fan_out if meta.bias else 0) for fan_in, fan_out in zip(layers[:-1], layers[1:]))
+    size, limit = parameters * DTYPE_BYTES[meta.dtype], network_bytes()
+    if size > limit:
+        raise ModelFileError(
+            f"{path}: the network declares {parameters:,} weights and biases ({human_bytes(size)} of {meta.dtype}), "
+            f"more than the {human_bytes(limit)} nncli loads (NNCLI_MAX_NETWORK_BYTES raises the limit)"
+        )
+
+
+def _short(values: list) -> str:
+    return str(values) if len(values) <= 10 else f"[{', '.join(map(str, values[:10]))}, … ({len(values):,} in all)]"
+
+
+# The training record (metrics, and each epoch of history): the values nncli shows as numbers
+# must be numbers. Other keys (e.g. `non_finite`, which names the values stored as null) are
+# kept as written: shown only in --json.
+_COUNTS = ("epoch", "epochs")  # and every key ending in _rows
+_FLAGS = ("best", "stopped_early")
+_NUMBERS = ("seconds", "learning_rate")  # and every key starting train_ or val_
+
+
+def _check_record(path: Path, where: str, record: dict) -> None:
+    for key, value in record.items():
+        if key in _COUNTS or key.endswith("_rows"):
+            ok, expected = type(value) is int and value >= 0, "a whole number >= 0"
+        elif key in _FLAGS:
+            ok, expected = type(value) is bool, "true or false"
+        elif key in _NUMBERS or key.startswith(("train_", "val_")):
+            ok, expected = value is None or type(value) in (int, float), "a number or null"
+        else:
+            continue
+        if not ok:
+            raise ModelFileError(
+                f"{path}: metadata field {where}.{key}: expected {expected}, got {_json_type(value)} {quoted(json.dumps(value)[:200])}"
+            )
+
+
+def _json_type(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
 def _check_functions(path: Path, meta: ModelMeta) -> None:
@@ -222,7 +291,7 @@ def _check_functions(path: Path, meta: ModelMeta) -> None:
         raise ModelFileError(f"{path}: unknown loss {meta.loss!r} in metadata")
     for what, name, params in [("loss", meta.loss, meta.loss_params),
                                *(("activation", a, p) for a, p in zip(meta.activations, meta.activation_params))]:
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in params.values()):
+        if not all(type(v) in (int, float) and _finite(v) and v > 0 for v in params.values()):
             raise ModelFileError(f"{path}: the {what} {name!r} has parameters that are not positive finite numbers: {params}")
         try:
             (get_loss if what == "loss" else get_activation)(name, **params)
@@ -240,10 +309,26 @@ def _check_functions(path: Path, meta: ModelMeta) -> None:
         raise ModelFileError(f"{path}: metadata implies {outputs} outputs but the last layer has {meta.layers[-1]}")
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _check_names(path: Path, meta: ModelMeta) -> None:
     for field, names in (("features", meta.features), ("targets", meta.targets), ("classes", meta.classes or [])):
+        for i, name in enumerate(names):
+            if len(name) > MAX_NAME_CHARS:
+                raise ModelFileError(
+                    f"{path}: metadata field {field}.{i}: a name of {len(name):,} characters; nncli reads names "
+                    f"of at most {MAX_NAME_CHARS:,}"
+                )
         if len(set(names)) != len(names):
             raise ModelFileError(f"{path}: metadata lists a name twice in {field!r}")
+    both = set(meta.features) & set(meta.targets)
+    if both:
+        raise ModelFileError(f"{path}: metadata names {quoted(sorted(both)[0])} both a feature and a target; training never does")
     if len(meta.features) != meta.layers[0]:
         raise ModelFileError(f"{path}: metadata names {len(meta.features)} features for {meta.layers[0]} inputs")
 
