@@ -1,9 +1,11 @@
 """A training session: config (or checkpoint) → run → trainer → model file and run files.
 
 This is the service behind `nncli train`: it decides where every file goes, refuses to
-overwrite without ``--force``, restores a checkpoint for ``--resume`` (refusing a changed
-config or changed data), writes checkpoints, and turns Ctrl-C/SIGTERM into "stop after this
-batch, save a checkpoint" — a second signal stops at once.
+overwrite without ``--force`` (and, even with it, the files the run reads), takes the
+outputs' lock, restores a checkpoint for ``--resume`` (refusing a changed config or changed
+data), writes checkpoints, writes the run's files as one set that changes together, and
+turns Ctrl-C/SIGTERM into "stop after this batch, save a checkpoint" — a second signal
+stops at once, unless training is over: then the files are being saved, and that finishes.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from nncli.commands.train import (
     output_path,
     prepare_training,
 )
-from nncli.config import Config, config_from_dict, load_config
+from nncli.config import Config, config_from_dict, load_config, resolve_path
 from nncli.config.source import ConfigSource
 from nncli.core.model import TrainedModel, layer_table
 from nncli.core.trainer import Reporter, StopRequested, Trainer
 from nncli.errors import InterruptedRun, UsageError
-from nncli.files.atomic import check_writable, same_file
+from nncli.files.atomic import FileSet, OutputLock, check_writable, same_file
 from nncli.files.checkpoint import (
     Checkpoint,
     check_config_before_loading,
@@ -38,7 +40,7 @@ from nncli.files.checkpoint import (
     save_checkpoint,
 )
 from nncli.files.model import save_model
-from nncli.files.runfiles import RunFiles, config_yaml, write_config, write_history, write_json
+from nncli.files.runfiles import NON_FINITE, RunFiles, config_yaml, write_config, write_history, write_json
 
 
 def init_from_override(path: str) -> tuple[str, str]:
@@ -69,6 +71,11 @@ class TrainResult:
     seconds: float
     first_epoch: int  # > 1 when resumed
 
+    @property
+    def non_finite(self) -> dict[str, str]:
+        """Final metrics that were NaN or infinite (stored as null), e.g. {"val_loss": "inf"}."""
+        return dict(self.model.metrics.get(NON_FINITE) or {})
+
     def to_json(self) -> dict:
         model = self.model
         return {
@@ -91,7 +98,9 @@ class Session:
     trainer: Trainer
     files: RunFiles
     resumed: Checkpoint | None = None
+    lock: OutputLock | None = None  # held from open_session to the end of train
     _hashes: dict[str, str] | None = None
+    _saving: FileSet | None = None  # the run's files, once training is over
 
     @property
     def config(self) -> Config:
@@ -105,13 +114,29 @@ class Session:
         return self._hashes
 
     def checkpoint(self, trainer: Trainer | None = None) -> Path | None:
-        """Save the trainer's state (``trainer`` is the same object; the callback passes it)."""
+        """Save the trainer's state (``trainer`` is the same object; the callback passes it).
+        The final state, once training is over, joins the run's other files (see _write)."""
         if self.files.checkpoint is None:
             return None
-        save_checkpoint(
-            self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state(), self.files.to_json()
-        )
+        with self._final_files().collect() if self.trainer.finished else contextlib.nullcontext():
+            save_checkpoint(
+                self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state(), self.files
+            )
         return self.files.checkpoint
+
+    def _final_files(self) -> FileSet:
+        if self._saving is None:
+            self._saving = FileSet(self.files.record)
+        return self._saving
+
+    def close(self) -> None:
+        """Drop unsaved files and release the outputs' lock (the end of train does it)."""
+        if self._saving is not None:
+            self._saving.discard()
+            self._saving = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def layers(self) -> list[dict]:
@@ -127,11 +152,14 @@ class Session:
         self.trainer.on_checkpoint = self.checkpoint
         first_epoch, started = self.trainer.epoch, time.perf_counter()
         try:
-            self.run.run(self.trainer, reporter)
-        except StopRequested:
-            self._stopped()
-        model = self.run.model(self.trainer)
-        self._write(model)
+            try:
+                self.run.run(self.trainer, reporter)
+            except StopRequested:
+                self._stopped()
+            model = self.run.model(self.trainer)
+            self._write(model)
+        finally:
+            self.close()
         files = {name: str(path) for name, path in vars(self.files).items() if path is not None and path.exists()}
         return TrainResult(model, files, self.layers, self.run.metric_name, time.perf_counter() - started, first_epoch)
 
@@ -150,13 +178,17 @@ class Session:
         raise InterruptedRun(f"stopped {where}; checkpoint saved to {path}; resume with: nncli train --resume {path}") from None
 
     def _write(self, model: TrainedModel) -> None:
-        save_model(self.files.model, model)
-        write_history(self.files.history, model.history)
-        write_json(self.files.metrics, model.metrics)
-        write_config(self.files.config, model.config)
-        checkpoint = self.files.checkpoint
-        if not self.config.training.checkpoint_every and checkpoint is not None and checkpoint.exists():
-            checkpoint.unlink()  # an interrupt's checkpoint, now that the run is complete
+        """The run's files as one set: all written to temporary files, then renamed together
+        (the model last), or none of them (see FileSet)."""
+        files = self._final_files()
+        with files.collect():
+            write_history(self.files.history, model.history)
+            write_json(self.files.metrics, model.metrics)
+            write_config(self.files.config, model.config)
+            if not self.config.training.checkpoint_every:
+                files.remove(self.files.checkpoint)  # an interrupt's checkpoint, now that the run is complete
+            save_model(self.files.model, model)
+        files.commit()
 
 
 def resolved_overrides(request: TrainRequest) -> list:
@@ -194,7 +226,8 @@ def dry_run(request: TrainRequest) -> NetworkPreview:
 
 
 def open_session(request: TrainRequest, writes: bool = True) -> Session:
-    """A run ready to train; ``writes=False`` (a dry run) checks everything but touches no file."""
+    """A run ready to train; ``writes=False`` (a dry run) checks everything but touches no file.
+    With ``writes``, the session holds its outputs' lock until :meth:`Session.train` ends."""
     overrides = resolved_overrides(request)
     if request.resume is not None:
         return _resume_session(request, overrides, writes)
@@ -202,21 +235,34 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
         raise UsageError("give a CONFIG file to train from, or --resume CHECKPOINT")
     config = load_config(request.config, overrides)
     files = _run_files(config, request, request.config.stem)
-    if writes:
-        _claim(files, request.force)
-    run = prepare_training(config, files.model)
-    _refuse_inputs_as_outputs(files, run)
-    session = Session(run, run.trainer(), files)
-    if writes:
-        session.data_hashes()  # of the data as read now, for the checkpoints to come
+    _refuse_inputs_as_outputs(files, _inputs(config, request))
+    lock = _claim(files, request.force) if writes else None
+    try:
+        run = prepare_training(config, files.model)
+        _refuse_inputs_as_outputs(files, _run_inputs(run))
+        session = Session(run, run.trainer(), files, lock=lock)
+        if writes:
+            session.data_hashes()  # of the data as read now, for the checkpoints to come
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     return session
 
 
-def _claim(files: RunFiles, force: bool, allowed: list[Path] = ()) -> None:
-    """Make the run's files ours: nothing overwritten without --force, stale temporaries gone."""
-    if not force:
-        files.refuse_overwrite(allowed=allowed)
-    files.remove_stale_temporaries()
+def _claim(files: RunFiles, force: bool, allowed: list[Path] = ()) -> OutputLock | None:
+    """Make the run's files ours: the lock taken (another run writing them stops this one),
+    a half-done commit of a killed run finished, nothing overwritten without --force, stale
+    temporaries gone."""
+    lock = files.claim()
+    try:
+        if not force:
+            files.refuse_overwrite(allowed=allowed)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
 
 
 def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -> Session:
@@ -230,29 +276,66 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
         config = config_from_dict(checkpoint.config, ConfigSource(request.resume), overrides)
     check_config_before_loading(checkpoint, config)  # name changed keys before any data is read
     if request.output is None and request.run_dir is None:
-        files = RunFiles.from_json(checkpoint.meta["files"])  # where the interrupted run wrote
+        files = checkpoint.run_files()  # the interrupted run's files, in the checkpoint's folder
         for path in files.all():
             check_writable(path)
     else:
         files = _run_files(config, request, Path(stored.get("output") or request.resume).stem)
+    own = files.checkpoint is not None and same_file(files.checkpoint, request.resume)
+    _refuse_inputs_as_outputs(files, _inputs(config, request, own_checkpoint=own))
+    lock = None
     if writes:
-        _claim(files, request.force, allowed=[request.resume])
-    run = prepare_training(config, files.model)
-    _refuse_inputs_as_outputs(files, run)
-    trainer = run.trainer()
-    session = Session(run, trainer, files, checkpoint)
-    check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
-    restore(checkpoint, trainer)
+        lock = _claim(files, request.force, allowed=[request.resume] if own else [])
+    try:
+        if lock is not None:
+            checkpoint = _reread(checkpoint)  # a commit finished under the lock may have replaced it
+        run = prepare_training(config, files.model)
+        _refuse_inputs_as_outputs(files, _run_inputs(run))
+        trainer = run.trainer()
+        session = Session(run, trainer, files, checkpoint, lock=lock)
+        check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
+        restore(checkpoint, trainer)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     return session
 
 
-def _refuse_inputs_as_outputs(files: RunFiles, run: TrainingRun) -> None:
+def _reread(checkpoint: Checkpoint) -> Checkpoint:
+    if not checkpoint.path.exists():
+        raise UsageError(
+            f"{checkpoint.path}: the run had finished and its files were completed from its commit record; nothing to resume"
+        )
+    return load_checkpoint(checkpoint.path)
+
+
+def _inputs(config: Config, request: TrainRequest, own_checkpoint: bool = False) -> list[tuple[Path, str]]:
+    """The files a run reads, known before any is read: (path, what it is)."""
+    inputs = []
+    if request.config is not None:
+        inputs.append((request.config, "the config file"))
+    if request.resume is not None and not own_checkpoint:
+        inputs.append((request.resume, "the checkpoint it resumes from"))
+    for key in ("data.train", "data.validation", "model.init_from"):
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value is not None:
+            inputs.append((resolve_path(config, key, value), key))
+    return inputs
+
+
+def _run_inputs(run: TrainingRun) -> list[tuple[Path, str]]:
+    """The files the run did read (the data files as found, its init model)."""
+    return [(path, "a data file") for path in run.data.files] + ([(run.init_from, "model.init_from")] if run.init_from else [])
+
+
+def _refuse_inputs_as_outputs(files: RunFiles, inputs: list[tuple[Path, str]]) -> None:
     """--force overwrites a previous run's files, never the files this run reads."""
-    inputs = list(run.data.files) + ([run.init_from] if run.init_from else [])
     for output in files.all():
-        for source in inputs:
+        for source, what in inputs:
             if same_file(output, source):
-                raise UsageError(f"{output}: is an input of this run ({source}); write the run's files elsewhere")
+                raise UsageError(f"{output}: is an input of this run ({what}, {source}); write the run's files elsewhere")
 
 
 def _run_files(config: Config, request: TrainRequest, name: str) -> RunFiles:
@@ -271,12 +354,18 @@ def _run_files(config: Config, request: TrainRequest, name: str) -> RunFiles:
 
 @contextlib.contextmanager
 def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """First Ctrl-C/SIGTERM: finish the batch, then stop. A second: stop at once."""
+    """First Ctrl-C/SIGTERM: finish the batch, then stop. A second: stop at once — unless
+    training is over: then the run's files are being saved, and stopping would lose the
+    training, so the save finishes (it takes as long as writing the files)."""
+
+    def stop_now(signum, frame):
+        if not trainer.finished:
+            raise KeyboardInterrupt
 
     def request_stop(signum, frame):
         trainer.stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, stop_now)
+        signal.signal(signal.SIGTERM, stop_now)
 
     previous = signal.signal(signal.SIGINT, request_stop), signal.signal(signal.SIGTERM, request_stop)
     try:

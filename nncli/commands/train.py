@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.config import Config, resolve_path
+from nncli.config import Config, check_network_budget, resolve_path
 from nncli.core.activations import get_activation
 from nncli.core.losses import Loss, get_loss
 from nncli.core.model import TrainedModel, layer_table
@@ -25,7 +25,7 @@ from nncli.core.trainer import EarlyStopping, EpochRecord, Trainer, TrainingPlan
 from nncli.errors import TrainingError
 from nncli.files.atomic import check_writable
 from nncli.files.model import load_model
-from nncli.files.runfiles import config_yaml
+from nncli.files.runfiles import config_yaml, finite_record, settled
 from nncli.tabular.dataset import TrainingData, load_training_data, preview
 
 
@@ -98,7 +98,7 @@ class TrainingRun:
         if self.init_from is not None:
             resolved["model"]["init_from"] = os.path.abspath(self.init_from)
         resolved["output"] = None if self.output is None else os.path.abspath(self.output)
-        return resolved
+        return settled(resolved)
 
     def preview(self) -> NetworkPreview:
         return NetworkPreview(layer_table(self.network), self.network.dtype.name, self.seed, self.features, self.targets,
@@ -157,8 +157,10 @@ class TrainingRun:
             feature_scaler=self.data.feature_scaler,
             target_scaler=self.data.target_scaler,
             config=self.resolved_config(),
-            history=[record.to_json(self.metric_name) for record in history],
-            metrics=self._final_metrics(trainer),
+            # A NaN or infinite metric (a validation loss that overflowed, say) is stored as
+            # null, flagged under `non_finite`: the model is still saved, and JSON can hold it.
+            history=[finite_record(record.to_json(self.metric_name)) for record in history],
+            metrics=finite_record(self._final_metrics(trainer)),
         )
 
     def _final_metrics(self, trainer: Trainer) -> dict:
@@ -303,6 +305,7 @@ def _layer_sizes(config: Config, data: TrainingData) -> list[int]:
             f"model.layers.{len(layers) - 1}",
             f"declares {layers[-1]} output{'s' * (layers[-1] != 1)} but {path} has {what}; use 'auto' or the right number",
         )
+    check_network_budget(config, layers, rows=len(data.X_train))
     return layers
 
 

@@ -235,7 +235,7 @@ class Trainer:
         copy is still in cache when the first matrix product reads it)."""
         plan = self.plan
         if self._batch_buffers is None:
-            size = plan.batch_size
+            size = min(plan.batch_size, len(plan.X))  # a batch never holds more rows than the data
             self._batch_buffers = (
                 np.empty((size, plan.X.shape[1]), plan.X.dtype),
                 np.empty((size, plan.Y.shape[1]), plan.Y.dtype),
