@@ -22,9 +22,15 @@ MAX_QUOTE_CHARS = 80  # a value quoted in an error line: enough to recognise it,
 # A whole error line. Values are shortened where they are quoted (quoted()); this cap is the net
 # for any that are not, so a 10 MB value can never become a 10 MB line on a terminal or a CI log.
 MAX_MESSAGE_CHARS = 2000
-# Characters that would act on a terminal or reorder the line (C0/C1 controls, DEL, bidirectional
-# overrides); whitespace never gets here, it is folded to single spaces first.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Characters that act on a terminal or reorder what is shown: C0 and C1 controls (ESC, newline,
+# carriage return, BEL …), DEL, zero-width and bidirectional marks, line/paragraph separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def escaped(text: str) -> str:
+    r"""``text`` with every character in _UNSAFE written as Python escapes it (``\x1b``, ``\n``):
+    safe to print on a terminal (the one rule for error lines and for what render shows)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def one_line(message: Any) -> str:
@@ -33,7 +39,7 @@ def one_line(message: Any) -> str:
     text = str(message)
     if len(text) > 2 * MAX_MESSAGE_CHARS:  # fold and escape only what can be shown
         text = text[:MAX_MESSAGE_CHARS] + " … " + text[-MAX_MESSAGE_CHARS // 4:]
-    text = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), " ".join(text.split()))
+    text = escaped(" ".join(text.split()))  # (whitespace folded first: a newline becomes a space)
     if len(text) > MAX_MESSAGE_CHARS:
         keep = MAX_MESSAGE_CHARS - 30
         text = f"{text[:keep * 3 // 4]} … (shortened) … {text[-(keep // 4):]}"

@@ -12,7 +12,6 @@ as rich markup (``[bold]`` stays ``[bold]``) or emoji codes, and cut to MAX_SHOW
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 
@@ -30,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nncli.core.trainer import EpochRecord, Reporter
+from nncli.errors import escaped
 
 
 class PipeSafeStdout:
@@ -88,9 +88,6 @@ def make_console(stderr: bool = False) -> Console:
 
 # A name or value from a file, as shown: long enough to recognise, never a screenful.
 MAX_SHOWN_CHARS = 80
-# Characters that act on a terminal or reorder what is shown: C0 and C1 controls (ESC, newline,
-# carriage return, BEL …), DEL, zero-width and bidirectional marks, line/paragraph separators.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def shown(value, limit: int = MAX_SHOWN_CHARS) -> str:
@@ -101,7 +98,7 @@ def shown(value, limit: int = MAX_SHOWN_CHARS) -> str:
     if len(text) > limit:
         tail = limit // 4
         text = text[: limit - tail - 1] + "…" + text[-tail:]
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return escaped(text)
 
 
 def cell(value, limit: int = MAX_SHOWN_CHARS) -> Text:

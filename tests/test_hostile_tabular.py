@@ -288,6 +288,14 @@ def _unmappable(monkeypatch) -> None:
     monkeypatch.setattr("nncli.tabular.source.SCAN_BYTES", 7)
 
 
+def _choose_reader(monkeypatch, reader: str) -> None:
+    """Whole-file reads through polars, or with the file unmappable; streams and NumPy as is."""
+    if reader == "polars":
+        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
+    if reader == "unmapped":
+        _unmappable(monkeypatch)
+
+
 @pytest.mark.parametrize("name", QUOTE_CASES)
 @pytest.mark.parametrize("reader", ["numpy", "polars", "stream", "unmapped"])
 def test_every_reader_applies_the_same_quoting_rule(write, monkeypatch, name, reader):
@@ -296,10 +304,7 @@ def test_every_reader_applies_the_same_quoting_rule(write, monkeypatch, name, re
 
     text, expected = QUOTE_CASES[name]
     path = write("q.csv", text.encode())
-    if reader == "polars":
-        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
-    if reader == "unmapped":
-        _unmappable(monkeypatch)
+    _choose_reader(monkeypatch, reader)
 
     def read():
         if reader == "stream":
@@ -333,10 +338,7 @@ def test_every_reader_applies_the_same_line_budget(write, monkeypatch, name, rea
     text, expected = LINE_CASES[name]
     path = write("q.csv", text)
     monkeypatch.setenv("NNCLI_MAX_LINE_BYTES", "64")
-    if reader == "polars":
-        monkeypatch.setattr("nncli.tabular.fast.FAST_PATH_BYTES", 0)
-    if reader == "unmapped":
-        _unmappable(monkeypatch)
+    _choose_reader(monkeypatch, reader)
 
     def read():
         if reader == "stream":
