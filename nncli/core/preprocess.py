@@ -46,23 +46,42 @@ class Scaler:
 
     @classmethod
     def fit(cls, X: np.ndarray, method: str) -> "Scaler":
+        """Statistics per column, accumulated in float64 whatever ``X``'s dtype, a block of
+        columns at a time (no float64 copy of a float32 table; a column's result does not
+        depend on the block it is in)."""
         columns = X.shape[1]
-        if method == "standard":
-            offset, scale = X.mean(axis=0), X.std(axis=0)
-        elif method == "minmax":
-            offset, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
-        elif method == "none":
-            offset, scale = np.zeros(columns), np.ones(columns)
-        else:
+        if method not in ("standard", "minmax", "none"):
             raise ValueError(f"unknown normalisation {method!r}")
+        offset, scale = np.zeros(columns), np.ones(columns)
+        if method != "none":
+            for block in _column_blocks(X):
+                values = np.asarray(X[:, block], dtype=np.float64)
+                if method == "standard":
+                    offset[block], scale[block] = values.mean(axis=0), values.std(axis=0)
+                else:
+                    low = values.min(axis=0)
+                    offset[block], scale[block] = low, values.max(axis=0) - low
         # A constant column carries no information; scaling it by 1 keeps it finite (0).
         scale = np.where(scale > 0, scale, 1.0)
-        return cls(method, offset.astype(np.float64), scale.astype(np.float64))
+        return cls(method, offset, scale)
 
     def transform(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
         if self.method == "none":
             return X.astype(dtype, copy=False)
         return ((X - self.offset) / self.scale).astype(dtype, copy=False)
+
+    def transform_into(self, X: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`transform` written into ``out`` (which may be ``X`` itself: scaling in place),
+        a block of rows at a time in float64: the same values as ``transform(X, out.dtype)``,
+        bit for bit, with no full-size temporary."""
+        if self.method == "none":
+            if out is not X:
+                out[...] = X
+            return
+        step = max(1, BLOCK_BYTES // (8 * max(1, X.shape[1])))
+        for start in range(0, len(X), step):
+            rows = slice(start, start + step)
+            out[rows] = (X[rows] - self.offset) / self.scale
 
     def inverse(self, Y: np.ndarray) -> np.ndarray:
         if self.method == "none":
@@ -75,6 +94,14 @@ class Scaler:
     @classmethod
     def from_json(cls, data: dict) -> "Scaler":
         return cls(data["method"], np.asarray(data["offset"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
+
+
+BLOCK_BYTES = 1 << 20  # float64 working space of the scaler's blocks
+
+
+def _column_blocks(X: np.ndarray) -> list[slice]:
+    step = max(1, BLOCK_BYTES // (8 * max(1, len(X))))
+    return [slice(start, start + step) for start in range(0, X.shape[1], step)]
 
 
 def split_indices(

@@ -49,17 +49,21 @@ class TrainingData:
 
 @dataclass
 class _Rows:
-    """Some rows' feature and target columns as read (float64, unscaled)."""
+    """Some rows' feature and target columns as read (unscaled: float64, or float32 when the
+    model is float32 and the file's numbers are all exactly float32)."""
 
     X: np.ndarray
     Y: np.ndarray | None  # regression targets
     codes: np.ndarray | None  # classification: the class index of each row
+    owned: bool = False  # X is a copy of its own (taken rows), not a view of the whole table: scaled in place
 
     def take(self, rows: np.ndarray) -> "_Rows":
-        return _Rows(self.X[rows], None if self.Y is None else self.Y[rows], None if self.codes is None else self.codes[rows])
+        return _Rows(self.X[rows], None if self.Y is None else self.Y[rows], None if self.codes is None else self.codes[rows], True)
 
 
 def load_training_data(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None = None) -> TrainingData:
+    # Memory: the table is read once in the model's dtype where that is exact, the training and
+    # validation rows are taken from it once each (then it goes), and both are scaled in place.
     train_path = data_path(config, "data.train")
     features, targets = _columns(config, train_path, reference)
     table = _read_table(config, train_path, targets)
@@ -67,12 +71,14 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     if config.is_classification:
         classes = reference.classes if reference is not None and reference.classes else _classes(config, table, targets[0])
     rows = _rows(table, features, targets, classes)
+    del table  # (the rows' views keep what they need)
     files = [train_path]
     if config.data.validation is not None:
         files.append(data_path(config, "data.validation"))
         train, validation = rows, _validation_file(config, files[1], train_path, features, targets, classes)
     else:
         train, validation = _split(config, rows, split_rng, train_path)
+    del rows  # the whole table, once the split has taken its rows
     if reference is not None:
         feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
     else:
@@ -144,7 +150,7 @@ def _encoded(config: Config, rows: _Rows, classes: list[str] | None, feature_sca
     """Rows as the network sees them: features scaled, targets scaled or encoded for the loss,
     in the model's dtype."""
     dtype = np.dtype(config.model.dtype)
-    X = _scaled(rows.X, feature_scaler, dtype, features, path)
+    X = _scaled_features(rows, feature_scaler, dtype, features, path)
     if classes is not None:
         return X, class_targets(rows.codes, len(classes), LOSS_KINDS[config.training.loss], dtype)
     return X, _scaled(rows.Y, target_scaler, dtype, targets, path)
@@ -190,6 +196,32 @@ def _scaled(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], 
     return result
 
 
+def _scaled_features(rows: _Rows, scaler: Scaler, dtype, names: list[str], path: Path) -> np.ndarray:
+    """:func:`_scaled` for the feature matrix, without its full-size temporaries: scaled in place
+    when the rows are a copy of their own in the training dtype, else into one new array.
+
+    Scaling is increasing in each column, so the result is finite everywhere if it is at each
+    column's smallest and largest value: those are checked first, and a column that would
+    overflow is reported as before, while the values are still as read."""
+    values = rows.X
+    if len(values):
+        low, high = values.min(axis=0), values.max(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ends = scaler.transform(np.stack([low, high]), dtype)
+        bad = ~np.isfinite(ends).all(axis=0)
+        if bad.any():
+            column = int(np.argmax(bad))
+            largest = max(abs(float(low[column])), abs(float(high[column])))
+            raise DataError(
+                f"{path}: column {quoted(names[column])} holds values too large for {np.dtype(dtype).name} "
+                f"(largest magnitude {largest:.3g}); normalise it or use model.dtype: float64"
+            )
+    in_place = rows.owned and values.dtype == dtype and values.flags.c_contiguous and values.flags.writeable
+    out = values if in_place else np.empty(values.shape, dtype=dtype)
+    scaler.transform_into(values, out)
+    return out
+
+
 def data_path(config: Config, key: str) -> Path:
     """A data file named in the config, checked to exist, with the rule for where it was looked for."""
     written = getattr(config.data, key.split(".")[1])
@@ -219,7 +251,7 @@ def _target_columns(config: Config, path: Path, header: list[str]) -> list[str]:
 
 def _read_table(config: Config, path: Path, targets: list[str]) -> CsvColumns:
     try:
-        return read_csv(path, text_columns=targets if config.is_classification else ())
+        return read_csv(path, text_columns=targets if config.is_classification else (), dtype=np.dtype(config.model.dtype))
     except DataError as exc:
         for name in targets:
             if f"column {quoted(name)}:" in str(exc) and not config.is_classification:

@@ -46,11 +46,13 @@ def polars_pays(size: int, columns: int) -> bool:
     return size >= FAST_PATH_BYTES and columns <= FAST_PATH_MAX_COLUMNS
 
 
-def read_numeric(path: Path, header: list[str], text_columns: list[str], crlf: bool = False) -> Parsed | None:
+def read_numeric(path: Path, header: list[str], text_columns: list[str], crlf: bool = False,
+                 dtype=np.float64) -> Parsed | None:
     """(values, text values) as :func:`nncli.tabular.parse.parse_rows` returns them, or None.
 
     ``crlf``: the file's lines end in CRLF (see :func:`nncli.tabular.parse.check_line_ends`, which has
-    already refused any other carriage return)."""
+    already refused any other carriage return). ``dtype``: float32 asks for the values as float32
+    when every one of them is exactly a float32 (see :func:`numeric_frame`)."""
     import polars as pl  # imported only when a file is big enough for it to pay
 
     try:
@@ -61,7 +63,7 @@ def read_numeric(path: Path, header: list[str], text_columns: list[str], crlf: b
     types = column_types(sample, header, text_columns)
     if types is None:
         return None
-    parsed, _ = _read_typed(path, types, header, text_columns, has_header=True)
+    parsed, _ = _read_typed(path, types, header, text_columns, has_header=True, dtype=dtype)
     if parsed is not None and crlf:
         parsed = _as_text_mode(parsed)
     return parsed
@@ -106,7 +108,7 @@ _OPTIONS = dict(quote_char='"', truncate_ragged_lines=False, raise_if_empty=Fals
 
 
 def _read_typed(source: Path | bytes, types: dict, header: list[str], text_columns: list[str],
-                has_header: bool) -> tuple[Parsed | None, dict | None]:
+                has_header: bool, dtype=np.float64) -> tuple[Parsed | None, dict | None]:
     """Read with ``types``, then with every number as float64 if polars refused; returns the
     parse (or None: the exact parser's turn) and the types that worked."""
     import polars as pl  # (callers have found it installed)
@@ -119,7 +121,7 @@ def _read_typed(source: Path | bytes, types: dict, header: list[str], text_colum
                                 has_header=has_header, schema=schema, **_OPTIONS)
         except Exception:  # a row that does not fit: wider types, then the exact parser
             continue
-        return numeric_frame(frame, header, text_columns), schema
+        return numeric_frame(frame, header, text_columns, dtype), schema
     return None, None
 
 
@@ -154,9 +156,15 @@ def column_types(sample, header: list[str], text_columns: list[str]) -> dict | N
     return types
 
 
-def numeric_frame(frame, header: list[str], text_columns: list[str]) -> Parsed | None:
-    """A polars frame as (float64 values with text columns as codes, text values), or None when
-    it is not the clean numeric table the fast path promises (the exact parser then decides)."""
+def numeric_frame(frame, header: list[str], text_columns: list[str], dtype=np.float64) -> Parsed | None:
+    """A polars frame as (values with text columns as codes, text values), or None when it is not
+    the clean numeric table the fast path promises (the exact parser then decides).
+
+    The values are float64, or with ``dtype`` float32 a float32 matrix when every value is
+    exactly a float32 (integers up to 2**24, floats that round-trip): the same numbers in half
+    the memory, with no float64 copy of the table on the way. They are copied out of the frame
+    a block of columns at a time into one preallocated (rows, columns) matrix, so the frame and
+    that matrix are the only full-size copies alive at once."""
     import polars as pl
 
     if frame.columns != header or frame.height == 0:
@@ -168,22 +176,45 @@ def numeric_frame(frame, header: list[str], text_columns: list[str]) -> Parsed |
         return None  # a column polars read as text: let the exact parser name the bad cell
     if any(frame.null_count().row(0)):  # (sum_horizontal builds an expression per column)
         return None  # empty cells or blank lines: let the exact parser name them
-    if text_columns:
-        values = np.empty((frame.height, len(header)), dtype=np.float64)
-        if numeric:  # (drop, not select: select builds an expression per column kept)
-            values[:, column_index([i for i, name in enumerate(header) if name not in text])] = frame.drop(text_columns).to_numpy()
-    else:
-        values = frame.to_numpy().astype(np.float64, copy=False)  # one conversion, not one per column
+    distinct = {name: frame.get_column(name).unique(maintain_order=True) for name in text_columns}
+    narrow = np.dtype(dtype) == np.float32 and all(len(values) <= EXACT_FLOAT32 for values in distinct.values())
+    values = _numeric_values(frame.drop(text_columns) if text_columns else frame,  # (drop, not select: select
+                             [i for i, name in enumerate(header) if name not in text],  # builds an expression per column)
+                             len(header), narrow)
+    if values is None:
+        return None
     text_values: dict[str, list[str]] = {}
     position = {name: i for i, name in enumerate(header)}
     for name in text_columns:
         # Distinct values in order of first appearance and each cell's index among them, as
         # NumPy's parser numbers them (so an error names the same first unknown label).
-        column = frame.get_column(name)
-        distinct = column.unique(maintain_order=True)
-        text_values[name] = distinct.to_list()
-        values[:, position[name]] = column.cast(pl.Enum(distinct)).to_physical().to_numpy()
-    if any(schema[name].is_float() for name in numeric) and not np.isfinite(values).all():
-        return None  # integers are always finite; a float column may hold nan or inf
+        text_values[name] = distinct[name].to_list()
+        values[:, position[name]] = frame.get_column(name).cast(pl.Enum(distinct[name])).to_physical().to_numpy()
     return values, text_values
 
+
+EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is exactly a float32
+BLOCK_BYTES = 1 << 20  # a block of columns copied out of a frame at a time
+
+
+def _numeric_values(frame, positions: list[int], width: int, narrow: bool) -> np.ndarray | None:
+    """The frame's (numeric) columns placed at ``positions`` of a new (rows, width) matrix:
+    float32 if ``narrow`` and every value is exactly a float32, else float64; None when a float
+    column holds nan or inf (integers are always finite)."""
+    rows, columns = frame.height, frame.width
+    values = np.empty((rows, width), dtype=np.float32 if narrow else np.float64)
+    step = max(1, BLOCK_BYTES // (8 * rows))
+    for start in range(0, columns, step):
+        block = frame[:, start : start + step].to_numpy()
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            return None
+        if narrow and not _exact_float32(block):
+            return _numeric_values(frame, positions, width, narrow=False)  # the same numbers, in float64
+        values[:, column_index(positions[start : start + step])] = block
+    return values
+
+
+def _exact_float32(block: np.ndarray) -> bool:
+    if block.dtype.kind in "iu":
+        return block.size == 0 or (int(block.min()) >= -EXACT_FLOAT32 and int(block.max()) <= EXACT_FLOAT32)
+    return bool((block.astype(np.float32).astype(block.dtype) == block).all())

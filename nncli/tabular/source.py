@@ -40,11 +40,11 @@ SCAN_BYTES = 16 << 20  # a whole file is checked this much at a time (plus the r
 
 @dataclass
 class CsvColumns:
-    """A CSV file parsed to float64, with its text columns encoded as integer codes."""
+    """A CSV file parsed to numbers, with its text columns encoded as integer codes."""
 
     path: Path
     header: list[str]
-    values: np.ndarray  # (rows, len(header)) float64
+    values: np.ndarray  # (rows, len(header)) float64, or float32 when asked for and exact (read_csv)
     text_values: dict[str, list[str]]  # text column -> distinct values, code = list index
 
     @cached_property
@@ -64,8 +64,12 @@ def open_csv(source: str | Path, chunk_bytes: int = CHUNK_BYTES) -> CsvStream:
     return CsvStream(source, chunk_bytes)
 
 
-def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
+def read_csv(path: Path, text_columns: Iterable[str] = (), dtype=np.float64) -> CsvColumns:
     """Parse a whole CSV file: every column numeric and finite, except ``text_columns``.
+
+    The values are float64; ``dtype`` float32 lets polars' parser return them as float32 when
+    every value is exactly a float32 (integer pixels, say), which halves the table and skips a
+    float64 copy of it. The numbers are the same either way.
 
     The rules are the streams' (:mod:`nncli.tabular.parse`): no line longer than the line
     budget (checked before a parser reads the file), no lone carriage return, and every quoted
@@ -77,7 +81,7 @@ def read_csv(path: Path, text_columns: Iterable[str] = ()) -> CsvColumns:
     layout = _file_layout(path)
     fast = None
     if polars_pays(path.stat().st_size, len(header)) and not _starts_with_bom(path):
-        fast = read_numeric(path, header, text_columns, layout.crlf)
+        fast = read_numeric(path, header, text_columns, layout.crlf, dtype)
     values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns)
     if layout.quotes:
         _check_quotes(path, layout, len(values))
