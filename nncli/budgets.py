@@ -58,6 +58,18 @@ MAX_CLASS_WEIGHT = 1e6
 MAX_PATH_CHARS = 4096  # a path longer than the system's PATH_MAX cannot be opened
 
 DTYPE_BYTES = {"float32": 4, "float64": 8}
+# The largest budget an environment variable may set: 2**60 (1 EiB) still fits every index and
+# size NumPy and the operating system take, so no budget can overflow where it is used.
+MAX_BUDGET = 1 << 60
+
+# Classes of a classification target (train) and of a model file (predict, evaluate): a column
+# with more distinct labels is almost surely an ID or a regression target, and the one-hot
+# targets and per-class scores grow with it.
+MAX_CLASSES = 1_000  # NNCLI_MAX_CLASSES
+
+
+def class_budget() -> int:
+    return budget("NNCLI_MAX_CLASSES", MAX_CLASSES)
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 
@@ -75,6 +87,8 @@ def budget(name: str, default: int) -> int:
     value = int(float(match.group(1)) * {"B": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}[unit])
     if value < 1:  # 0 would refuse everything: a typo more likely than a wish
         raise UsageError(f"environment variable {name}={text[:40]!r}: expected a positive number")
+    if value > MAX_BUDGET:
+        raise UsageError(f"environment variable {name}={text[:40]!r}: at most {human_bytes(MAX_BUDGET)} (a number an index can hold)")
     return value
 
 

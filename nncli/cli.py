@@ -309,6 +309,11 @@ def _show_untrained(preview, title: str, as_json: bool, with_config: bool = Fals
 def main() -> None:
     # SIGTERM (a CI runner cancelling a job) ends the run like Ctrl-C: cleanly, exit 130.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if sys.stderr is None:  # started with 2>&- : errors go nowhere, but nothing may crash on them
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:  # started with >&- : results would be lost, so say so and stop
+        error_line("standard output is closed; nncli writes its results there (redirect it, e.g. to /dev/null)")
+        sys.exit(EXIT_USAGE)
     try:
         code = _run()
         sys.stdout.flush()  # here, not at exit: a full disk must still give one line and exit 1

@@ -23,8 +23,9 @@ MAX_QUOTE_CHARS = 80  # a value quoted in an error line: enough to recognise it,
 # for any that are not, so a 10 MB value can never become a 10 MB line on a terminal or a CI log.
 MAX_MESSAGE_CHARS = 2000
 # Characters that act on a terminal or reorder what is shown: C0 and C1 controls (ESC, newline,
-# carriage return, BEL …), DEL, zero-width and bidirectional marks, line/paragraph separators.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# carriage return, BEL …), DEL, zero-width and bidirectional marks, line/paragraph separators;
+# and lone surrogates, which no output encoding can write.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def escaped(text: str) -> str:

@@ -270,7 +270,8 @@ CASES = {
                                                             classes=[f"c{i}" for i in range(1025)], dtype="float32"),
                                                        W1=np.zeros((2, 1024), np.float32), W2=np.zeros((1024, 1025), np.float32))},
                               ["inspect", "m.npz", "--json"], 2,
-                              ["--json: m.npz has 1,051,648 weights and biases; --json prints at most 1,048,576 (pick one layer with --layer N"], {}),
+                              ["--json: m.npz has 1,051,648 weights and biases; --json prints at most 1,048,576 (pick one layer with --layer N"],
+                              {"NNCLI_MAX_CLASSES": "2000"}),  # (more classes than the default budget, to be that big)
     "--weights --full of a big matrix": ({"m.npz": lambda: model(meta(layers=[2, 300, 300], activations=["relu", "softmax"], activation_params=[{}, {}],
                                                                        classes=[f"c{i}" for i in range(300)]),
                                                                   W1=np.zeros((2, 300)), W2=np.zeros((300, 300)))},
@@ -392,14 +393,15 @@ def test_evaluate_with_30000_classes_stays_within_memory(tmp_path):
     rows = "".join(f"1,2,c{i % 3}\n" for i in range(600))
     build(tmp_path, {"m.npz": many_classes_model, "t.csv": "a,b,label\n" + rows})
     assert (tmp_path / "m.npz").stat().st_size < 100_000
-    result = run(tmp_path, ["evaluate", "m.npz", "t.csv", "--json"], memory_cap=MEMORY_CAP)
+    allowed = {"NNCLI_MAX_CLASSES": "30000"}  # a user who raised the budget for such a model
+    result = run(tmp_path, ["evaluate", "m.npz", "t.csv", "--json"], allowed, memory_cap=MEMORY_CAP)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["confusion_matrix"] is None and len(report["per_class"]) == 30_000
     assert report["metrics"]["accuracy"] == pytest.approx(1 / 3)
     assert report["per_class"][1] == {"class": "c1", "precision": pytest.approx(1 / 3), "recall": 1.0,
                                       "f1": pytest.approx(0.5), "support": 200}
-    text = run(tmp_path, ["evaluate", "m.npz", "t.csv"], memory_cap=MEMORY_CAP)
+    text = run(tmp_path, ["evaluate", "m.npz", "t.csv"], allowed, memory_cap=MEMORY_CAP)
     assert text.returncode == 0, text.stderr[-2000:]
     assert "per class: 30,000 classes, too many for a table" in text.stdout
     assert "confusion matrix: 30,000 classes, too many to show" in text.stdout

@@ -29,7 +29,11 @@ def read_text(path: Path) -> str:
     limit = config_bytes()
     with reading(path, ConfigError, "config file"):
         with open(path, "rb") as file:
-            data = file.read(limit + 1)
+            pieces, size = [], 0
+            while size <= limit and (piece := file.read(min(1 << 20, limit + 1 - size))):
+                pieces.append(piece)  # a piece at a time: a raised budget is not allocated up front
+                size += len(piece)
+            data = b"".join(pieces)
     if len(data) > limit:
         raise ConfigError(f"{path}: config file is larger than {human_bytes(limit)} (NNCLI_MAX_CONFIG_BYTES raises the limit)")
     try:

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nncli import __version__
-from nncli.budgets import DTYPE_BYTES, MAX_LAYERS, human_bytes, network_bytes
+from nncli.budgets import DTYPE_BYTES, MAX_LAYERS, class_budget, human_bytes, network_bytes
 from nncli.core.activations import ACTIVATIONS, get_activation
 from nncli.core.blas import fused_available
 from nncli.core.losses import LOSSES, get_loss
@@ -317,6 +317,9 @@ def _finite(value: int | float) -> bool:
 
 
 def _check_names(path: Path, meta: ModelMeta) -> None:
+    if meta.classes is not None and len(meta.classes) > class_budget():
+        raise ModelFileError(f"{path}: metadata lists {len(meta.classes):,} classes; nncli reads at most "
+                             f"{class_budget():,}, as many as it trains (NNCLI_MAX_CLASSES raises the limit)")
     for field, names in (("features", meta.features), ("targets", meta.targets), ("classes", meta.classes or [])):
         for i, name in enumerate(names):
             if len(name) > MAX_NAME_CHARS:

@@ -127,7 +127,12 @@ def _parse_json(path: Path, text: str, error: type[Exception]):
         raise error(f"{path}: metadata holds about {values:,} values; nncli reads at most {limit // CHARS_PER_VALUE:,} "
                     "(NNCLI_MAX_METADATA_BYTES raises the limit)")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+        # A JSON escape such as \ud800 makes a lone surrogate: a string no output can encode.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        return data
+    except UnicodeEncodeError:
+        raise error(f"{path}: metadata holds text that is not valid Unicode (a lone surrogate); not written by nncli") from None
     except json.JSONDecodeError as exc:
         raise error(f"{path}: metadata is not valid JSON ({exc.msg} at char {exc.pos})") from None
     except ValueError as exc:  # NaN, Infinity, 1e999 or a huge integer, which nncli never writes

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from nncli.budgets import budget
+from nncli.budgets import class_budget
 from nncli.errors import DataError
 from nncli.tabular.parse import at_line, find_line, listed, quoted
 
@@ -14,13 +14,7 @@ from nncli.tabular.parse import at_line, find_line, listed, quoted
 # every row and a row and column of evaluate's confusion matrix; a column with more distinct
 # labels is nearly always the wrong one (an ID, free text), and would exhaust memory before
 # training starts (100,000 rows of distinct labels: a 40 GB one-hot matrix). ImageNet has 1,000.
-MAX_CLASSES = 1_000
 CLASSES_VARIABLE = "NNCLI_MAX_CLASSES"
-
-
-def class_budget() -> int:
-    """:data:`MAX_CLASSES`, or the user's ``NNCLI_MAX_CLASSES``."""
-    return budget(CLASSES_VARIABLE, MAX_CLASSES)
 
 
 def check_class_count(count: int, column: str, name: str) -> None:

@@ -101,6 +101,8 @@ class CsvStream:
         self.chunk_bytes = chunk_bytes
         if str(source) == "-":
             self.name = "<stdin>"
+            if sys.stdin is None:  # started with <&-
+                raise DataError("<stdin>: standard input is closed; give a CSV file, or pipe one in")
             self._file: BinaryIO = sys.stdin.buffer
         else:
             self.name = str(source)
@@ -126,7 +128,7 @@ class CsvStream:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._file is not sys.stdin.buffer:
+        if sys.stdin is None or self._file is not sys.stdin.buffer:
             self._file.close()
 
     def _decode(self, raw: bytes, first_line: int) -> str:
