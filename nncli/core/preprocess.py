@@ -78,7 +78,7 @@ class Scaler:
             if out is not X:
                 out[...] = X
             return
-        step = max(1, BLOCK_BYTES // (8 * max(1, X.shape[1])))
+        step = max(1, TRANSFORM_BLOCK_BYTES // (8 * max(1, X.shape[1])))
         for start in range(0, len(X), step):
             rows = slice(start, start + step)
             out[rows] = (X[rows] - self.offset) / self.scale
@@ -96,11 +96,17 @@ class Scaler:
         return cls(data["method"], np.asarray(data["offset"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
 
 
-BLOCK_BYTES = 1 << 20  # float64 working space of the scaler's blocks
+# float64 working space of the scaler's blocks. Statistics take a block of columns (a strided
+# gather over every row: few wide blocks cost fewer passes over memory, 16 MiB measured 2×
+# faster than 1 MiB on 16,000 × 784); scaling takes a block of rows (contiguous: small blocks
+# stay in cache, 1 MiB measured 2.6× faster than 16 MiB).
+FIT_BLOCK_BYTES = 16 << 20
+TRANSFORM_BLOCK_BYTES = 1 << 20
 
 
 def _column_blocks(X: np.ndarray) -> list[slice]:
-    step = max(1, BLOCK_BYTES // (8 * max(1, len(X))))
+    budget = min(FIT_BLOCK_BYTES, X.nbytes // 2)  # and never more than half the table's own size
+    step = max(1, budget // (8 * max(1, len(X))))
     return [slice(start, start + step) for start in range(0, X.shape[1], step)]
 
 
