@@ -13,8 +13,9 @@ from nncli.commands.train import NetworkPreview, prepare_training
 from nncli.config import load_config
 from nncli.core.model import TrainedModel, layer_table
 from nncli.errors import UsageError
-from nncli.files.atomic import atomic_write, check_writable
+from nncli.files.atomic import atomic_write
 from nncli.files.model import ModelMeta, read_model
+from nncli.files.paths import check_writable
 from nncli.tabular.write import float_format
 
 NEAR_ZERO = 1e-3  # |w| below this counts as "near zero" in the weight statistics

@@ -10,8 +10,9 @@ import numpy as np
 
 from nncli.core.model import TrainedModel
 from nncli.errors import UsageError
-from nncli.files.atomic import atomic_write, check_writable, same_file
+from nncli.files.atomic import atomic_write
 from nncli.files.model import load_model
+from nncli.files.paths import check_writable, same_file
 from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, skipped_columns, text_columns_for
 from nncli.tabular.parse import listed
 from nncli.tabular.source import open_csv

@@ -29,7 +29,7 @@ from nncli.config.source import ConfigSource
 from nncli.core.model import TrainedModel, layer_table
 from nncli.core.trainer import Reporter, StopRequested, Trainer
 from nncli.errors import InterruptedRun, UsageError
-from nncli.files.atomic import FileSet, OutputLock, check_writable, same_file
+from nncli.files.atomic import FileSet
 from nncli.files.checkpoint import (
     Checkpoint,
     check_config_before_loading,
@@ -39,7 +39,9 @@ from nncli.files.checkpoint import (
     restore,
     save_checkpoint,
 )
+from nncli.files.lock import OutputLock
 from nncli.files.model import save_model
+from nncli.files.paths import check_writable, same_file
 from nncli.files.runfiles import NON_FINITE, RunFiles, config_yaml, write_config, write_history, write_json
 
 

@@ -23,8 +23,8 @@ from nncli.core.optimizers import Optimizer, get_optimizer
 from nncli.core.schedules import Schedule, get_schedule
 from nncli.core.trainer import EarlyStopping, EpochRecord, Trainer, TrainingPlan
 from nncli.errors import TrainingError
-from nncli.files.atomic import check_writable
 from nncli.files.model import load_model
+from nncli.files.paths import check_writable
 from nncli.files.runfiles import config_yaml, finite_record, settled
 from nncli.tabular.dataset import TrainingData, load_training_data, preview
 

@@ -7,8 +7,8 @@
   are renamed over the old ones, and the record is removed. A process killed half-way through
   the renames (kill -9, power loss) leaves the record: whoever next takes the outputs' lock
   finishes the renames (:func:`recover`), and a reader can tell an incomplete set by it.
-* :class:`OutputLock` — one process at a time writes a set of outputs (``fcntl.flock`` on a
-  lock file: the kernel releases it when the process ends, however it ends).
+(:class:`nncli.files.lock.OutputLock` makes sure one process at a time writes a set of outputs;
+:mod:`nncli.files.paths` checks beforehand that they can be written.)
 
 Temporary files are named ``.NAME.PID-RANDOM.tmp``: the owner's process id tells a leftover of
 a killed process (removed by the next run of the same outputs) from another process's write in
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import json
 import os
 import re
@@ -31,11 +30,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from nncli.errors import OutputError, UsageError
+from nncli.files.paths import check_name_lengths, is_device
 
-# Bytes a temporary name adds to a file's name: "." + "." + pid (at most 10 digits) + "-" +
-# 8 random characters + ".tmp". A file name must leave that much room below the file
-# system's NAME_MAX (255 bytes on Linux), or its temporary file could not be created.
-TEMP_NAME_EXTRA = 25
 COMMIT_FORMAT = "nncli-commit"
 MAX_COMMIT_RECORD_BYTES = 1 << 20  # a record names a handful of files: a few hundred bytes
 
@@ -55,11 +51,6 @@ def _target(path: Path) -> Path:
     if path.is_symlink():
         path = Path(os.path.realpath(path))  # replace the file the link points to, keep the link
     return path
-
-
-def _is_device(path: Path) -> bool:
-    """A device or pipe (-o /dev/stdout, /dev/null, a FIFO) cannot be replaced by renaming."""
-    return path.exists() and not path.is_file()
 
 
 def _cannot_write(path: Path, exc: OSError) -> OutputError:
@@ -117,7 +108,7 @@ class FileSet:
     @contextlib.contextmanager
     def write(self, path: Path, mode: str = "wb") -> Iterator[IO]:
         path = _target(path)
-        if _is_device(path):
+        if is_device(path):
             try:
                 with open(path, mode, **_open_mode(mode)) as f:
                     yield f
@@ -126,7 +117,7 @@ class FileSet:
                     raise
                 raise _cannot_write(path, exc) from None
             return
-        _check_name_lengths(path)  # before mkdir: a name the file system refuses creates no folder
+        check_name_lengths(path)  # before mkdir: a name the file system refuses creates no folder
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
@@ -329,138 +320,7 @@ def signals_held() -> Iterator[None]:
                 os.kill(os.getpid(), signum)
 
 
-class OutputLock:
-    """An exclusive lock on a set of outputs, for the life of one process.
-
-    The lock file (``.NAME.lock`` beside the model file NAME, or ``.model.npz.lock`` in a run
-    folder) holds the owner's pid. ``flock`` locks belong to the open file and the kernel drops
-    them when the process ends, however it ends (kill -9 included), so a lock never outlives
-    its process. :meth:`release` removes the file; a killed process leaves it, holding no
-    lock, and the next run takes it over.
-    """
-
-    def __init__(self, path: Path, output: Path):
-        self.path = Path(path)
-        self.output = output  # named in the message when the lock is taken
-        self._file: IO | None = None
-        self._created: list[Path] = []  # folders made for the lock, removed again if left empty
-
-    def acquire(self) -> "OutputLock":
-        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{self.output}: cannot write: cannot make the folder {self.path.parent}: {exc.strerror or exc}") from None
-        self._created = missing
-        while True:
-            try:
-                f = open(self.path, "a+", encoding="utf-8")
-            except OSError as exc:
-                self._remove_folders()
-                raise OutputError(f"{self.output}: cannot write there (its lock file {self.path.name}): {exc.strerror or exc}") from None
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.seek(0)
-                owner = f.read(32).strip()
-                f.close()
-                self._remove_folders()
-                who = f"pid {owner}" if owner.isdigit() else "pid unknown"
-                raise UsageError(
-                    f"{self.output}: another nncli process ({who}) is writing this run's files (lock {self.path}); "
-                    "wait for it to finish, or choose another --output/--run-dir"
-                ) from None
-            # The file may have been removed by its previous owner between our open and our
-            # lock: then we hold a lock on a file nobody else can find. Take the lock again.
-            try:
-                current = os.stat(self.path)
-                mine = os.fstat(f.fileno())
-                same = (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino)
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            f.close()
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        self._file = f
-        return self
-
-    def release(self) -> None:
-        if self._file is None:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)  # before unlocking: a waiter then finds no file and retries
-        self._file.close()
-        self._file = None
-        self._remove_folders()
-
-    def _remove_folders(self) -> None:
-        for folder in self._created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if empty: the run wrote nothing there
-        self._created = []
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _name_max(folder: Path) -> int:
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        return 255
-
-
-def check_writable(path: Path) -> None:
-    """Fail before the work, not after it, when its output file could not be written."""
-    if not str(path):
-        raise UsageError("the output path is empty")
-    _check_name_lengths(path)
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give a file name, e.g. {path / ('out' + (path.suffix or '.out'))}")
-    parent = path.parent
-    for ancestor in [parent, *parent.parents]:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise UsageError(f"{path}: cannot write there: {ancestor} is a file, not a folder")
-            if not os.access(ancestor, os.W_OK | os.X_OK):
-                raise UsageError(f"{path}: cannot write there: no write permission in {ancestor}")
-            break
-
-
-def _check_name_lengths(path: Path) -> None:
-    """Every name in the path fits the file system (checked by length, before any system call
-    could fail on it), and the file's own name leaves room for its temporary name."""
-    name_max = _name_max(next((p for p in path.parents if _exists(p)), Path(".")))
-    text = str(path)
-    shown = text if len(text) <= 100 else f"{text[:60]}…{text[-30:]}"  # the line stays readable
-    for part in path.parent.parts:
-        if len(os.fsencode(part)) > name_max:
-            raise UsageError(f"{shown}: a folder name is {len(os.fsencode(part))} bytes; the file system allows {name_max}")
-    size = len(os.fsencode(path.name))
-    if size > name_max - TEMP_NAME_EXTRA and not (_exists(path) and _is_device(path)):
-        raise UsageError(
-            f"{shown}: the file name is {size} bytes; at most {name_max - TEMP_NAME_EXTRA} "
-            f"(the file system allows {name_max}, and the file is written through a temporary name {TEMP_NAME_EXTRA} bytes longer)"
-        )
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name too long, say
-        return False
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same existing file (through links, too)."""
-    try:
-        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
-    except OSError:
-        return False

@@ -35,8 +35,8 @@ from nncli import __version__
 from nncli.config import config_from_dict
 from nncli.config.source import ConfigSource
 from nncli.errors import ConfigError, ModelFileError
-from nncli.files.atomic import TEMP_NAME_EXTRA
 from nncli.files.npz import read_archive, write_archive
+from nncli.files.paths import TEMP_NAME_EXTRA
 from nncli.files.runfiles import FOLDER_NAMES, RunFiles, settled
 
 FORMAT = "nncli-checkpoint"

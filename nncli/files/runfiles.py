@@ -19,7 +19,9 @@ from pathlib import Path
 import yaml
 
 from nncli.errors import UsageError
-from nncli.files.atomic import OutputLock, atomic_write, recover, remove_stale_temporaries, same_file
+from nncli.files.atomic import atomic_write, recover, remove_stale_temporaries
+from nncli.files.lock import OutputLock
+from nncli.files.paths import same_file
 
 FOLDER_NAMES = {"model": "model.npz", "checkpoint": "checkpoint.npz", "history": "history.csv",
                 "metrics": "metrics.json", "config": "config.yaml"}
