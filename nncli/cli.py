@@ -142,6 +142,8 @@ def _train(request, as_json: bool, quiet: bool, log_every: int) -> None:
 
     session = open_session(request)
     run, trainer = session.run, session.trainer
+    for warning in run.warnings:
+        error_line(warning, "warning")
     console = make_console()
     talk = not (as_json or quiet)
     with session.stop_on_signals():  # from here on, Ctrl-C means "checkpoint and stop"
@@ -298,6 +300,8 @@ def _show_model(report, as_json: bool, full: bool) -> None:
 
 
 def _show_untrained(preview, title: str, as_json: bool, with_config: bool = False) -> None:
+    for warning in preview.warnings:
+        error_line(warning, "warning")
     if as_json:
         print(json.dumps(preview.to_json(), indent=2, allow_nan=False))
         return

@@ -68,7 +68,7 @@ def inspect(target: Path, *, weights: bool = False, layer: int | None = None, fu
     ``force`` lets --export replace existing files (never through a symbolic link)."""
     _check_flags(target, weights, layer, full, as_json, export, fmt, overrides, force)
     if looks_like_config(target):
-        return prepare_training(load_config(target, list(overrides))).preview()
+        return prepare_training(load_config(target, list(overrides)), writes=False).preview()
     trained, meta = read_model(target)
     n_layers = len(trained.network.weights)
     if layer is not None and layer > n_layers:

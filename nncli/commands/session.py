@@ -72,6 +72,7 @@ class TrainResult:
     metric_name: str
     seconds: float
     first_epoch: int  # > 1 when resumed
+    cache_uses: list = field(default_factory=list)  # parse_cache.CacheUse, file by file
 
     @property
     def non_finite(self) -> dict[str, str]:
@@ -91,6 +92,7 @@ class TrainResult:
             "history": model.history,
             "metrics": model.metrics,
             "seconds": self.seconds,
+            "data_cache": [use.to_json() for use in self.cache_uses],
         }
 
 
@@ -163,7 +165,8 @@ class Session:
         finally:
             self.close()
         files = {name: str(path) for name, path in vars(self.files).items() if path is not None and path.exists()}
-        return TrainResult(model, files, self.layers, self.run.metric_name, time.perf_counter() - started, first_epoch)
+        return TrainResult(model, files, self.layers, self.run.metric_name, time.perf_counter() - started, first_epoch,
+                           self.run.cache_uses)
 
     def _stopped(self) -> None:
         """Asked to stop: save a checkpoint and say where the run stopped and how to go on."""
@@ -240,7 +243,7 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
     _refuse_inputs_as_outputs(files, _inputs(config, request))
     lock = _claim(files, request.force) if writes else None
     try:
-        run = prepare_training(config, files.model)
+        run = prepare_training(config, files.model, writes)
         _refuse_inputs_as_outputs(files, _run_inputs(run))
         session = Session(run, run.trainer(), files, lock=lock)
         if writes:
@@ -291,7 +294,7 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
     try:
         if lock is not None:
             checkpoint = _reread(checkpoint)  # a commit finished under the lock may have replaced it
-        run = prepare_training(config, files.model)
+        run = prepare_training(config, files.model, writes)
         _refuse_inputs_as_outputs(files, _run_inputs(run))
         trainer = run.trainer()
         session = Session(run, trainer, files, checkpoint, lock=lock)

@@ -8,7 +8,7 @@ reported in milliseconds, not after an hour of epochs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from nncli.core.optimizers import Optimizer, get_optimizer
 from nncli.core.schedules import Schedule, get_schedule
 from nncli.core.trainer import EarlyStopping, EpochRecord, Trainer, TrainingPlan
 from nncli.errors import TrainingError
+from nncli.commands.parse_cache import CacheUse, ParseCache
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable
 from nncli.files.runfiles import config_yaml, finite_record, settled
@@ -41,6 +42,7 @@ class NetworkPreview:
     classes: list[str] | None
     rows: dict[str, int]
     config: dict  # resolved
+    warnings: list[str] = field(default_factory=list)  # e.g. a parse cache ignored
 
     def to_json(self) -> dict:
         return {"config": self.config, "architecture": self.layers, "features": self.features,
@@ -67,6 +69,12 @@ class TrainingRun:
     rngs: list[np.random.Generator]
     output: Path | None = None  # where the model will be saved, recorded in the resolved config
     init_from: Path | None = None
+    cache_uses: list[CacheUse] = field(default_factory=list)  # what the parse cache did, file by file
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things the user should know that did not stop the run (a parse cache ignored…)."""
+        return [use.warning for use in self.cache_uses if use.warning]
 
     @property
     def features(self) -> list[str]:
@@ -102,7 +110,8 @@ class TrainingRun:
 
     def preview(self) -> NetworkPreview:
         return NetworkPreview(layer_table(self.network), self.network.dtype.name, self.seed, self.features, self.targets,
-                              self.classes, {"train": len(self.data.X_train), "validation": self.data.validation_rows}, self.resolved_config())
+                              self.classes, {"train": len(self.data.X_train), "validation": self.data.validation_rows}, self.resolved_config(),
+                              self.warnings)
 
     def trainer(self) -> Trainer:
         """A trainer at epoch 1 for this run (restore a checkpoint into it to resume)."""
@@ -240,7 +249,8 @@ def build_schedule(config: Config) -> Schedule:
     return get_schedule(name, training.learning_rate, training.epochs, training.warmup_epochs, **params)
 
 
-def prepare_training(config: Config, output: Path | None = None) -> TrainingRun:
+def prepare_training(config: Config, output: Path | None = None, writes: bool = True) -> TrainingRun:
+    """``writes``: False for a dry run or inspect, which read a parse cache but write none."""
     seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
     reference = init_from = None
@@ -251,13 +261,15 @@ def prepare_training(config: Config, output: Path | None = None) -> TrainingRun:
         reference = load_model(init_from)
         if reference.is_classification != config.is_classification:
             raise config.error("model.init_from", f"{init_from} is a {'classification' if reference.is_classification else 'regression'} model; the config's loss is {config.training.loss}")
-    data = load_training_data(config, rngs[SPLIT], reference)
+    cache = ParseCache(config, writes)
+    data = load_training_data(config, rngs[SPLIT], reference, read=cache.read)
     _check_validation_rows(config, data)
     sizes = _layer_sizes(config, data)
     network = build_network(config, sizes, rngs[INIT])
     if reference is not None:
         _copy_weights(config, init_from, reference.network, network)
-    return TrainingRun(config=config, seed=seed, data=data, network=network, rngs=rngs, output=output, init_from=init_from)
+    return TrainingRun(config=config, seed=seed, data=data, network=network, rngs=rngs, output=output, init_from=init_from,
+                       cache_uses=cache.uses)
 
 
 def _check_validation_rows(config: Config, data: TrainingData) -> None:

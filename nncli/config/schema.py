@@ -213,6 +213,9 @@ class DataConfig(Section):
     shuffle: bool = True
     normalize: Normalization = "standard"
     normalize_target: Normalization = "none"
+    # The parse cache (docs/performance.md, "The parse cache"): auto = CSV files of 32 MiB or
+    # more, cached in $XDG_CACHE_HOME/nncli; off; or a folder, for every file whatever its size.
+    cache: Union[Literal["auto", "off"], NonEmptyPath] = "auto"
 
     @property
     def target_columns(self) -> list[str] | None:

@@ -46,10 +46,10 @@ FORMAT = "nncli-checkpoint"
 FORMAT_VERSION = 2
 DTYPES = ("float32", "float64", "int64")
 # Keys that may differ between a checkpoint and the run resuming it.
-MAY_CHANGE = {("training", "epochs"), ("output",)}
+MAY_CHANGE = {("training", "epochs"), ("output",), ("data", "cache")}  # (the cache holds the same numbers)
 # Config keys added since checkpoints were first written, with the value every run before
 # them had: an older checkpoint's config gets them, so that it still resumes.
-ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01}
+ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01, ("data", "cache"): "auto"}
 NONFINITE = "nonfinite"  # {"nonfinite": "inf"|"-inf"|"nan"}: a float JSON cannot hold
 
 

@@ -93,7 +93,7 @@ def read_archive(
             if "meta.npy" not in members:
                 raise error(f"{path}: a .npz archive without nncli metadata ('meta'); not an nncli {kind}")
             text = str(_read_member(path, size, archive, members["meta.npy"], "meta", None, None, error))
-            data = _parse_json(path, text, error)
+            data = parse_json(path, text, error)
             if not isinstance(data, dict):
                 raise error(f"{path}: metadata is not a JSON object; not an nncli {kind}")
             meta = parse_meta(data)
@@ -113,7 +113,7 @@ def read_archive(
     return meta, arrays
 
 
-def _parse_json(path: Path, text: str, error: type[Exception]):
+def parse_json(path: Path, text: str, error: type[Exception]):
     """The metadata's JSON, refusing before parsing what would take more memory than its budget
     and while parsing what nncli never writes (NaN, 1e999, integers of hundreds of digits)."""
     limit = meta_chars()

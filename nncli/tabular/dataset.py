@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -61,12 +62,18 @@ class _Rows:
         return _Rows(self.X[rows], None if self.Y is None else self.Y[rows], None if self.codes is None else self.codes[rows], True)
 
 
-def load_training_data(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None = None) -> TrainingData:
+TableReader = Callable[..., CsvColumns]  # read_csv's signature: (path, text_columns, dtype)
+
+
+def load_training_data(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None = None,
+                       read: TableReader = read_csv) -> TrainingData:
+    """``read``: how a CSV file becomes a table (the commands pass one that goes through the
+    parse cache)."""
     # Memory: the table is read once in the model's dtype where that is exact, the training and
     # validation rows are taken from it once each (then it goes), and both are scaled in place.
     train_path = data_path(config, "data.train")
     features, targets = _columns(config, train_path, reference)
-    table = _read_table(config, train_path, targets)
+    table = _read_table(config, train_path, targets, read)
     classes = None
     if config.is_classification:
         classes = reference.classes if reference is not None and reference.classes else _classes(config, table, targets[0])
@@ -75,7 +82,7 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     files = [train_path]
     if config.data.validation is not None:
         files.append(data_path(config, "data.validation"))
-        train, validation = rows, _validation_file(config, files[1], train_path, features, targets, classes)
+        train, validation = rows, _validation_file(config, files[1], train_path, features, targets, classes, read)
     else:
         train, validation = _split(config, rows, split_rng, train_path)
     del rows  # the whole table, once the split has taken its rows
@@ -124,12 +131,12 @@ def _rows(table: CsvColumns, features: list[str], targets: list[str], classes: l
 
 
 def _validation_file(config: Config, path: Path, train_path: Path, features: list[str], targets: list[str],
-                     classes: list[str] | None) -> _Rows:
+                     classes: list[str] | None, read: TableReader) -> _Rows:
     header = set(read_header(path))
     missing = [name for name in features + targets if name not in header]
     if missing:
         raise DataError(f"{path}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
-    return _rows(_read_table(config, path, targets), features, targets, classes)
+    return _rows(_read_table(config, path, targets, read), features, targets, classes)
 
 
 def _split(config: Config, rows: _Rows, rng: np.random.Generator, path: Path) -> tuple[_Rows, _Rows]:
@@ -249,9 +256,9 @@ def _target_columns(config: Config, path: Path, header: list[str]) -> list[str]:
     return targets
 
 
-def _read_table(config: Config, path: Path, targets: list[str]) -> CsvColumns:
+def _read_table(config: Config, path: Path, targets: list[str], read: TableReader) -> CsvColumns:
     try:
-        return read_csv(path, text_columns=targets if config.is_classification else (), dtype=np.dtype(config.model.dtype))
+        return read(path, text_columns=targets if config.is_classification else (), dtype=np.dtype(config.model.dtype))
     except DataError as exc:
         for name in targets:
             if f"column {quoted(name)}:" in str(exc) and not config.is_classification:

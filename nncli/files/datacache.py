@@ -1,0 +1,234 @@
+"""The parse cache: a CSV file's parsed table on disk, to be read back by memory map.
+
+One file, written atomically (temporary file, fsync, rename), laid out as::
+
+    .npy header (padded to HEADER_BYTES)  the (rows, columns) values, C order, float32 or float64
+    the values                            (so ``np.load`` of the file gives the table)
+    JSON metadata                         source fingerprint, parse request, header, text values
+    trailer                               JSON length (8 bytes, little-endian) + MAGIC
+
+A cache is never trusted: the trailer, the metadata (bounded like a model file's, see
+:func:`nncli.files.npz.parse_json`), the ``.npy`` header (dtype, order, shape) and the file's
+exact size must all agree before anything is mapped; the source's fingerprint (size,
+modification time, a hash of its first and last MiB) and the parse request must match the
+caller's; every value is checked finite and every text code in range as the table is read.
+Anything else is a :class:`CacheProblem`, which the caller reports as a warning before parsing
+the CSV again. Nothing here is unpickled: ``.npy`` headers are read by NumPy's literal parser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from nncli import __version__
+from nncli.files.atomic import atomic_write
+from nncli.files.npz import parse_json
+
+FORMAT = 1
+MAGIC = b"NNCLI-CACHE-1\n"
+HEADER_BYTES = 4096  # the .npy header, padded: room for any shape, and page-aligned values
+FINGERPRINT_BYTES = 1 << 20  # hashed at each end of the source file
+CHECK_BLOCK_BYTES = 16 << 20  # values checked finite this much at a time (bounded temporaries)
+SPARE_DISK_BYTES = 256 << 20  # a cache is not written if it would leave less free space than this
+_DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+
+
+class CacheProblem(Exception):
+    """A cache that cannot be used (stale, foreign or damaged): why, in a few words."""
+
+
+class NoCache(CacheProblem):
+    """No cache of this source as it is now (none yet, the source changed, another nncli
+    version wrote it): nothing to warn about, the cache is simply made anew."""
+
+
+@dataclass(frozen=True)
+class ParseRequest:
+    """What a table was parsed for: the same file read for another purpose is another table."""
+
+    text_columns: tuple[str, ...]
+    dtype: str  # the dtype asked of the parser ("float32": float32 where exact)
+
+    def to_json(self) -> dict:
+        return {"text_columns": list(self.text_columns), "dtype": self.dtype}
+
+
+@dataclass
+class CachedTable:
+    header: list[str]
+    values: np.ndarray  # (rows, columns), a read-only memory map of the cache
+    text_values: dict[str, list[str]]
+
+
+def fingerprint(source: Path) -> dict:
+    """Size, modification time and a hash of the first and last MiB: a changed file changes
+    it (an edit that keeps size, time and both ends is not caught — documented)."""
+    stat = source.stat()
+    digest = hashlib.blake2b(digest_size=16)
+    with open(source, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if stat.st_size > FINGERPRINT_BYTES:
+            f.seek(max(FINGERPRINT_BYTES, stat.st_size - FINGERPRINT_BYTES))
+            digest.update(f.read(FINGERPRINT_BYTES))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "blake2b": digest.hexdigest()}
+
+
+def default_location(source: Path, request: ParseRequest, folder: Path) -> Path:
+    """The cache file of ``source`` in ``folder``: one per source path and request, so a
+    changed source replaces its cache instead of adding one."""
+    key = hashlib.sha256(repr((str(source.resolve()), request.to_json())).encode()).hexdigest()[:16]
+    return folder / f"{source.stem[:60]}-{key}.nncli-cache"
+
+
+def room_for(path: Path, values_bytes: int) -> bool:
+    """Whether the disk holding ``path`` has room for a cache of this size and some to spare."""
+    try:
+        return shutil.disk_usage(path.parent).free >= values_bytes + SPARE_DISK_BYTES
+    except OSError:
+        return False
+
+
+def write_cache(path: Path, source_print: dict, request: ParseRequest, header: list[str], values: np.ndarray,
+                text_values: dict[str, list[str]]) -> None:
+    """The table as a cache file, atomically (an existing cache is replaced whole)."""
+    with CacheWriter(path, values.shape, values.dtype) as writer:
+        writer.write_rows(values)
+        writer.finish(source_print, request, header, text_values)
+
+
+class CacheWriter:
+    """A cache written a block of rows at a time (the shape is known before the first row)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], dtype):
+        self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype).newbyteorder("<")
+        self.rows_written = 0
+        self._writing = None
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> "CacheWriter":
+        self._writing = atomic_write(self.path)
+        self._file = self._writing.__enter__()
+        self._file.write(_npy_header(self.shape, self.dtype))
+        return self
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        if rows.shape[1:] != self.shape[1:] or self.rows_written + len(rows) > self.shape[0]:
+            raise ValueError(f"rows of shape {rows.shape} do not fit a cache of {self.shape}")
+        np.ascontiguousarray(rows, dtype=self.dtype).tofile(self._file)
+        self.rows_written += len(rows)
+
+    def finish(self, source_print: dict, request: ParseRequest, header: list[str], text_values: dict[str, list[str]]) -> None:
+        if self.rows_written != self.shape[0]:
+            raise ValueError(f"{self.rows_written} rows written to a cache of {self.shape[0]}")
+        meta = {"format": FORMAT, "nncli": __version__, "source": source_print, "request": request.to_json(),
+                "header": header, "text_values": text_values}
+        text = _json_bytes(meta)
+        self._file.write(text + len(text).to_bytes(8, "little") + MAGIC)
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._writing.__exit__(*exc)
+
+
+def _json_bytes(meta: dict) -> bytes:
+    import json
+
+    return json.dumps(meta, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
+    """A version 1.0 ``.npy`` header (magic, 2-byte length, dict literal) padded with spaces to
+    HEADER_BYTES, as NumPy pads its own headers to 64 bytes."""
+    text = repr({"descr": dtype.str, "fortran_order": False, "shape": shape}).encode("latin1")
+    prefix = np.lib.format.magic(1, 0)
+    padding = HEADER_BYTES - len(prefix) - 2 - len(text) - 1
+    if padding < 0:
+        raise ValueError(f"a .npy header for shape {shape} does not fit {HEADER_BYTES} bytes")
+    return prefix + (HEADER_BYTES - len(prefix) - 2).to_bytes(2, "little") + text + b" " * padding + b"\n"
+
+
+def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_chars: int) -> CachedTable:
+    """The cached table of a source with this fingerprint and request, mapped read-only and
+    checked (see the module's docstring), or :class:`CacheProblem`."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise NoCache() from None
+    except OSError as exc:
+        raise CacheProblem(f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        with open(path, "rb") as f:
+            meta, dtype, shape, offset = _layout(path, f, size, max_meta_chars)
+    except OSError as exc:
+        raise CacheProblem(f"cannot read it: {exc.strerror or exc}") from None
+    if meta.get("source") != source_print or meta.get("nncli") != __version__:
+        raise NoCache("the CSV file changed since the cache was written, or another nncli version wrote it")
+    if meta.get("request") != request.to_json():
+        raise CacheProblem("written for another reading of the file")
+    header, text_values = meta.get("header"), meta.get("text_values")
+    if not (isinstance(header, list) and all(isinstance(name, str) for name in header) and len(header) == shape[1]):
+        raise CacheProblem("its column names do not match its table")
+    if not (isinstance(text_values, dict) and set(text_values) == set(request.text_columns)
+            and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in text_values.values())):
+        raise CacheProblem("its text values do not match its request")
+    values = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape) if shape[0] else np.empty(shape, dtype)
+    _check_values(values, header, text_values)
+    return CachedTable(header, values, text_values)
+
+
+def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[dict, np.dtype, tuple[int, int], int]:
+    """The metadata, dtype, shape and data offset, once every size agrees with the file's."""
+    tail = len(MAGIC) + 8
+    if size < HEADER_BYTES + tail:
+        raise CacheProblem("too short to be a cache")
+    f.seek(size - tail)
+    trailer = f.read(tail)
+    if trailer[8:] != MAGIC:
+        raise CacheProblem("not an nncli cache (no trailer)")
+    meta_bytes = int.from_bytes(trailer[:8], "little")
+    if meta_bytes > min(max_meta_chars * 4, size):  # (UTF-8: at most 4 bytes a character)
+        raise CacheProblem(f"metadata of {meta_bytes:,} bytes")
+    f.seek(0)
+    try:
+        if np.lib.format.read_magic(f) != (1, 0):
+            raise CacheProblem("not a version 1.0 .npy table")
+        shape, fortran, descr = np.lib.format.read_array_header_1_0(f)
+    except ValueError as exc:
+        raise CacheProblem(f"not a .npy table ({exc})") from None
+    offset = f.tell()
+    if descr.str not in _DTYPES or fortran or len(shape) != 2 or offset != HEADER_BYTES:
+        raise CacheProblem(f"a table of {descr.str}, shape {shape}; expected 2-D float32 or float64 in C order")
+    data_bytes = shape[0] * shape[1] * descr.itemsize
+    if offset + data_bytes + meta_bytes + tail != size:
+        raise CacheProblem("its size does not match its header (truncated?)")
+    f.seek(offset + data_bytes)
+    try:
+        meta = parse_json(path, f.read(meta_bytes).decode("utf-8"), CacheProblem)
+    except UnicodeDecodeError:
+        raise CacheProblem("metadata is not UTF-8") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CacheProblem("another cache format")
+    return meta, _DTYPES[descr.str], shape, offset
+
+
+def _check_values(values: np.ndarray, header: list[str], text_values: dict[str, list[str]]) -> None:
+    """Every value finite and every text code one of its column's values, a block at a time."""
+    codes = {header.index(name): len(distinct) for name, distinct in text_values.items() if name in header}
+    for block in row_blocks(values):
+        if not np.isfinite(block).all():
+            raise CacheProblem("it holds values that are not finite (damaged)")
+        for column, count in codes.items():
+            column_codes = block[:, column]
+            if len(column_codes) and (column_codes.min() < 0 or column_codes.max() >= count or (column_codes % 1).any()):
+                raise CacheProblem("it holds text codes out of range (damaged)")
+
+
+def row_blocks(values: np.ndarray, block_bytes: int = CHECK_BLOCK_BYTES) -> Iterator[np.ndarray]:
+    rows = max(1, block_bytes // max(1, values.shape[1] * values.itemsize))
+    for start in range(0, len(values), rows):
+        yield values[start : start + rows]
