@@ -17,10 +17,11 @@ import numpy as np
 
 from nncli.budgets import human_bytes
 from nncli.config import Config, resolve_path
-from nncli.errors import NncliError, escaped
+from nncli.errors import DataError, NncliError, escaped
 from nncli.files.datacache import (
     SPARE_DISK_BYTES,
     CacheProblem,
+    CacheWriter,
     NoCache,
     ParseRequest,
     default_location,
@@ -30,7 +31,7 @@ from nncli.files.datacache import (
     write_cache,
 )
 from nncli.files.npz import meta_chars
-from nncli.tabular.source import CsvColumns, read_csv
+from nncli.tabular.source import CsvColumns, open_csv, read_csv
 
 CACHE_FROM_BYTES = 32 << 20  # the size from which polars parses too (nncli.tabular.fast.FAST_PATH_BYTES)
 
@@ -74,12 +75,52 @@ class ParseCache:
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
 
-    def _location(self, path: Path, request: ParseRequest) -> Path | None:
+    def on_disk(self, path: Path, text_columns=(), dtype=np.float64) -> CsvColumns:
+        """The CSV's table as a cache mapped read-only, for data bigger than memory: the cache
+        read (its values are checked as they are used), else written from the CSV streamed a
+        chunk at a time (a dry run writes it too: the file has to be read somewhere)."""
+        request = ParseRequest(tuple(text_columns), np.dtype(dtype).name)
+        location = self._location(path, request, required=True)
+        source_print = fingerprint(path)
+        try:
+            cached = read_cache(location, source_print, request, meta_chars(), check_values=False)
+        except CacheProblem as problem:
+            unusable = "" if isinstance(problem, NoCache) else str(problem)
+        else:
+            self.uses.append(CacheUse(str(path), str(location), "read"))
+            return CsvColumns(path, cached.header, cached.values, cached.text_values)
+        location.parent.mkdir(parents=True, exist_ok=True)
+        size = path.stat().st_size  # a float32 table of short integers is about the CSV's size
+        if not room_for(location, size):
+            raise DataError(f"{path}: training from disk needs its parse cache, about {human_bytes(size)}, and "
+                            f"{location.parent} has less free space; set data.cache to a folder with room")
+        stream_to_cache(path, location, source_print, request)
+        if fingerprint(path) != source_print:
+            raise DataError(f"{path}: the CSV file changed while it was read; run again")
+        ignored = f"parse cache {escaped(str(location))} ignored ({unusable}); the CSV file was parsed again" if unusable else ""
+        self.uses.append(CacheUse(str(path), str(location), "written", ignored))
+        cached = read_cache(location, source_print, request, meta_chars(), check_values=False)
+        return CsvColumns(path, cached.header, cached.values, cached.text_values)
+
+    def cached_bytes(self, path: Path, text_columns=(), dtype=np.float64) -> int | None:
+        """The size of the file's cache if there is one (unchecked: for an estimate)."""
+        try:
+            location = self._location(path, ParseRequest(tuple(text_columns), np.dtype(dtype).name))
+            return None if location is None else location.stat().st_size
+        except OSError:
+            return None
+
+    def _location(self, path: Path, request: ParseRequest, required: bool = False) -> Path | None:
+        """Where the file's cache is, or None for no cache; ``required``: data bigger than
+        memory, read from its cache whatever the file's size."""
         setting = self.config.data.cache
         if setting == "off":
+            if required:
+                raise self.config.error("data.cache", "is off, but training from disk (data.in_memory: false) reads the parse cache; "
+                                        "set data.cache: auto or a folder")
             return None
         if setting == "auto":
-            if path.stat().st_size < CACHE_FROM_BYTES:
+            if path.stat().st_size < CACHE_FROM_BYTES and not required:
                 return None
             folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nncli"
         else:
@@ -108,3 +149,44 @@ class ParseCache:
                 why = str(exc)
         warning = "; ".join(filter(None, [ignored, f"parse cache {shown} not written: {why}"]))
         return CacheUse(str(path), str(location), "not written", warning)
+
+
+STREAM_CHUNK_BYTES = 8 << 20  # CSV text parsed at a time when streaming a file into its cache
+
+
+class _Widen(Exception):
+    """A value that is not exactly a float32 turned up: the cache is written again in float64."""
+
+
+def stream_to_cache(path: Path, location: Path, source_print: dict, request: ParseRequest) -> None:
+    """Write the cache of a CSV file too big to parse whole, a chunk at a time: the same
+    table :func:`nncli.tabular.source.read_csv` would give (text cells coded in order of first
+    appearance; float32 when asked for and every value is exactly one — if one turns out not
+    to be, the file is streamed again into float64)."""
+    narrow = request.dtype == "float32"
+    try:
+        _stream(path, location, source_print, request, np.float32 if narrow else np.float64)
+    except _Widen:
+        _stream(path, location, source_print, request, np.float64)
+
+
+def _stream(path: Path, location: Path, source_print: dict, request: ParseRequest, dtype) -> None:
+    text_columns = list(request.text_columns)
+    with open_csv(path, STREAM_CHUNK_BYTES) as stream:
+        positions = [stream.positions[name] for name in text_columns]
+        seen: list[dict[str, int]] = [{} for _ in text_columns]
+        with CacheWriter(location, None, len(stream.header), dtype) as writer:
+            for chunk in stream.chunks(text_columns):
+                values = chunk.values
+                for column, name, codes in zip(positions, text_columns, seen):
+                    remap = np.array([codes.setdefault(text, len(codes)) for text in chunk.text[name]], dtype=np.float64)
+                    values[:, column] = remap[values[:, column].astype(np.intp)] if len(remap) else values[:, column]
+                if dtype == np.float32:
+                    narrowed = values.astype(np.float32)
+                    if not (narrowed == values).all():
+                        raise _Widen()
+                    values = narrowed
+                writer.write_rows(values)
+            if writer.rows_written == 0:
+                raise DataError(f"{path}: has a header but no data rows")
+            writer.finish(source_print, request, stream.header, {name: list(codes) for name, codes in zip(text_columns, seen)})

@@ -275,8 +275,12 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
     stored = checkpoint.meta["config"]
     if request.config is not None:
         config = load_config(request.config, overrides)
-        if config.seed is None:  # a config that draws its seed: the run drew the stored one
-            config = load_config(request.config, [f"seed={stored['seed']}", *overrides])
+        # What the run drew or decided for itself: a drawn seed, where the data was held.
+        pinned = [f"seed={stored['seed']}"] if config.seed is None else []
+        if config.data.in_memory == "auto":
+            pinned.append(f"data.in_memory={'true' if stored['data'].get('in_memory', True) else 'false'}")
+        if pinned:
+            config = load_config(request.config, [*pinned, *overrides])
     else:
         config = config_from_dict(checkpoint.config, ConfigSource(request.resume), overrides)
     check_config_before_loading(checkpoint, config)  # name changed keys before any data is read

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.commands.parse_cache import CacheUse, ParseCache
 from nncli.config import Config, check_network_budget, resolve_path
 from nncli.core.activations import get_activation
 from nncli.core.losses import Loss, get_loss
@@ -20,14 +21,16 @@ from nncli.core.model import TrainedModel, layer_table
 from nncli.core.monitor import minimizes
 from nncli.core.network import MLP
 from nncli.core.optimizers import Optimizer, get_optimizer
+from nncli.core.rows import in_memory
 from nncli.core.schedules import Schedule, get_schedule
 from nncli.core.trainer import EarlyStopping, EpochRecord, Trainer, TrainingPlan
 from nncli.errors import TrainingError
-from nncli.commands.parse_cache import CacheUse, ParseCache
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable
 from nncli.files.runfiles import config_yaml, finite_record, settled
-from nncli.tabular.dataset import TrainingData, load_training_data, preview
+from nncli.tabular.dataset import TrainingData, data_path, load_training_data, preview
+from nncli.tabular.outofcore import available_memory, load_training_data_on_disk
+from nncli.tabular.parse import read_header
 
 
 @dataclass
@@ -100,6 +103,7 @@ class TrainingRun:
         resolved["model"]["output_activation"] = self.network.activation_names[-1]
         data = resolved["data"]
         data["target"] = self.targets[0] if len(self.targets) == 1 else self.targets
+        data["in_memory"] = in_memory(self.data.X_train)  # as decided (auto), so a resume reads the same way
         for key in ("train", "validation"):
             if data[key] is not None:
                 data[key] = os.path.abspath(resolve_path(self.config, f"data.{key}", data[key]))
@@ -262,7 +266,10 @@ def prepare_training(config: Config, output: Path | None = None, writes: bool = 
         if reference.is_classification != config.is_classification:
             raise config.error("model.init_from", f"{init_from} is a {'classification' if reference.is_classification else 'regression'} model; the config's loss is {config.training.loss}")
     cache = ParseCache(config, writes)
-    data = load_training_data(config, rngs[SPLIT], reference, read=cache.read)
+    if _in_memory(config, cache):
+        data = load_training_data(config, rngs[SPLIT], reference, read=cache.read)
+    else:
+        data = load_training_data_on_disk(config, rngs[SPLIT], reference, open_table=cache.on_disk)
     _check_validation_rows(config, data)
     sizes = _layer_sizes(config, data)
     network = build_network(config, sizes, rngs[INIT])
@@ -270,6 +277,31 @@ def prepare_training(config: Config, output: Path | None = None, writes: bool = 
         _copy_weights(config, init_from, reference.network, network)
     return TrainingRun(config=config, seed=seed, data=data, network=network, rngs=rngs, output=output, init_from=init_from,
                        cache_uses=cache.uses)
+
+
+# A CSV parsed whole peaks at up to this many times its size in memory (polars' frame, the
+# table, the training copies); `data.in_memory: auto` reads from disk when that would not fit.
+PARSE_MEMORY_PER_CSV_BYTE = 5
+CACHED_MEMORY_PER_CACHE_BYTE = 2  # a cached table: mapped, plus the training rows taken from it
+
+
+def _in_memory(config: Config, cache: ParseCache) -> bool:
+    """`data.in_memory`; auto: in memory unless the data would not fit in the memory this
+    process may take (the machine's, its container's, its ulimit)."""
+    setting = config.data.in_memory
+    if setting != "auto":
+        return setting
+    if config.data.cache == "off":
+        return True
+    need = 0
+    for key in ("data.train", "data.validation"):
+        if getattr(config.data, key.split(".")[1]) is None:
+            continue
+        path = data_path(config, key)
+        targets = config.data.target_columns or read_header(path)[-1:]
+        cached = cache.cached_bytes(path, targets if config.is_classification else (), np.dtype(config.model.dtype))
+        need += CACHED_MEMORY_PER_CACHE_BYTE * cached if cached else PARSE_MEMORY_PER_CSV_BYTE * path.stat().st_size
+    return need <= available_memory()
 
 
 def _check_validation_rows(config: Config, data: TrainingData) -> None:

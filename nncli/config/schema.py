@@ -216,6 +216,9 @@ class DataConfig(Section):
     # The parse cache (docs/performance.md, "The parse cache"): auto = CSV files of 32 MiB or
     # more, cached in $XDG_CACHE_HOME/nncli; off; or a folder, for every file whatever its size.
     cache: Union[Literal["auto", "off"], NonEmptyPath] = "auto"
+    # Training data held in memory, or read from the parse cache a window at a time (data bigger
+    # than memory); auto: from disk when the CSV would not fit (docs/performance.md).
+    in_memory: Union[Literal["auto"], bool] = "auto"
 
     @property
     def target_columns(self) -> list[str] | None:

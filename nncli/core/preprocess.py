@@ -96,6 +96,65 @@ class Scaler:
         return cls(data["method"], np.asarray(data["offset"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
 
 
+class ScalerFit:
+    """:meth:`Scaler.fit` over rows that come a block at a time (data bigger than memory):
+    statistics in float64, blocks merged with Chan's pairwise formulas, so the result does not
+    depend on the block size beyond rounding."""
+
+    def __init__(self, method: str, columns: int):
+        if method not in ("standard", "minmax", "none"):
+            raise ValueError(f"unknown normalisation {method!r}")
+        self.method, self.rows = method, 0
+        self.mean, self.m2 = np.zeros(columns), np.zeros(columns)
+        self.low, self.high = np.full(columns, np.inf), np.full(columns, -np.inf)
+
+    def add(self, block: np.ndarray) -> None:
+        if not len(block) or self.method == "none":
+            return
+        values = np.asarray(block, dtype=np.float64)
+        if self.method == "minmax":
+            np.minimum(self.low, values.min(axis=0), out=self.low)
+            np.maximum(self.high, values.max(axis=0), out=self.high)
+            return
+        m = len(values)
+        mean = values.mean(axis=0)
+        m2 = ((values - mean) ** 2).sum(axis=0)
+        total = self.rows + m
+        delta = mean - self.mean
+        self.mean += delta * (m / total)
+        self.m2 += m2 + delta**2 * (self.rows * m / total)
+        self.rows = total
+
+    def scaler(self) -> Scaler:
+        columns = len(self.mean)
+        if self.method == "standard":
+            offset, scale = self.mean.copy(), np.sqrt(self.m2 / max(1, self.rows))
+        elif self.method == "minmax":
+            offset, scale = self.low.copy(), self.high - self.low
+        else:
+            offset, scale = np.zeros(columns), np.ones(columns)
+        return Scaler(self.method, offset, np.where(scale > 0, scale, 1.0))
+
+
+def chunked_permutation(n: int, block_rows: int, window_blocks: int, rng: np.random.Generator) -> np.ndarray:
+    """An epoch's row order for data read from disk: the blocks of ``block_rows`` consecutive
+    rows in a random order, then the rows of each run of ``window_blocks`` blocks shuffled
+    among themselves. A window's rows come from ``window_blocks`` blocks only, so it is read
+    with that many sequential reads; the price is a little less randomness than a full
+    permutation (two rows of one block always land in the same window). A last, shorter block
+    stays last, so that every window but the last holds exactly ``window_blocks`` whole blocks."""
+    blocks = -(-n // block_rows)
+    full = n // block_rows
+    block_order = np.concatenate([rng.permutation(full), np.arange(full, blocks)])
+    order = np.empty(n, dtype=np.intp)
+    position = 0
+    for first in range(0, blocks, window_blocks):
+        rows = np.concatenate([np.arange(b * block_rows, min((b + 1) * block_rows, n)) for b in block_order[first : first + window_blocks]])
+        order[position : position + len(rows)] = rows[rng.permutation(len(rows))]
+        position += len(rows)
+    return order
+
+
 # float64 working space of the scaler's blocks. Statistics take a block of columns (a strided
 # gather over every row: few wide blocks cost fewer passes over memory, 16 MiB measured 2×
 # faster than 1 MiB on 16,000 × 784); scaling takes a block of rows (contiguous: small blocks

@@ -20,6 +20,8 @@ from nncli.core.metrics import METRICS
 from nncli.core.monitor import Improvement, minimizes
 from nncli.core.network import MLP
 from nncli.core.optimizers import Optimizer
+from nncli.core.preprocess import chunked_permutation
+from nncli.core.rows import RowSource, in_memory
 from nncli.core.schedules import Schedule
 from nncli.errors import TrainingError
 
@@ -80,23 +82,32 @@ class TrainingPlan:
     loss: Loss
     optimizer: Optimizer
     schedule: Schedule
-    X: np.ndarray
+    X: np.ndarray | RowSource  # a RowSource: data bigger than memory, read from disk a window at a time
     Y: np.ndarray
     epochs: int
     batch_size: int
     metric: str  # "accuracy" or "r2"
     shuffle: bool = True
     sample_weights: Optional[np.ndarray] = None  # class weights, one per training row
-    validation: Optional[tuple[np.ndarray, np.ndarray]] = None
+    validation: Optional[tuple[np.ndarray | RowSource, np.ndarray]] = None
     clip_norm: Optional[float] = None
     early_stopping: Optional[EarlyStopping] = None
     schedule_monitor: Optional[str] = None  # reduce-on-plateau watches this
     checkpoint_every: int = 0
 
 
-def evaluate(network: MLP, loss: Loss, metric: str, X: np.ndarray, Y: np.ndarray) -> tuple[float, Optional[float]]:
-    output = network.forward(X)
-    return loss.value(output, Y), METRICS[metric][0](output, Y)
+def evaluate(network: MLP, loss: Loss, metric: str, X: np.ndarray | RowSource, Y: np.ndarray) -> tuple[float, Optional[float]]:
+    if in_memory(X):
+        output = network.forward(X)
+        return loss.value(output, Y), METRICS[metric][0](output, Y)
+    # Rows read a block at a time: the loss is the mean of the blocks' means weighted by their
+    # rows; the metric is accumulated as during an epoch.
+    total, running = 0.0, METRICS[metric][1](Y)
+    for first, rows in X.blocks():
+        output, targets = network.forward(rows), Y[first : first + len(rows)]
+        total += loss.value(output, targets) * len(rows)
+        running.update(output, targets)
+    return total / len(X), running.result()
 
 
 class EarlyStopper:
@@ -197,7 +208,12 @@ class Trainer:
         plan = self.plan
         plan.optimizer.learning_rate = plan.schedule.rate(self.epoch)
         n = len(plan.X)
-        self.order = self.shuffle_rng.permutation(n) if plan.shuffle else np.arange(n)
+        if not plan.shuffle:
+            self.order = np.arange(n)
+        elif in_memory(plan.X):
+            self.order = self.shuffle_rng.permutation(n)
+        else:  # rows read from disk: blocks in a random order, rows shuffled within windows of blocks
+            self.order = chunked_permutation(n, *plan.X.shuffle_blocks, self.shuffle_rng)
         self.loss_sum = 0.0
         self.running = METRICS[plan.metric][1](plan.Y)
         self.epoch_seconds = 0.0
@@ -215,8 +231,7 @@ class Trainer:
             if self.stop_requested:  # asked during the last batch: stop at this clean boundary
                 self.epoch_seconds += time.perf_counter() - started
                 raise StopRequested()
-            rows = self.order[self.batch * size : (self.batch + 1) * size]
-            X_batch, Y_batch, w_batch = self._gather(rows)
+            X_batch, Y_batch, w_batch = self._gather(self.batch * size, min(len(self.order), (self.batch + 1) * size))
             value, output = optimizer.minimize(network, plan.loss, X_batch, Y_batch, w_batch, dropout_rng, plan.clip_norm)
             if not np.isfinite(value):
                 raise TrainingError(
@@ -230,9 +245,9 @@ class Trainer:
         self.epoch_seconds += time.perf_counter() - started
         self._end_epoch(reporter)
 
-    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        """A batch's rows, copied into buffers reused for every batch (no allocation, and the
-        copy is still in cache when the first matrix product reads it)."""
+    def _gather(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """The rows ``order[start:stop]``, copied into buffers reused for every batch (no
+        allocation, and the copy is still in cache when the first matrix product reads it)."""
         plan = self.plan
         if self._batch_buffers is None:
             size = min(plan.batch_size, len(plan.X))  # a batch never holds more rows than the data
@@ -242,10 +257,13 @@ class Trainer:
                 None if plan.sample_weights is None else np.empty(size, plan.sample_weights.dtype),
             )
         X_buffer, Y_buffer, w_buffer = self._batch_buffers
-        m = len(rows)
+        rows, m = self.order[start:stop], stop - start
         # The rows come from a permutation of range(n), so no index can be out of range; with
         # mode="clip" NumPy also skips the temporary it otherwise fills before copying to `out`.
-        X = plan.X.take(rows, axis=0, out=X_buffer[:m], mode="clip")
+        if in_memory(plan.X):
+            X = plan.X.take(rows, axis=0, out=X_buffer[:m], mode="clip")
+        else:
+            X = plan.X.gather(self.order, start, stop, X_buffer[:m])
         Y = plan.Y.take(rows, axis=0, out=Y_buffer[:m], mode="clip")
         w = None if w_buffer is None else plan.sample_weights.take(rows, out=w_buffer[:m], mode="clip")
         return X, Y, w

@@ -49,7 +49,7 @@ DTYPES = ("float32", "float64", "int64")
 MAY_CHANGE = {("training", "epochs"), ("output",), ("data", "cache")}  # (the cache holds the same numbers)
 # Config keys added since checkpoints were first written, with the value every run before
 # them had: an older checkpoint's config gets them, so that it still resumes.
-ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01, ("data", "cache"): "auto"}
+ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01, ("data", "cache"): "auto", ("data", "in_memory"): True}
 NONFINITE = "nonfinite"  # {"nonfinite": "inf"|"-inf"|"nan"}: a float JSON cannot hold
 
 
@@ -363,7 +363,7 @@ def _comparable(config: dict, stored: dict) -> dict:
     layers, stored_layers = config["model"]["layers"], stored["model"]["layers"]
     if len(layers) == len(stored_layers):
         config["model"]["layers"] = [s if size == "auto" else size for size, s in zip(layers, stored_layers)]
-    for section, key in (("model", "output_activation"), ("data", "target")):
+    for section, key in (("model", "output_activation"), ("data", "target"), ("data", "in_memory")):
         if config[section][key] in ("auto", None):
             config[section][key] = stored[section][key]
     if config["seed"] is None:

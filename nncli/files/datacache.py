@@ -97,16 +97,18 @@ def room_for(path: Path, values_bytes: int) -> bool:
 def write_cache(path: Path, source_print: dict, request: ParseRequest, header: list[str], values: np.ndarray,
                 text_values: dict[str, list[str]]) -> None:
     """The table as a cache file, atomically (an existing cache is replaced whole)."""
-    with CacheWriter(path, values.shape, values.dtype) as writer:
+    with CacheWriter(path, len(values), values.shape[1], values.dtype) as writer:
         writer.write_rows(values)
         writer.finish(source_print, request, header, text_values)
 
 
 class CacheWriter:
-    """A cache written a block of rows at a time (the shape is known before the first row)."""
+    """A cache written a block of rows at a time; ``rows`` None: as many as come (the header
+    is then written last, over its placeholder)."""
 
-    def __init__(self, path: Path, shape: tuple[int, int], dtype):
-        self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype).newbyteorder("<")
+    def __init__(self, path: Path, rows: int | None, columns: int, dtype):
+        self.path, self.rows, self.columns = path, rows, columns
+        self.dtype = np.dtype(dtype).newbyteorder("<")
         self.rows_written = 0
         self._writing = None
         self._file: BinaryIO | None = None
@@ -114,18 +116,23 @@ class CacheWriter:
     def __enter__(self) -> "CacheWriter":
         self._writing = atomic_write(self.path)
         self._file = self._writing.__enter__()
-        self._file.write(_npy_header(self.shape, self.dtype))
+        self._file.write(_npy_header((self.rows or 0, self.columns), self.dtype))
         return self
 
     def write_rows(self, rows: np.ndarray) -> None:
-        if rows.shape[1:] != self.shape[1:] or self.rows_written + len(rows) > self.shape[0]:
-            raise ValueError(f"rows of shape {rows.shape} do not fit a cache of {self.shape}")
+        if rows.shape[1:] != (self.columns,) or (self.rows is not None and self.rows_written + len(rows) > self.rows):
+            raise ValueError(f"rows of shape {rows.shape} do not fit a cache of {self.rows} × {self.columns}")
         np.ascontiguousarray(rows, dtype=self.dtype).tofile(self._file)
         self.rows_written += len(rows)
 
     def finish(self, source_print: dict, request: ParseRequest, header: list[str], text_values: dict[str, list[str]]) -> None:
-        if self.rows_written != self.shape[0]:
-            raise ValueError(f"{self.rows_written} rows written to a cache of {self.shape[0]}")
+        if self.rows is None:
+            end = self._file.tell()
+            self._file.seek(0)
+            self._file.write(_npy_header((self.rows_written, self.columns), self.dtype))
+            self._file.seek(end)
+        elif self.rows_written != self.rows:
+            raise ValueError(f"{self.rows_written} rows written to a cache of {self.rows}")
         meta = {"format": FORMAT, "nncli": __version__, "source": source_print, "request": request.to_json(),
                 "header": header, "text_values": text_values}
         text = _json_bytes(meta)
@@ -152,9 +159,12 @@ def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
     return prefix + (HEADER_BYTES - len(prefix) - 2).to_bytes(2, "little") + text + b" " * padding + b"\n"
 
 
-def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_chars: int) -> CachedTable:
+def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_chars: int,
+               check_values: bool = True) -> CachedTable:
     """The cached table of a source with this fingerprint and request, mapped read-only and
-    checked (see the module's docstring), or :class:`CacheProblem`."""
+    checked (see the module's docstring), or :class:`CacheProblem`. ``check_values`` False:
+    the caller checks the values as it reads them (a table bigger than memory is not read
+    twice)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -176,8 +186,9 @@ def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_c
     if not (isinstance(text_values, dict) and set(text_values) == set(request.text_columns)
             and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in text_values.values())):
         raise CacheProblem("its text values do not match its request")
-    values = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape) if shape[0] else np.empty(shape, dtype)
-    _check_values(values, header, text_values)
+    values = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    if check_values:
+        _check_values(values, header, text_values)
     return CachedTable(header, values, text_values)
 
 
@@ -203,6 +214,8 @@ def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[di
     offset = f.tell()
     if descr.str not in _DTYPES or fortran or len(shape) != 2 or offset != HEADER_BYTES:
         raise CacheProblem(f"a table of {descr.str}, shape {shape}; expected 2-D float32 or float64 in C order")
+    if shape[0] < 1 or shape[1] < 1:
+        raise CacheProblem(f"a table of shape {shape}; nncli caches tables with rows")
     data_bytes = shape[0] * shape[1] * descr.itemsize
     if offset + data_bytes + meta_bytes + tail != size:
         raise CacheProblem("its size does not match its header (truncated?)")

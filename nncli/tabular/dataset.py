@@ -72,11 +72,11 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     # Memory: the table is read once in the model's dtype where that is exact, the training and
     # validation rows are taken from it once each (then it goes), and both are scaled in place.
     train_path = data_path(config, "data.train")
-    features, targets = _columns(config, train_path, reference)
+    features, targets = feature_target_columns(config, train_path, reference)
     table = _read_table(config, train_path, targets, read)
     classes = None
     if config.is_classification:
-        classes = reference.classes if reference is not None and reference.classes else _classes(config, table, targets[0])
+        classes = reference.classes if reference is not None and reference.classes else class_list(config, table, targets[0])
     rows = _rows(table, features, targets, classes)
     del table  # (the rows' views keep what they need)
     files = [train_path]
@@ -89,10 +89,10 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     if reference is not None:
         feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
     else:
-        feature_scaler = _scaler(train.X, config.data.normalize, features, train_path)
+        feature_scaler = checked_scaler(train.X, config.data.normalize, features, train_path)
         target_scaler = None
         if classes is None and config.data.normalize_target != "none":
-            target_scaler = _scaler(train.Y, config.data.normalize_target, targets, train_path)
+            target_scaler = checked_scaler(train.Y, config.data.normalize_target, targets, train_path)
     X_train, Y_train = _encoded(config, train, classes, feature_scaler, target_scaler, features, targets, train_path)
     X_val, Y_val = _encoded(config, validation, classes, feature_scaler, target_scaler, features, targets, train_path)
     return TrainingData(
@@ -109,7 +109,7 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     )
 
 
-def _columns(config: Config, path: Path, reference: TrainedModel | None) -> tuple[list[str], list[str]]:
+def feature_target_columns(config: Config, path: Path, reference: TrainedModel | None) -> tuple[list[str], list[str]]:
     """The feature and target columns: the target(s) the config names (else the last column),
     every other column as a feature (with `init_from`, the reference model's features)."""
     header = read_header(path)
@@ -140,16 +140,20 @@ def _validation_file(config: Config, path: Path, train_path: Path, features: lis
 
 
 def _split(config: Config, rows: _Rows, rng: np.random.Generator, path: Path) -> tuple[_Rows, _Rows]:
+    train_rows, val_rows = split_rows(config, len(rows.X), rows.codes, rng, path)
+    return rows.take(train_rows), rows.take(val_rows)
+
+
+def split_rows(config: Config, n: int, codes: np.ndarray | None, rng: np.random.Generator, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """`data.validation_split`: a shuffled share of the rows, stratified by class for
-    classification (every class with two or more rows on both sides)."""
-    n = len(rows.X)
+    classification (every class with two or more rows on both sides); row numbers of each part."""
     try:
-        train_rows, val_rows = split_indices(n, config.data.validation_split, rng, config.data.shuffle, rows.codes)
+        train_rows, val_rows = split_indices(n, config.data.validation_split, rng, config.data.shuffle, codes)
     except ValueError as exc:
         raise config.error("data.validation_split", f"{exc} ({path}); change the split or give data.validation") from None
     if len(train_rows) == 0:
         raise config.error("data.validation_split", f"leaves no training rows of the {n} in {path}")
-    return rows.take(train_rows), rows.take(val_rows)
+    return train_rows, val_rows
 
 
 def _encoded(config: Config, rows: _Rows, classes: list[str] | None, feature_scaler: Scaler, target_scaler: Scaler | None,
@@ -160,7 +164,7 @@ def _encoded(config: Config, rows: _Rows, classes: list[str] | None, feature_sca
     X = _scaled_features(rows, feature_scaler, dtype, features, path)
     if classes is not None:
         return X, class_targets(rows.codes, len(classes), LOSS_KINDS[config.training.loss], dtype)
-    return X, _scaled(rows.Y, target_scaler, dtype, targets, path)
+    return X, scaled_values(rows.Y, target_scaler, dtype, targets, path)
 
 
 def _reference_features(config: Config, path: Path, header: list[str], targets: list[str], reference: TrainedModel) -> list[str]:
@@ -177,7 +181,7 @@ def _reference_features(config: Config, path: Path, header: list[str], targets: 
     return list(reference.features)
 
 
-def _scaler(values: np.ndarray, method: str, names: list[str], path: Path) -> Scaler:
+def checked_scaler(values: np.ndarray, method: str, names: list[str], path: Path) -> Scaler:
     with np.errstate(over="ignore", invalid="ignore"):
         scaler = Scaler.fit(values, method)
     bad = ~(np.isfinite(scaler.offset) & np.isfinite(scaler.scale))
@@ -190,7 +194,7 @@ def _scaler(values: np.ndarray, method: str, names: list[str], path: Path) -> Sc
     return scaler
 
 
-def _scaled(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], path: Path) -> np.ndarray:
+def scaled_values(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], path: Path) -> np.ndarray:
     """Values normalised and cast to the training dtype, which must keep them finite."""
     with np.errstate(over="ignore", invalid="ignore"):
         result = values.astype(dtype) if scaler is None else scaler.transform(values, dtype)
@@ -269,7 +273,7 @@ def _read_table(config: Config, path: Path, targets: list[str], read: TableReade
         raise
 
 
-def _classes(config: Config, table: CsvColumns, target: str) -> list[str]:
+def class_list(config: Config, table: CsvColumns, target: str) -> list[str]:
     labels = list(dict.fromkeys(label.strip() for label in table.text_values[target]))
     check_class_count(len(labels), target, str(table.path))
     for label in labels:

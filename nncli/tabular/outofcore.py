@@ -1,0 +1,295 @@
+"""Training data bigger than memory: rows read from the parse cache a window at a time.
+
+The parsed table lies on disk (:mod:`nncli.files.datacache`, mapped as a ``np.memmap``). The
+map itself is never read through: a mapped page that has been read stays counted in the
+process's memory until the kernel needs it back, so the rows are read with plain positional
+reads into buffers of a fixed size instead. Memory then stays bounded whatever the row count:
+a window of scaled rows (``WINDOW_BYTES``), the blocks being read, and per training row only
+its target and its place in the epoch's order.
+
+An epoch's order comes from :func:`nncli.core.preprocess.chunked_permutation`: blocks of
+consecutive rows in a random order, rows shuffled within a window of blocks. A window is thus
+read as a few sequential reads, and a batch is a slice of the window.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from typing import Iterator
+
+import numpy as np
+
+from nncli.config import Config
+from nncli.core.model import TrainedModel
+from nncli.core.preprocess import Scaler, ScalerFit, class_targets
+from nncli.core.tasks import LOSS_KINDS
+from nncli.errors import DataError, quoted
+from nncli.tabular.dataset import (
+    TableReader,
+    TrainingData,
+    checked_scaler,
+    class_list,
+    data_path,
+    feature_target_columns,
+    scaled_values,
+    split_rows,
+)
+from nncli.tabular.labels import encode_labels
+from nncli.tabular.parse import lines_after_header, quoted_list
+from nncli.tabular.source import CsvColumns
+
+BLOCK_BYTES = 1 << 20  # rows read at a time (of the table as stored)
+WINDOW_BYTES = 32 << 20  # scaled rows held at a time (of the model's features)
+SPAN_BLOCKS = 4  # a read covers at most this many blocks' worth of rows, used or not
+
+
+class TableOnDisk:
+    """A parsed table in a cache file (its ``np.memmap``), read a few rows at a time."""
+
+    def __init__(self, values: np.memmap, name: str):
+        self.name = name  # the CSV file, for messages
+        self.shape, self.dtype = values.shape, values.dtype
+        self.row_bytes = values.shape[1] * values.dtype.itemsize
+        self.block_rows = max(1, BLOCK_BYTES // max(1, self.row_bytes))
+        self._path, self._offset = values.filename, values.offset
+        self._span: np.ndarray | None = None  # the read buffer, reused
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, first: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``first … first + count - 1``, every column, as stored."""
+        out = np.empty((count, self.shape[1]), self.dtype) if out is None else out[:count]
+        # (opened per read, ~10 µs against a block's ~1 MiB: no file left open between reads)
+        with open(self._path, "rb") as f:
+            f.seek(self._offset + first * self.row_bytes)
+            if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise DataError(f"{self._path}: the parse cache of {self.name} ended early (changed while training?)")
+        return out
+
+    def rows(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(position in ``rows``, the rows there) for sorted ``rows``: read in spans of at most
+        ``SPAN_BLOCKS`` blocks, a span's unused rows skipped over."""
+        span_rows = SPAN_BLOCKS * self.block_rows
+        if self._span is None:
+            self._span = np.empty((min(span_rows, len(self)), self.shape[1]), self.dtype)
+        buffer, position = self._span, 0
+        while position < len(rows):
+            first = int(rows[position])
+            end = int(np.searchsorted(rows, first + span_rows, side="left"))
+            span = self.read(first, int(rows[end - 1]) - first + 1, buffer)
+            if not np.isfinite(span).all():  # (a cache is checked as it is read, never trusted)
+                raise DataError(f"{self._path}: the parse cache of {self.name} holds values that are not finite "
+                                "(damaged); delete it or set data.cache: off")
+            yield position, span[rows[position:end] - first]
+            position = end
+
+    def columns(self, columns: list[int], rows: np.ndarray | None = None) -> np.ndarray:
+        """Some columns of some (sorted) rows, or of every row: the targets, for instance."""
+        rows = np.arange(len(self)) if rows is None else rows
+        out = np.empty((len(rows), len(columns)), self.dtype)
+        for position, block in self.rows(rows):
+            out[position : position + len(block)] = block[:, columns]
+        return out
+
+
+class MappedRows:
+    """Some rows of a :class:`TableOnDisk` (sorted row numbers), their feature columns scaled
+    into the model's dtype as they are read: the trainer's :class:`nncli.core.rows.RowSource`."""
+
+    def __init__(self, table: TableOnDisk, rows: np.ndarray, columns: list[int], names: list[str],
+                 scaler: Scaler, dtype, batch_size: int):
+        self.table, self.rows, self.columns, self.names, self.scaler = table, rows, columns, names, scaler
+        self.dtype = np.dtype(dtype)
+        self.shape = (len(rows), len(columns))
+        self.block_rows = table.block_rows
+        row_bytes = max(1, len(columns) * self.dtype.itemsize)
+        window_blocks = max(1, WINDOW_BYTES // row_bytes // self.block_rows, -(-batch_size // self.block_rows))
+        self.shuffle_blocks = (self.block_rows, window_blocks)
+        self.window_rows = self.block_rows * window_blocks
+        self._window = np.empty((min(self.window_rows, len(rows)), len(columns)), self.dtype)
+        self._window_at: int | None = None  # the window held, and the order it was loaded for
+        self._order: np.ndarray | None = None  # (held, so that a new epoch's order is never mistaken for it)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def gather(self, order: np.ndarray, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        filled = 0
+        while start < stop:
+            window = start // self.window_rows
+            if window != self._window_at or order is not self._order:
+                self._load(order, window)
+            first = window * self.window_rows
+            end = min(stop, first + self.window_rows)
+            out[filled : filled + end - start] = self._window[start - first : end - first]
+            filled += end - start
+            start = end
+        return out[:filled]
+
+    def _load(self, order: np.ndarray, window: int) -> None:
+        """The window's rows, in the order's sequence: each block of rows it draws from is read
+        once (a window of a chunked permutation draws from `window_blocks` blocks)."""
+        positions = order[window * self.window_rows : (window + 1) * self.window_rows]
+        blocks = positions // self.block_rows
+        by_block = np.argsort(blocks, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(blocks[by_block]) != 0])
+        for begin, end in zip(starts, np.r_[starts[1:], len(by_block)]):
+            slots = by_block[begin:end]
+            block = int(blocks[slots[0]])
+            scaled = self._scaled(block * self.block_rows, min(len(self), (block + 1) * self.block_rows))
+            self._window[slots] = scaled[positions[slots] - block * self.block_rows]
+        self._window_at, self._order = window, order
+
+    def _scaled(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start … stop - 1`` (of this subset), feature columns, scaled and checked."""
+        out = np.empty((stop - start, len(self.columns)), self.dtype)
+        for position, block in self.table.rows(self.rows[start:stop]):
+            values = block[:, self.columns]
+            part = out[position : position + len(values)]
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.scaler.transform_into(values, part)
+            if not np.isfinite(part).all():
+                column = int(np.argmax(~np.isfinite(part).all(axis=0)))
+                advice = "normalise it" + ("" if self.dtype == np.float64 else " or use model.dtype: float64")
+                raise DataError(f"{self.table.name}: column {quoted(self.names[column])} holds values too large for "
+                                f"{self.dtype.name} once normalised; {advice}")
+        return out
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        step = len(self._window) or 1
+        for start in range(0, len(self), step):
+            yield start, self._scaled(start, min(len(self), start + step))
+
+
+def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None,
+                               open_table: TableReader) -> TrainingData:
+    """:func:`nncli.tabular.dataset.load_training_data` for data bigger than memory: the same
+    checks, split and scaling (statistics gathered a block at a time), but the features stay
+    on disk (:class:`MappedRows`); only the targets are held, one row per training row.
+    ``open_table(path, text_columns, dtype)`` gives the CSV's table as a parse cache mapped."""
+    train_path = data_path(config, "data.train")
+    features, targets = feature_target_columns(config, train_path, reference)
+    dtype = np.dtype(config.model.dtype)
+    text_columns = targets if config.is_classification else []
+    table = open_table(train_path, text_columns, dtype)
+    classes = None
+    if config.is_classification:
+        classes = reference.classes if reference is not None and reference.classes else class_list(config, table, targets[0])
+    on_disk = TableOnDisk(table.values, str(train_path))
+    target_values = on_disk.columns([table.positions[name] for name in targets])
+    codes = _codes(table, target_values[:, 0], targets[0], classes) if classes is not None else None
+    files = [train_path]
+    if config.data.validation is not None:
+        files.append(data_path(config, "data.validation"))
+        validation = open_table(files[1], text_columns, dtype)
+        missing = [name for name in features + targets if name not in validation.positions]
+        if missing:
+            raise DataError(f"{files[1]}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
+        val_disk = TableOnDisk(validation.values, str(files[1]))
+        val_targets = val_disk.columns([validation.positions[name] for name in targets])
+        val_codes = _codes(validation, val_targets[:, 0], targets[0], classes) if classes is not None else None
+        train_rows, val_rows = np.arange(len(on_disk)), np.arange(len(val_disk))
+    else:
+        train_rows, val_rows = (np.sort(part) for part in split_rows(config, len(on_disk), codes, split_rng, train_path))
+        val_disk, val_targets, val_codes, validation = on_disk, target_values[val_rows], None if codes is None else codes[val_rows], table
+        target_values, codes = target_values[train_rows], None if codes is None else codes[train_rows]
+    feature_columns = [table.positions[name] for name in features]
+    if reference is not None:
+        feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
+    else:
+        feature_scaler = fit_scaler(on_disk, train_rows, feature_columns, config.data.normalize)
+        target_scaler = None
+        if classes is None and config.data.normalize_target != "none":
+            target_scaler = checked_scaler(target_values, config.data.normalize_target, targets, train_path)
+    batch = config.training.batch_size
+    X_train = MappedRows(on_disk, train_rows, feature_columns, features, feature_scaler, dtype, batch)
+    X_val = MappedRows(val_disk, val_rows, [validation.positions[name] for name in features], features, feature_scaler, dtype, batch)
+    if classes is not None:
+        kind = LOSS_KINDS[config.training.loss]
+        Y_train, Y_val = (class_targets(c, len(classes), kind, dtype) for c in (codes, val_codes))
+    else:
+        Y_train, Y_val = (scaled_values(values, target_scaler, dtype, targets, train_path) for values in (target_values, val_targets))
+    return TrainingData(
+        features=features, targets=targets, classes=classes, X_train=X_train, Y_train=Y_train, train_codes=codes,
+        validation=(X_val, Y_val) if len(X_val) else None, feature_scaler=feature_scaler, target_scaler=target_scaler,
+        files=files,
+    )
+
+
+def _codes(table: CsvColumns, column: np.ndarray, target: str, classes: list[str]) -> np.ndarray:
+    """The class index of every row, from the label codes read off the table (checked: the
+    table is a cache, which is never trusted)."""
+    count = len(table.text_values[target])
+    if len(column) and (not np.isfinite(column).all() or column.min() < 0 or column.max() >= count or (column % 1).any()):
+        raise DataError(f"{table.path}: its parse cache holds label codes out of range (damaged); "
+                        "delete it or set data.cache: off")
+    return encode_labels(column, table.text_values[target], classes, column=target, name=str(table.path),
+                         lines=lines_after_header(table.path), header=table.header)
+
+
+def fit_scaler(table: TableOnDisk, rows: np.ndarray, columns: list[int], method: str) -> Scaler:
+    """:meth:`Scaler.fit` of some columns over some (sorted) rows, a block at a time."""
+    fit = ScalerFit(method, len(columns))
+    if method != "none":
+        for _, block in table.rows(rows):
+            fit.add(block[:, columns])
+    return fit.scaler()
+
+
+def available_memory() -> int:
+    """Bytes this process may still take: the least of the machine's available memory, its
+    control group's limit (a container, a CI job) and its address-space limit (``ulimit -v``)."""
+    limits = [_meminfo_available()]
+    limits.append(_cgroup_room())
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft - _vm_size())
+    return max(0, min(limit for limit in limits if limit is not None))
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """Room left under this process's memory control group limit (v2, else v1), if any."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    for hierarchy, controllers, path in entries:
+        if hierarchy == "0":
+            limit, usage = _read_int(f"/sys/fs/cgroup{path}/memory.max"), _read_int(f"/sys/fs/cgroup{path}/memory.current")
+        elif "memory" in controllers.split(","):
+            base = f"/sys/fs/cgroup/memory{path}"
+            limit, usage = _read_int(f"{base}/memory.limit_in_bytes"), _read_int(f"{base}/memory.usage_in_bytes")
+        else:
+            continue
+        if limit is not None and usage is not None and limit < 1 << 60:
+            return limit - usage
+    return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None  # "max", or no such file
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
