@@ -112,6 +112,9 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (config, history, metrics) and nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (errors still go to stderr)."),
     log_every: int = typer.Option(1, "--log-every", min=1, help="Print every N-th epoch (the last is always printed)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, max=1024, metavar="N", help="BLAS threads for every matrix product (default: NNCLI_THREADS, else one thread for small products and all cores for large ones)."
+    ),
 ) -> None:
     """Train a network from a YAML config and save it as an .npz model file.
 
@@ -128,7 +131,10 @@ def train(
             return _print_config(request, as_json)
         if dry_run:
             return _dry_run(request, as_json)
-        _train(request, as_json, quiet, log_every)
+        from nncli.commands.threads import blas_threads
+
+        with blas_threads(threads):
+            _train(request, as_json, quiet, log_every)
 
 
 def _train(request, as_json: bool, quiet: bool, log_every: int) -> None:
@@ -196,6 +202,9 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the CSV to this file (atomically) instead of stdout."),
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
     keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated (e.g. id,name); repeatable."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, max=1024, metavar="N", help="BLAS threads for every matrix product (default: NNCLI_THREADS, else one thread for small products and all cores for large ones)."
+    ),
 ) -> None:
     """Apply a model to CSV rows: a CSV of predictions out (streamed, so any size of input works).
 
@@ -205,8 +214,9 @@ def predict(
     """
     with user_errors():
         from nncli.commands.predict import predict as predict_rows
+        from nncli.commands.threads import blas_threads
 
-        with _utf8_stdout() as stdout:
+        with _utf8_stdout() as stdout, blas_threads(threads):
             predict_rows(model, data, output, _split_names(keep), proba, stdout)
 
 
@@ -235,6 +245,9 @@ def evaluate(
     fail_over: List[str] = typer.Option(
         [], "--fail-over", metavar="METRIC=VALUE", help="Exit 1 if a lower-is-better metric (loss, mse, mae, or mse_<target> …) is above VALUE; repeatable."
     ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, max=1024, metavar="N", help="BLAS threads for every matrix product (default: NNCLI_THREADS, else one thread for small products and all cores for large ones)."
+    ),
 ) -> None:
     """Measure a model on labelled data: loss, accuracy, per-class scores and confusion matrix (or MSE, MAE, R²).
 
@@ -242,8 +255,10 @@ def evaluate(
     """
     with user_errors():
         from nncli.commands.evaluate import evaluate as evaluate_model
+        from nncli.commands.threads import blas_threads
 
-        result = evaluate_model(model, data, fail_under, fail_over)
+        with blas_threads(threads):
+            result = evaluate_model(model, data, fail_under, fail_over)
         if as_json:
             print(json.dumps(result.to_json(), indent=2, allow_nan=False))
         else:

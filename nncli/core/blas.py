@@ -36,9 +36,10 @@ FUSE_FROM_ELEMENTS = 16384
 _SYMBOLS = {np.dtype(np.float32): "scipy_cblas_sgemm64_", np.dtype(np.float64): "scipy_cblas_dgemm64_"}
 
 
-def _bundled_openblas() -> list[str]:
+def bundled_openblas() -> list[str]:
     """Paths of the OpenBLAS shipped inside NumPy's wheel (Linux/Windows: numpy.libs,
-    macOS: numpy/.dylibs). ctypes then opens the copy already loaded, not a second one."""
+    macOS: numpy/.dylibs). ctypes then opens the copy already loaded, not a second one (and
+    core/threads.py steers the thread count of that same copy)."""
     package = os.path.dirname(np.__file__)
     patterns = [os.path.join(package, os.pardir, "numpy.libs", "libscipy_openblas64_*"),
                 os.path.join(package, ".dylibs", "libscipy_openblas64_*")]
@@ -51,7 +52,7 @@ def _gemm(dtype: np.dtype):
     if os.environ.get("NNCLI_BLAS", "").strip().lower() == "numpy" or dtype not in _SYMBOLS:
         return None
     scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
-    for path in _bundled_openblas():
+    for path in bundled_openblas():
         try:
             function = getattr(ctypes.CDLL(path), _SYMBOLS[dtype])
         except (OSError, AttributeError):

@@ -11,6 +11,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from nncli.core import threads
 from nncli.core.activations import Activation, get_activation
 from nncli.core.init import get_initialiser
 from nncli.core.losses import Loss, output_delta
@@ -138,6 +139,7 @@ class MLP:
         # faults for large layers) per batch. Predictions get fresh arrays the caller may keep.
         buffers = self._buffers(len(X)) if keep else None
         for layer, (W, b, activation) in enumerate(zip(self.weights, self.biases, self.activations)):
+            threads.for_product(len(a), *W.shape)  # each product gets the BLAS threads its size pays for
             z = np.matmul(a, W, out=buffers.z[layer]) if buffers else a @ W
             if b is not None:
                 z += b
@@ -174,10 +176,12 @@ class MLP:
                 np.add.reduce(delta, axis=0, out=gb)  # the ufunc itself: no Python wrapper per batch
             upstream = None
             if layer > 0:  # the input layer needs no gradient
+                threads.for_product(len(delta), W.shape[1], W.shape[0])
                 upstream = np.matmul(delta, W.T, out=self._buffers(len(delta)).upstream[layer - 1])
             if layer_step is not None:
                 layer_step(W, b, inputs[layer], delta, gb)
             else:
+                threads.for_product(W.shape[0], len(delta), W.shape[1])
                 np.matmul(inputs[layer].T, delta, out=gW)
             if upstream is not None:
                 if masks[layer - 1] is not None:

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from nncli.core import threads
 from nncli.core.blas import add_transposed_product
 from nncli.core.losses import Loss
 from nncli.core.network import MLP, LayerStep
@@ -137,6 +138,7 @@ class _DescendInBackprop:
         self.delta_scale = learning_rate
 
     def __call__(self, W, b, A, delta, bias_gradient) -> None:
+        threads.for_product(W.shape[0], len(delta), W.shape[1])  # Aᵀ·δ: (fan_in × batch)·(batch × fan_out)
         add_transposed_product(W, A, delta, -1.0)
         if b is not None:
             b -= bias_gradient
