@@ -61,6 +61,28 @@ class _Rows:
     def take(self, rows: np.ndarray) -> "_Rows":
         return _Rows(self.X[rows], None if self.Y is None else self.Y[rows], None if self.codes is None else self.codes[rows], True)
 
+    def keep(self, rows: np.ndarray) -> "_Rows":
+        """:meth:`take` of sorted ``rows``, written over the table X is a view of when the
+        table is ours to write: the training rows need no second copy of the table. (Row i
+        goes where the table's row ``rows[i] ≥ i`` began, so a block is read before anything
+        it holds is overwritten.) The targets are taken first; the table is spent after."""
+        table = self.X if self.X.base is None else self.X.base
+        itemsize = self.X.itemsize
+        in_place = (type(table) is np.ndarray and table.ndim == 2 and table.flags.c_contiguous and table.flags.writeable
+                    and table.dtype == self.X.dtype and self.X.strides == (table.strides[0], itemsize))
+        if not in_place:
+            return self.take(rows)
+        Y, codes = None if self.Y is None else self.Y[rows], None if self.codes is None else self.codes[rows]
+        width = self.X.shape[1]
+        out = table.reshape(-1)[: len(rows) * width].reshape(len(rows), width)
+        step = max(1, KEEP_BLOCK_BYTES // max(1, width * itemsize))
+        for start in range(0, len(rows), step):
+            out[start : start + step] = self.X[rows[start : start + step]]
+        return _Rows(out, Y, codes, True)
+
+
+KEEP_BLOCK_BYTES = 1 << 20
+
 
 TableReader = Callable[..., CsvColumns]  # read_csv's signature: (path, text_columns, dtype)
 
@@ -141,7 +163,9 @@ def _validation_file(config: Config, path: Path, train_path: Path, features: lis
 
 def _split(config: Config, rows: _Rows, rng: np.random.Generator, path: Path) -> tuple[_Rows, _Rows]:
     train_rows, val_rows = split_rows(config, len(rows.X), rows.codes, rng, path)
-    return rows.take(train_rows), rows.take(val_rows)
+    validation = rows.take(val_rows)
+    # The training rows in file order (the epochs shuffle them anyway), over the table itself.
+    return rows.keep(np.sort(train_rows)), validation
 
 
 def split_rows(config: Config, n: int, codes: np.ndarray | None, rng: np.random.Generator, path: Path) -> tuple[np.ndarray, np.ndarray]:
