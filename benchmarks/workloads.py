@@ -413,7 +413,7 @@ def _cache_read_over_parse(data: Path, cache: Path, rounds: int) -> float:
     from nncli.files.datacache import ParseRequest, fingerprint, read_cache
     from nncli.tabular.source import read_csv
 
-    [location] = cache.glob("*.nncli-cache")
+    [location] = cache.glob(f"{data.stem}-*.nncli-cache")
     request = ParseRequest(("label",), "float32")
 
     def load():

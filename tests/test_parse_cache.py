@@ -181,3 +181,26 @@ def test_a_cache_of_another_request_is_not_read(labelled, tmp_path):
     request = datacache.ParseRequest((), "float32")
     with pytest.raises(datacache.CacheProblem, match="another reading"):
         datacache.read_cache(cache, datacache.fingerprint(csv), request, 1 << 20)
+
+
+def test_a_link_at_the_caches_name_is_replaced_not_followed(labelled, tmp_path):
+    csv, config = labelled
+    _train(config, tmp_path / "a.npz")
+    cache = _cache_file(config)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cache.unlink()
+    cache.symlink_to(victim)
+    document, stderr = _train(config, tmp_path / "b.npz")
+    assert victim.read_text() == "precious" and not cache.is_symlink()
+    assert np.load(cache).shape == (300, 4)
+
+
+def test_a_fifo_at_the_caches_name_is_ignored_not_opened(labelled, tmp_path):
+    csv, config = labelled
+    _train(config, tmp_path / "a.npz")
+    cache = _cache_file(config)
+    cache.unlink()
+    os.mkfifo(cache)
+    document, stderr = _train(config, tmp_path / "b.npz")
+    assert "not a regular file" in stderr and [use["outcome"] for use in document["data_cache"]] == ["written"]

@@ -19,7 +19,9 @@ the CSV again. Nothing here is unpickled: ``.npy`` headers are read by NumPy's l
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -83,7 +85,8 @@ def default_location(source: Path, request: ParseRequest, folder: Path) -> Path:
     """The cache file of ``source`` in ``folder``: one per source path and request, so a
     changed source replaces its cache instead of adding one."""
     key = hashlib.sha256(repr((str(source.resolve()), request.to_json())).encode()).hexdigest()[:16]
-    return folder / f"{source.stem[:60]}-{key}.nncli-cache"
+    stem = os.fsencode(source.stem)[:100].decode(errors="ignore") or "data"  # (names: at most 255 bytes)
+    return folder / f"{stem}-{key}.nncli-cache"
 
 
 def room_for(path: Path, values_bytes: int) -> bool:
@@ -114,6 +117,10 @@ class CacheWriter:
         self._file: BinaryIO | None = None
 
     def __enter__(self) -> "CacheWriter":
+        # A cache replaces whatever else is at its name — a link (never the file it points to),
+        # a FIFO or a device (atomic_write would write into those, as into -o /dev/stdout).
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            self.path.unlink()
         self._writing = atomic_write(self.path)
         self._file = self._writing.__enter__()
         self._file.write(_npy_header((self.rows or 0, self.columns), self.dtype))
@@ -166,11 +173,14 @@ def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_c
     the caller checks the values as it reads them (a table bigger than memory is not read
     twice)."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except FileNotFoundError:
         raise NoCache() from None
     except OSError as exc:
         raise CacheProblem(f"cannot read it: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open, a device never end
+        raise CacheProblem("not a regular file")
+    size = info.st_size
     try:
         with open(path, "rb") as f:
             meta, dtype, shape, offset = _layout(path, f, size, max_meta_chars)
