@@ -85,11 +85,11 @@ class TrainedModel:
         A value the dtype cannot hold is an error: :class:`FeatureOverflow` for an input,
         :class:`NetworkOverflow` inside the network.
         """
+        X = np.empty(X_raw.shape, dtype=self.network.dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            X = self.feature_scaler.transform(X_raw, self.network.dtype)
-        finite = np.isfinite(X)
-        if not finite.all():
-            row, column = (int(i) for i in np.argwhere(~finite)[0])
+            self.feature_scaler.transform_into(X_raw, X)  # (in cache-sized blocks: no full-size temporaries)
+        if not np.isfinite(X).all():
+            row, column = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
             raise FeatureOverflow(row, column)
         step = self.rows_per_pass
         if len(X) <= step:
