@@ -1,12 +1,14 @@
 """The BLAS thread setting a command runs with: ``--threads N``, else ``NNCLI_THREADS``, else
-automatic (core/threads.py chooses per matrix product). Read here because core/ reads nothing
-from the environment, and cli.py may not reach core/ itself (tests/test_architecture.py)."""
+automatic (core/threads.py chooses per matrix product, and by how many cores other processes
+leave free: :class:`IdleCores`). Read here because core/ reads nothing from the environment or
+the machine, and cli.py may not reach core/ itself (tests/test_architecture.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Optional
+import time
+from typing import Iterator, NamedTuple, Optional
 
 from nncli.core import threads
 from nncli.errors import UsageError
@@ -35,5 +37,64 @@ def thread_setting(option: Optional[int]) -> Optional[int]:
 @contextlib.contextmanager
 def blas_threads(option: Optional[int]) -> Iterator[None]:
     """Run the block under the user's thread setting; the BLAS is left as it was afterwards."""
-    with threads.configured(thread_setting(option)):
+    setting = thread_setting(option)
+    with threads.configured(setting, IdleCores() if setting is None else None):
         yield
+
+
+class CpuTimes(NamedTuple):
+    """One reading: when, the busy seconds of the cores this process may run on (all processes
+    together, since boot), and this process's own CPU seconds."""
+
+    wall: float
+    busy: float
+    own: float
+
+
+def free_cores(before: CpuTimes, after: CpuTimes, cores: int) -> Optional[float]:
+    """Cores that processes other than this one left idle between two readings: ``cores`` less
+    the busy time not spent by this process, per second. (This process's own threads do not
+    count: it is the load of the others that makes a second BLAS thread wait for a core.)"""
+    elapsed = after.wall - before.wall
+    if elapsed <= 0:
+        return None
+    others = max(0.0, (after.busy - before.busy) - (after.own - before.own)) / elapsed
+    return max(0.0, cores - others)
+
+
+class IdleCores:
+    """:func:`free_cores` since the previous call (the first: since construction), from Linux's
+    ``/proc/stat``, over the cores this process may run on (``sched_getaffinity``: a taskset or
+    a container's cpuset, not a CPU quota). Returns None where there is no /proc/stat (macOS,
+    Windows): auto then chooses by size alone. A reading costs tens of microseconds;
+    core/threads.py takes one at most once a second."""
+
+    def __init__(self):
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self.cores = len(cpus)
+        self.names = {f"cpu{cpu}".encode() for cpu in cpus}
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.last = self.read()
+
+    def read(self) -> Optional[CpuTimes]:
+        try:
+            with open("/proc/stat", "rb") as stat:
+                lines = stat.read().splitlines()
+        except OSError:
+            return None
+        busy = 0
+        for line in lines:
+            fields = line.split()
+            if fields and fields[0] in self.names:
+                # user nice system idle iowait irq softirq steal (guest time is inside user):
+                # all but idle and iowait is a core taken — steal too, by another virtual machine.
+                ticks = [int(value) for value in fields[1:9]]
+                busy += sum(ticks) - ticks[3] - ticks[4]
+        return CpuTimes(time.monotonic(), busy / self.tick, time.process_time())
+
+    def __call__(self) -> Optional[float]:
+        now = self.read()
+        before, self.last = self.last, now
+        if before is None or now is None or not self.cores:
+            return None
+        return free_cores(before, now, self.cores)

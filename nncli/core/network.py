@@ -13,6 +13,7 @@ import numpy as np
 
 from nncli.core import threads
 from nncli.core.activations import Activation, get_activation
+from nncli.core.blas import gemm_into
 from nncli.core.init import get_initialiser
 from nncli.core.losses import Loss, output_delta
 
@@ -139,8 +140,9 @@ class MLP:
         # faults for large layers) per batch. Predictions get fresh arrays the caller may keep.
         buffers = self._buffers(len(X)) if keep else None
         for layer, (W, b, activation) in enumerate(zip(self.weights, self.biases, self.activations)):
-            threads.for_product(len(a), *W.shape)  # each product gets the BLAS threads its size pays for
-            z = np.matmul(a, W, out=buffers.z[layer]) if buffers else a @ W
+            out = buffers.z[layer] if buffers else np.empty((len(a), W.shape[1]), np.result_type(a, W))
+            threads.for_product(len(a), *W.shape, out.dtype)  # each product gets the BLAS threads its size pays for
+            z = gemm_into(out, a, W)  # rounded the same on any thread count (core/blas.py)
             if b is not None:
                 z += b
             a = activation.forward(z)  # may reuse z's memory: z is ours
@@ -176,13 +178,13 @@ class MLP:
                 np.add.reduce(delta, axis=0, out=gb)  # the ufunc itself: no Python wrapper per batch
             upstream = None
             if layer > 0:  # the input layer needs no gradient
-                threads.for_product(len(delta), W.shape[1], W.shape[0])
-                upstream = np.matmul(delta, W.T, out=self._buffers(len(delta)).upstream[layer - 1])
+                threads.for_product(len(delta), W.shape[1], W.shape[0], W.dtype)
+                upstream = gemm_into(self._buffers(len(delta)).upstream[layer - 1], delta, W.T)
             if layer_step is not None:
                 layer_step(W, b, inputs[layer], delta, gb)
             else:
-                threads.for_product(W.shape[0], len(delta), W.shape[1])
-                np.matmul(inputs[layer].T, delta, out=gW)
+                threads.for_product(W.shape[0], len(delta), W.shape[1], W.dtype)
+                gemm_into(gW, inputs[layer].T, delta)
             if upstream is not None:
                 if masks[layer - 1] is not None:
                     upstream *= masks[layer - 1]

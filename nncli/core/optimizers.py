@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nncli.core import threads
-from nncli.core.blas import add_transposed_product
+from nncli.core.blas import gemm_into
 from nncli.core.losses import Loss
 from nncli.core.network import MLP, LayerStep
 
@@ -138,8 +138,8 @@ class _DescendInBackprop:
         self.delta_scale = learning_rate
 
     def __call__(self, W, b, A, delta, bias_gradient) -> None:
-        threads.for_product(W.shape[0], len(delta), W.shape[1])  # Aᵀ·δ: (fan_in × batch)·(batch × fan_out)
-        add_transposed_product(W, A, delta, -1.0)
+        threads.for_product(W.shape[0], len(delta), W.shape[1], W.dtype)  # Aᵀ·δ: (fan_in × batch)·(batch × fan_out)
+        gemm_into(W, A.T, delta, alpha=-1.0, beta=1)
         if b is not None:
             b -= bias_gradient
 
@@ -220,7 +220,9 @@ def get_optimizer(name: str, **params) -> Optimizer:
 def clip_by_global_norm(gradients: Arrays, max_norm: float) -> float:
     """Scale all gradients together so their joint L2 norm is at most ``max_norm``; returns the
     norm before clipping. The direction of the step is kept, only its length is capped."""
-    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in gradients)))
+    # einsum, not np.vdot: BLAS's dot splits a long float64 vector between threads, which
+    # rounds the sum differently on 1 and 2 (and the same config must give the same weights).
+    norm = float(np.sqrt(sum(float(np.einsum("i,i->", g.ravel(), g.ravel())) for g in gradients)))
     if norm > max_norm:
         scale = max_norm / (norm + 1e-12)
         for grad in gradients:

@@ -7,17 +7,20 @@ time slice for a core, so a product of 30 µs takes milliseconds (we measured 10
 2-core machine with two other processes running), and the helper then keeps spinning, taking
 CPU from everything else. Small products are better done on the calling thread alone.
 
-The policy (see :func:`threads_for`): a product of ``m×k`` by ``k×n`` runs on one thread when
-``m·k·n`` is below :data:`SMALL_PRODUCT`, else on the default (the count the BLAS had when
-:func:`configure` was called: every core, or ``OPENBLAS_NUM_THREADS``); ``--threads N`` fixes
-N for every product. The choice is a function of the shapes and the setting only — never of
-the load — so a given config and setting always does the same arithmetic.
+The policy (see :func:`threads_for`): ``--threads N`` fixes N for every product. Otherwise
+("auto") a product of ``m×k`` by ``k×n`` runs on one thread when ``m·k·n`` is below
+:data:`SMALL_PRODUCT`, else on the default (the count the BLAS had when :func:`configure` was
+called: every core, or ``OPENBLAS_NUM_THREADS``) — but never on more threads than there are
+cores other processes leave free, when the caller gives :func:`configure` a way to measure
+that (the command line does: commands/threads.py). The measurement is taken soon after
+:func:`configure` and then at most once every :data:`LOOK_EVERY` seconds, so it costs nothing
+per product but a clock read.
 
-Bit-identical results across thread counts: OpenBLAS splits a product's rows and columns
-between threads, which does not change any sum, but its threaded driver also cuts the inner
-dimension ``k`` into blocks differently from its single-threaded one once ``k`` is larger
-than one block (448 in float32, 384 in float64 on the SkylakeX kernel), so such products
-differ in the last bits between 1 thread and 2 (docs/performance.md, "Threads").
+Choosing by load is only possible because the thread count changes no result: every product
+goes through core/blas.py, which never hands OpenBLAS an inner dimension its threads would cut
+differently, and the few products whose columns its threads cannot share exactly (float64,
+a column count not a multiple of 8) run on one thread whatever the setting
+(docs/performance.md, "Threads").
 
 Only OpenBLAS is steered, through threadpoolctl (imported on the first :func:`configure`, so
 ``nncli --help`` never pays for it). With another BLAS (MKL, Accelerate), or none that
@@ -29,7 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from nncli.core.blas import bundled_openblas, exact_on_any_threads
 
 # Multiply-adds (m·k·n) from which a product gets the default thread count. Measured on this
 # 2-core machine (docs/performance.md, "Threads"): below 2**20 OpenBLAS runs on one thread
@@ -37,35 +45,65 @@ from typing import Callable, Iterator, Optional
 # while a single stall for a busy core costs milliseconds; from 2**23 (≈ 180 µs on one thread)
 # two threads save 45 %, and the product is long enough to be worth the risk.
 SMALL_PRODUCT = 1 << 23
+# When auto looks at the load: soon after the start (a run beside busy processes should not
+# spend its first second on threads that wait for a core), then once a second — load changes
+# on that scale, and a look (reading /proc/stat) costs tens of microseconds.
+FIRST_LOOK = 0.1
+LOOK_EVERY = 1.0
+
+# Cores the other processes leave free, or None when unknown (commands/threads.py measures it).
+FreeCores = Callable[[], Optional[float]]
 
 
-def threads_for(m: int, k: int, n: int, setting: Optional[int], default: int) -> int:
-    """Threads for an ``(m×k)·(k×n)`` product: ``setting`` when the user fixed one, else one
-    thread below :data:`SMALL_PRODUCT` multiply-adds and ``default`` from there on."""
+def threads_for(m: int, k: int, n: int, setting: Optional[int], default: int,
+                free_cores: Optional[float] = None, exact: bool = True) -> int:
+    """Threads for an ``(m×k)·(k×n)`` product: one when splitting it would not be ``exact``
+    (core/blas.py's :func:`~nncli.core.blas.exact_on_any_threads`); else ``setting`` when the
+    user fixed one; else one thread below :data:`SMALL_PRODUCT` multiply-adds and from there on
+    ``default`` — or as many as ``free_cores`` (the cores other processes left idle, when known)
+    rounds to, at least one."""
+    if not exact:
+        return 1
     if setting is not None:
         return setting
-    return 1 if m * k * n < SMALL_PRODUCT else default
+    if m * k * n < SMALL_PRODUCT:
+        return 1
+    if free_cores is None:
+        return default
+    return max(1, min(default, int(free_cores + 0.5)))
 
 
 class _Policy:
-    """The setting in force and the BLAS's current count (so it is only changed when the
-    wanted count differs: a change costs ≈ 1 µs, a check well under that)."""
+    """The setting in force, the free cores last measured, and the BLAS's current count (so it
+    is only changed when the wanted count differs: a change costs ≈ 1 µs, a check well under)."""
 
-    __slots__ = ("setting", "default", "current", "set_threads")
+    __slots__ = ("setting", "default", "current", "set_threads", "measure", "free_cores", "next_look")
 
-    def __init__(self, setting: Optional[int], default: int, set_threads: Callable[[int], object]):
+    def __init__(self, setting: Optional[int], default: int, set_threads: Callable[[int], object],
+                 measure: Optional[FreeCores]):
         self.setting = setting
         self.default = default  # also what reset() restores
         self.current = default
         self.set_threads = set_threads
+        self.measure = measure if setting is None else None  # a fixed setting never looks
+        self.free_cores: Optional[float] = None
+        self.next_look = time.monotonic() + FIRST_LOOK
+
+    def look(self) -> None:
+        """Measure the free cores if a look is due."""
+        now = time.monotonic()
+        if now >= self.next_look:
+            self.free_cores = self.measure()
+            self.next_look = now + LOOK_EVERY
 
 
 _policy: Optional[_Policy] = None
 
 
-def configure(setting: Optional[int]) -> bool:
-    """Steer the BLAS from now on: ``None`` chooses per product, ``N ≥ 1`` runs every product on
-    N threads. Returns whether there is a BLAS to steer (False: the policy does nothing)."""
+def configure(setting: Optional[int], free_cores: Optional[FreeCores] = None) -> bool:
+    """Steer the BLAS from now on: ``None`` chooses per product (and by ``free_cores()``, when
+    given: called at most once a second), ``N ≥ 1`` runs every product on N threads. Returns
+    whether there is a BLAS to steer (False: the policy does nothing)."""
     if setting is not None and setting < 1:
         raise ValueError(f"threads must be at least 1, not {setting}")
     reset()
@@ -73,7 +111,7 @@ def configure(setting: Optional[int]) -> bool:
     if controller is None:
         return False
     global _policy
-    _policy = _Policy(setting, controller.get_num_threads(), controller.set_num_threads)
+    _policy = _Policy(setting, controller.get_num_threads(), controller.set_num_threads, free_cores)
     return True
 
 
@@ -86,21 +124,25 @@ def reset() -> None:
 
 
 @contextlib.contextmanager
-def configured(setting: Optional[int]) -> Iterator[bool]:
+def configured(setting: Optional[int], free_cores: Optional[FreeCores] = None) -> Iterator[bool]:
     """:func:`configure` for the duration of a block, then :func:`reset`."""
     try:
-        yield configure(setting)
+        yield configure(setting, free_cores)
     finally:
         reset()
 
 
-def for_product(m: int, k: int, n: int) -> None:
-    """Give the BLAS the thread count for the ``(m×k)·(k×n)`` product about to run. Called
-    before every product of a batch, so it does as little as it can."""
+def for_product(m: int, k: int, n: int, dtype: Optional[np.dtype] = None) -> None:
+    """Give the BLAS the thread count for the ``(m×k)·(k×n)`` product of ``dtype`` about to run.
+    Called before every product of a batch, so it does as little as it can: only a product
+    large enough to be split even asks whether a look at the load is due."""
     policy = _policy
     if policy is None:
         return
-    wanted = policy.setting or (1 if m * k * n < SMALL_PRODUCT else policy.default)
+    if policy.measure is not None and m * k * n >= SMALL_PRODUCT:
+        policy.look()
+    exact = dtype is None or exact_on_any_threads(dtype, n)
+    wanted = threads_for(m, k, n, policy.setting, policy.default, policy.free_cores, exact)
     if wanted != policy.current:
         policy.set_threads(wanted)
         policy.current = wanted
@@ -112,8 +154,6 @@ def _openblas():
         from threadpoolctl import ThreadpoolController
     except ImportError:  # a dependency, but its absence must not stop training
         return None
-    from nncli.core.blas import bundled_openblas
-
     libraries = ThreadpoolController().select(internal_api="openblas").lib_controllers
     bundled = {os.path.realpath(path) for path in bundled_openblas()}
     ours = [lib for lib in libraries if os.path.realpath(lib.filepath) in bundled]
