@@ -83,8 +83,9 @@ class ModelMeta(BaseModel):
 
 
 def blas_info(dtype=np.float32) -> dict:
-    """The BLAS NumPy uses and the thread settings in force: results are bit-identical only
-    for the same machine, BLAS and thread count, so the model file records them."""
+    """The BLAS NumPy uses and the thread settings in force: results are bit-identical for the
+    same machine and BLAS (and, with another BLAS than NumPy's bundled OpenBLAS, thread count),
+    so the model file records them."""
     info: dict = {"threads": {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS_")}}
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
