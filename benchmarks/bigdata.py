@@ -87,19 +87,12 @@ def _memory_limit(megabytes: int):
 
 
 def _make_cgroup(megabytes: int) -> str | None:
-    try:
-        with open("/proc/self/cgroup") as f:
-            entries = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return None
-    for hierarchy, controllers, path in entries:
-        if hierarchy == "0":
-            base, limit_file = f"/sys/fs/cgroup{path}", "memory.max"
-        elif "memory" in controllers.split(","):
-            base, limit_file = f"/sys/fs/cgroup/memory{path}", "memory.limit_in_bytes"
-        else:
-            continue
-        group = os.path.join(base, f"nncli-bench-{os.getpid()}")
+    """A child of this process's memory control group, limited to ``megabytes`` (None where
+    the group cannot be made: not root, no delegation)."""
+    from nncli.budgets import memory_cgroups
+
+    for folder, limit_file, _ in memory_cgroups():
+        group = os.path.join(folder, f"nncli-bench-{os.getpid()}")
         try:
             os.makedirs(group, exist_ok=True)
             with open(os.path.join(group, limit_file), "w") as f:

@@ -113,3 +113,74 @@ def human_bytes(n: int | float) -> str:
             value = n / size
             return f"{value:,.0f} {unit}" if value >= 100 or value == int(value) else f"{value:.1f} {unit}"
     return f"{int(n)} bytes"
+
+
+# --- the machine's own budget: memory this process may still take (data.in_memory: auto) ---
+def available_memory() -> int:
+    """Bytes this process may still take: the least of the machine's available memory, its
+    control group's limit (a container, a CI job) and its address-space limit (``ulimit -v``)."""
+    limits = [_meminfo_available()]
+    limits.append(_cgroup_room())
+    try:
+        import resource  # (Unix only)
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft - _vm_size())
+    except (ImportError, OSError, ValueError):
+        pass
+    known = [limit for limit in limits if limit is not None]
+    return max(0, min(known)) if known else MAX_BUDGET  # (nothing known, macOS say: assume room)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory_cgroups() -> list[tuple[str, str, str]]:
+    """(folder, limit file, usage file) of each memory control group this process is in:
+    cgroup v2's unified hierarchy, and v1's memory controller."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return []
+    groups = []
+    for hierarchy, controllers, path in entries:
+        if hierarchy == "0":
+            groups.append((f"/sys/fs/cgroup{path}", "memory.max", "memory.current"))
+        elif "memory" in controllers.split(","):
+            groups.append((f"/sys/fs/cgroup/memory{path}", "memory.limit_in_bytes", "memory.usage_in_bytes"))
+    return groups
+
+
+def _cgroup_room() -> int | None:
+    """Room left under this process's memory control group limit, if it has one."""
+    for folder, limit_file, usage_file in memory_cgroups():
+        limit, usage = _read_int(f"{folder}/{limit_file}"), _read_int(f"{folder}/{usage_file}")
+        if limit is not None and usage is not None and limit < 1 << 60:
+            return limit - usage
+    return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None  # "max", or no such file
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.budgets import available_memory
 from nncli.commands.parse_cache import CacheUse, ParseCache
 from nncli.config import Config, check_network_budget, resolve_path
 from nncli.core.activations import get_activation
@@ -29,7 +30,7 @@ from nncli.files.model import load_model
 from nncli.files.paths import check_writable
 from nncli.files.runfiles import config_yaml, finite_record, settled
 from nncli.tabular.dataset import TrainingData, data_path, load_training_data, preview
-from nncli.tabular.outofcore import available_memory, load_training_data_on_disk
+from nncli.tabular.outofcore import load_training_data_on_disk
 from nncli.tabular.parse import read_header
 
 

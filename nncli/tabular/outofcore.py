@@ -14,8 +14,6 @@ read as a few sequential reads, and a batch is a slice of the window.
 
 from __future__ import annotations
 
-import os
-import resource
 from typing import Iterator
 
 import numpy as np
@@ -235,61 +233,3 @@ def fit_scaler(table: TableOnDisk, rows: np.ndarray, columns: list[int], method:
         for _, block in table.rows(rows):
             fit.add(block[:, columns])
     return fit.scaler()
-
-
-def available_memory() -> int:
-    """Bytes this process may still take: the least of the machine's available memory, its
-    control group's limit (a container, a CI job) and its address-space limit (``ulimit -v``)."""
-    limits = [_meminfo_available()]
-    limits.append(_cgroup_room())
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        limits.append(soft - _vm_size())
-    return max(0, min(limit for limit in limits if limit is not None))
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_room() -> int | None:
-    """Room left under this process's memory control group limit (v2, else v1), if any."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            entries = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return None
-    for hierarchy, controllers, path in entries:
-        if hierarchy == "0":
-            limit, usage = _read_int(f"/sys/fs/cgroup{path}/memory.max"), _read_int(f"/sys/fs/cgroup{path}/memory.current")
-        elif "memory" in controllers.split(","):
-            base = f"/sys/fs/cgroup/memory{path}"
-            limit, usage = _read_int(f"{base}/memory.limit_in_bytes"), _read_int(f"{base}/memory.usage_in_bytes")
-        else:
-            continue
-        if limit is not None and usage is not None and limit < 1 << 60:
-            return limit - usage
-    return None
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None  # "max", or no such file
-
-
-def _vm_size() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
