@@ -224,6 +224,7 @@ def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray, fmt: str) -> None:
 
 
 def csv_ingestion(rounds: int, rows: int = 20000) -> dict:
+    from nncli.tabular.parse import read_header
     from nncli.tabular.source import read_csv
 
     folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
@@ -417,8 +418,8 @@ def _cache_read_over_parse(data: Path, cache: Path, rounds: int) -> float:
     request = ParseRequest(("label",), "float32")
 
     def load():
-        table = read_cache(location, fingerprint(data), request, 1 << 25)
-        return np.array(table.values)  # the rows in memory, as training takes them
+        table = read_cache(location, fingerprint(data), request, 1 << 25, read_header(data))
+        return np.array(table.mapped())  # the rows in memory, as training takes them
 
     times = interleave({"parse": lambda: _discard(read_csv(data, ["label"], np.float32)), "cache": lambda: _discard(load())}, rounds)
     return float(np.median(times["cache"]) / np.median(times["parse"]))

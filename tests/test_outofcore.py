@@ -13,6 +13,7 @@ from nncli.commands import parse_cache, train
 from nncli.core.preprocess import Scaler, ScalerFit, chunked_permutation
 from nncli.files import datacache
 from nncli.tabular import outofcore
+from nncli.tabular.parse import read_header
 from nncli.tabular.source import read_csv
 
 runner = CliRunner()
@@ -127,10 +128,11 @@ def test_streamed_cache_holds_what_the_whole_file_parse_gives(write, tmp_path):
             parse_cache.stream_to_cache(csv, location, stamp, request)
         finally:
             parse_cache.STREAM_CHUNK_BYTES = original
-        cached = datacache.read_cache(location, stamp, request, 1 << 20)
+        cached = datacache.read_cache(location, stamp, request, 1 << 20, read_header(csv))
         whole = read_csv(csv, ["label"], np.float32)
-        assert cached.values.dtype == dtype
-        assert np.array_equal(cached.values, whole.values) and cached.text_values == whole.text_values
+        values = cached.mapped()
+        assert values.dtype == dtype
+        assert np.array_equal(values, whole.values) and cached.text_values == whole.text_values
 
 
 def test_chunked_permutation_is_a_seeded_permutation_read_a_few_blocks_a_window():

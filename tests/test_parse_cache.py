@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from nncli.cli import app
 from nncli.commands import parse_cache
 from nncli.files import datacache
+from nncli.tabular.parse import read_header
 
 runner = CliRunner()
 
@@ -180,7 +181,7 @@ def test_a_cache_of_another_request_is_not_read(labelled, tmp_path):
     cache = _cache_file(config)
     request = datacache.ParseRequest((), "float32")
     with pytest.raises(datacache.CacheProblem, match="another reading"):
-        datacache.read_cache(cache, datacache.fingerprint(csv), request, 1 << 20)
+        datacache.read_cache(cache, datacache.fingerprint(csv), request, 1 << 20, read_header(csv))
 
 
 def test_a_link_at_the_caches_name_is_replaced_not_followed(labelled, tmp_path):

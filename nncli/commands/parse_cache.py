@@ -17,9 +17,10 @@ import numpy as np
 
 from nncli.budgets import human_bytes
 from nncli.config import Config, resolve_path
-from nncli.errors import DataError, NncliError, escaped
+from nncli.errors import DataError, NncliError, OutputError, escaped
 from nncli.files.datacache import (
     SPARE_DISK_BYTES,
+    CachedTable,
     CacheProblem,
     CacheWriter,
     NoCache,
@@ -31,6 +32,8 @@ from nncli.files.datacache import (
     write_cache,
 )
 from nncli.files.npz import meta_chars
+from nncli.tabular.outofcore import TableOnDisk
+from nncli.tabular.parse import read_header
 from nncli.tabular.source import CsvColumns, open_csv, read_csv
 
 CACHE_FROM_BYTES = 32 << 20  # the size from which polars parses too (nncli.tabular.fast.FAST_PATH_BYTES)
@@ -65,42 +68,51 @@ class ParseCache:
             return read_csv(path, text_columns, dtype)
         source_print = fingerprint(path)
         try:
-            cached = read_cache(location, source_print, request, meta_chars())
+            cached = read_cache(location, source_print, request, meta_chars(), read_header(path))
+            values = cached.mapped()
         except CacheProblem as problem:
             unusable = "" if isinstance(problem, NoCache) else str(problem)
         else:
             self.uses.append(CacheUse(str(path), str(location), "read"))
-            return CsvColumns(path, cached.header, cached.values, cached.text_values)
+            return CsvColumns(path, cached.header, values, cached.text_values)
         table = read_csv(path, text_columns, dtype)
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
 
     def on_disk(self, path: Path, text_columns=(), dtype=np.float64) -> CsvColumns:
-        """The CSV's table as a cache mapped read-only, for data bigger than memory: the cache
-        read (its values are checked as they are used), else written from the CSV streamed a
-        chunk at a time (a dry run writes it too: the file has to be read somewhere)."""
+        """The CSV's table on disk, for data bigger than memory: its values a
+        :class:`~nncli.tabular.outofcore.TableOnDisk` of the cache read (checked as they are
+        used), else of one written from the CSV streamed a chunk at a time (a dry run writes
+        it too: the file has to be read somewhere)."""
         request = ParseRequest(tuple(text_columns), np.dtype(dtype).name)
         location = self._location(path, request, required=True)
-        source_print = fingerprint(path)
+        source_print, header = fingerprint(path), read_header(path)
         try:
-            cached = read_cache(location, source_print, request, meta_chars(), check_values=False)
+            cached = read_cache(location, source_print, request, meta_chars(), header, check_values=False)
         except CacheProblem as problem:
             unusable = "" if isinstance(problem, NoCache) else str(problem)
         else:
             self.uses.append(CacheUse(str(path), str(location), "read"))
-            return CsvColumns(path, cached.header, cached.values, cached.text_values)
-        location.parent.mkdir(parents=True, exist_ok=True)
+            return _on_disk(path, cached)
         size = path.stat().st_size  # a float32 table of short integers is about the CSV's size
-        if not room_for(location, size):
-            raise DataError(f"{path}: training from disk needs its parse cache, about {human_bytes(size)}, and "
-                            f"{location.parent} has less free space; set data.cache to a folder with room")
-        stream_to_cache(path, location, source_print, request)
+        try:
+            location.parent.mkdir(parents=True, exist_ok=True)
+            if not room_for(location, size):
+                raise self.config.error("data.cache", f"training from disk needs the parse cache of {path}, about "
+                                        f"{human_bytes(size)}, and {location.parent} has less free space; choose a folder with room")
+            stream_to_cache(path, location, source_print, request)
+        except (OSError, OutputError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise self.config.error("data.cache", f"cannot write the parse cache {escaped(str(location))} ({why}); "
+                                    "training from disk needs it: choose a folder nncli can write") from None
         if fingerprint(path) != source_print:
             raise DataError(f"{path}: the CSV file changed while it was read; run again")
         ignored = f"parse cache {escaped(str(location))} ignored ({unusable}); the CSV file was parsed again" if unusable else ""
         self.uses.append(CacheUse(str(path), str(location), "written", ignored))
-        cached = read_cache(location, source_print, request, meta_chars(), check_values=False)
-        return CsvColumns(path, cached.header, cached.values, cached.text_values)
+        try:
+            return _on_disk(path, read_cache(location, source_print, request, meta_chars(), header, check_values=False))
+        except CacheProblem as problem:  # replaced by another run in the meantime, say
+            raise DataError(f"{path}: its parse cache {escaped(str(location))} changed as it was written ({problem}); run again") from None
 
     def cached_bytes(self, path: Path, text_columns=(), dtype=np.float64) -> int | None:
         """The size of the file's cache if there is one (unchecked: for an estimate)."""
@@ -151,6 +163,11 @@ class ParseCache:
         return CacheUse(str(path), str(location), "not written", warning)
 
 
+def _on_disk(path: Path, cached: CachedTable) -> CsvColumns:
+    table = TableOnDisk(cached.file, cached.offset, cached.shape, cached.dtype, str(path))
+    return CsvColumns(path, cached.header, table, cached.text_values)
+
+
 STREAM_CHUNK_BYTES = 8 << 20  # CSV text parsed at a time when streaming a file into its cache
 
 
@@ -182,7 +199,8 @@ def _stream(path: Path, location: Path, source_print: dict, request: ParseReques
                     remap = np.array([codes.setdefault(text, len(codes)) for text in chunk.text[name]], dtype=np.float64)
                     values[:, column] = remap[values[:, column].astype(np.intp)] if len(remap) else values[:, column]
                 if dtype == np.float32:
-                    narrowed = values.astype(np.float32)
+                    with np.errstate(over="ignore"):  # (a value beyond float32's range widens the table)
+                        narrowed = values.astype(np.float32)
                     if not (narrowed == values).all():
                         raise _Widen()
                     values = narrowed

@@ -61,9 +61,7 @@ class Scaler:
                 else:
                     low = values.min(axis=0)
                     offset[block], scale[block] = low, values.max(axis=0) - low
-        # A constant column carries no information; scaling it by 1 keeps it finite (0).
-        scale = np.where(scale > 0, scale, 1.0)
-        return cls(method, offset, scale)
+        return cls(method, offset, _unit_if_constant(scale))
 
     def transform(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
         if self.method == "none":
@@ -96,6 +94,12 @@ class Scaler:
         return cls(data["method"], np.asarray(data["offset"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
 
 
+def _unit_if_constant(scale: np.ndarray) -> np.ndarray:
+    """A constant column carries no information; scaling it by 1 keeps it finite (0). A scale
+    that overflowed (inf, NaN) stays so, for the caller to report."""
+    return np.where((scale > 0) | ~np.isfinite(scale), scale, 1.0)
+
+
 class ScalerFit:
     """:meth:`Scaler.fit` over rows that come a block at a time (data bigger than memory):
     statistics in float64, blocks merged with Chan's pairwise formulas, so the result does not
@@ -119,6 +123,9 @@ class ScalerFit:
         m = len(values)
         mean = values.mean(axis=0)
         m2 = ((values - mean) ** 2).sum(axis=0)
+        if self.rows == 0:  # (merging into nothing: 0 × an overflowed delta² would be NaN, not inf)
+            self.mean, self.m2, self.rows = mean, m2, m
+            return
         total = self.rows + m
         delta = mean - self.mean
         self.mean += delta * (m / total)
@@ -133,7 +140,17 @@ class ScalerFit:
             offset, scale = self.low.copy(), self.high - self.low
         else:
             offset, scale = np.zeros(columns), np.ones(columns)
-        return Scaler(self.method, offset, np.where(scale > 0, scale, 1.0))
+        return Scaler(self.method, offset, _unit_if_constant(scale))
+
+
+def parsed_codes(codes: np.ndarray, count: int) -> bool:
+    """Whether ``codes`` are what a parse gives a text column of ``count`` distinct values:
+    whole numbers from 0, each used, numbered in order of first appearance (a cache's codes,
+    never trusted, are checked so: a swapped or invented label is caught)."""
+    if not len(codes) or not np.isfinite(codes).all() or (codes % 1).any() or codes.min() < 0 or codes.max() >= count:
+        return False
+    found, first = np.unique(codes.astype(np.intp), return_index=True)
+    return len(found) == count and bool((np.diff(first) > 0).all())
 
 
 def chunked_permutation(n: int, block_rows: int, window_blocks: int, rng: np.random.Generator) -> np.ndarray:

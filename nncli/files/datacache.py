@@ -29,7 +29,8 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from nncli import __version__
-from nncli.files.atomic import atomic_write
+from nncli.core.preprocess import parsed_codes
+from nncli.files.atomic import atomic_write, remove_stale_temporaries
 from nncli.files.npz import parse_json
 
 FORMAT = 1
@@ -63,9 +64,26 @@ class ParseRequest:
 
 @dataclass
 class CachedTable:
+    """A checked cache: its metadata, and where its values lie in the file checked (``file``,
+    left open: read through it, never the name again, which another run may have replaced)."""
+
     header: list[str]
-    values: np.ndarray  # (rows, columns), a read-only memory map of the cache
     text_values: dict[str, list[str]]
+    file: BinaryIO
+    offset: int
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def mapped(self) -> np.ndarray:
+        """The values as a read-only memory map of the checked file (the file is then closed:
+        the map holds its own reference)."""
+        try:
+            values = np.memmap(self.file, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
+        except (OSError, ValueError) as exc:  # ENOMEM: no address space left for the map
+            raise CacheProblem(f"cannot map it: {getattr(exc, 'strerror', None) or exc}") from None
+        finally:
+            self.file.close()
+        return values
 
 
 def fingerprint(source: Path) -> dict:
@@ -117,6 +135,7 @@ class CacheWriter:
         self._file: BinaryIO | None = None
 
     def __enter__(self) -> "CacheWriter":
+        remove_stale_temporaries(self.path)  # a writer killed outright (kill -9, an abort) left its temporary file
         # A cache replaces whatever else is at its name — a link (never the file it points to),
         # a FIFO or a device (atomic_write would write into those, as into -o /dev/stdout).
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
@@ -166,40 +185,53 @@ def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
     return prefix + (HEADER_BYTES - len(prefix) - 2).to_bytes(2, "little") + text + b" " * padding + b"\n"
 
 
-def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_chars: int,
+def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_chars: int, header: list[str],
                check_values: bool = True) -> CachedTable:
-    """The cached table of a source with this fingerprint and request, mapped read-only and
-    checked (see the module's docstring), or :class:`CacheProblem`. ``check_values`` False:
-    the caller checks the values as it reads them (a table bigger than memory is not read
-    twice)."""
-    try:
-        info = path.stat()
+    """The cached table of a source with this fingerprint, request and ``header`` (the CSV's
+    column names), checked (see the module's docstring), or :class:`CacheProblem`.
+    ``check_values`` False: the caller checks the values as it reads them (a table bigger than
+    memory is not read twice)."""
+    try:  # (without blocking: a FIFO at the name must not hang the open; fstat then refuses it)
+        f = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")
     except FileNotFoundError:
         raise NoCache() from None
     except OSError as exc:
         raise CacheProblem(f"cannot read it: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open, a device never end
-        raise CacheProblem("not a regular file")
-    size = info.st_size
     try:
-        with open(path, "rb") as f:
-            meta, dtype, shape, offset = _layout(path, f, size, max_meta_chars)
+        table = _checked(path, f, source_print, request, max_meta_chars, header)
+        if check_values:
+            _check_values(table)
+        return table
     except OSError as exc:
+        f.close()
         raise CacheProblem(f"cannot read it: {exc.strerror or exc}") from None
+    except BaseException:
+        f.close()
+        raise
+
+
+def _checked(path: Path, f: BinaryIO, source_print: dict, request: ParseRequest, max_meta_chars: int,
+             header: list[str]) -> CachedTable:
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):  # (opened without blocking: a FIFO is refused at the open below)
+        raise CacheProblem("not a regular file")
+    meta, dtype, shape, offset = _layout(path, f, info.st_size, max_meta_chars)
     if meta.get("source") != source_print or meta.get("nncli") != __version__:
         raise NoCache("the CSV file changed since the cache was written, or another nncli version wrote it")
+    # A CSV value takes at least two bytes (a digit and a comma or line end): a cache cannot
+    # hold more values than its CSV file has room for (the budget that bounds what it may ask).
+    if shape[0] * shape[1] * 2 > source_print["size"]:
+        raise CacheProblem(f"a table of {shape[0]:,} × {shape[1]:,} values; its CSV file has room for fewer")
     if meta.get("request") != request.to_json():
         raise CacheProblem("written for another reading of the file")
-    header, text_values = meta.get("header"), meta.get("text_values")
-    if not (isinstance(header, list) and all(isinstance(name, str) for name in header) and len(header) == shape[1]):
-        raise CacheProblem("its column names do not match its table")
+    if meta.get("header") != header or len(header) != shape[1]:
+        raise CacheProblem("its column names are not the CSV file's")
+    text_values = meta.get("text_values")
     if not (isinstance(text_values, dict) and set(text_values) == set(request.text_columns)
-            and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in text_values.values())):
+            and all(isinstance(v, list) and all(isinstance(s, str) for s in v) and len(set(v)) == len(v)
+                    for v in text_values.values())):
         raise CacheProblem("its text values do not match its request")
-    values = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-    if check_values:
-        _check_values(values, header, text_values)
-    return CachedTable(header, values, text_values)
+    return CachedTable(list(header), text_values, f, offset, shape, dtype)
 
 
 def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[dict, np.dtype, tuple[int, int], int]:
@@ -239,16 +271,25 @@ def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[di
     return meta, _DTYPES[descr.str], shape, offset
 
 
-def _check_values(values: np.ndarray, header: list[str], text_values: dict[str, list[str]]) -> None:
-    """Every value finite and every text code one of its column's values, a block at a time."""
-    codes = {header.index(name): len(distinct) for name, distinct in text_values.items() if name in header}
-    for block in row_blocks(values):
-        if not np.isfinite(block).all():
+def _check_values(table: CachedTable) -> None:
+    """Every value finite, a block at a time, and every text column's codes as a parse makes
+    them (:func:`nncli.core.preprocess.parsed_codes`). Reads through the checked file."""
+    columns = {table.header.index(name): len(distinct) for name, distinct in table.text_values.items()}
+    codes = {column: [] for column in columns}
+    rows = max(1, CHECK_BLOCK_BYTES // (table.shape[1] * table.dtype.itemsize))
+    block = np.empty((min(rows, table.shape[0]), table.shape[1]), table.dtype)
+    table.file.seek(table.offset)
+    for start in range(0, table.shape[0], rows):
+        part = block[: min(rows, table.shape[0] - start)]
+        if table.file.readinto(memoryview(part).cast("B")) != part.nbytes:
+            raise CacheProblem("it ended early (truncated while read?)")
+        if not np.isfinite(part).all():
             raise CacheProblem("it holds values that are not finite (damaged)")
-        for column, count in codes.items():
-            column_codes = block[:, column]
-            if len(column_codes) and (column_codes.min() < 0 or column_codes.max() >= count or (column_codes % 1).any()):
-                raise CacheProblem("it holds text codes out of range (damaged)")
+        for column in columns:
+            codes[column].append(part[:, column].copy())
+    for column, count in columns.items():
+        if not parsed_codes(np.concatenate(codes[column]), count):
+            raise CacheProblem("its text codes are not those of a parse (damaged)")
 
 
 def row_blocks(values: np.ndarray, block_bytes: int = CHECK_BLOCK_BYTES) -> Iterator[np.ndarray]:

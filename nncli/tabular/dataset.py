@@ -211,11 +211,18 @@ def checked_scaler(values: np.ndarray, method: str, names: list[str], path: Path
     bad = ~(np.isfinite(scaler.offset) & np.isfinite(scaler.scale))
     if bad.any():
         column = int(np.argmax(bad))
-        raise DataError(
-            f"{path}: column {quoted(names[column])} holds values too large to normalise "
-            f"(largest magnitude {np.abs(values[:, column]).max():.3g}); rescale the column"
-        )
+        raise too_large_to_normalise(path, names[column], np.abs(values[:, column]).max())
     return scaler
+
+
+def too_large_to_normalise(path: Path, name: str, largest: float) -> DataError:
+    return DataError(f"{path}: column {quoted(name)} holds values too large to normalise (largest magnitude {largest:.3g}); "
+                     "rescale the column")
+
+
+def too_large_for(path: Path, name: str, dtype, largest: float) -> DataError:
+    return DataError(f"{path}: column {quoted(name)} holds values too large for {np.dtype(dtype).name} "
+                     f"(largest magnitude {largest:.3g}); normalise it or use model.dtype: float64")
 
 
 def scaled_values(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], path: Path) -> np.ndarray:
@@ -224,10 +231,7 @@ def scaled_values(values: np.ndarray, scaler: Scaler | None, dtype, names: list[
         result = values.astype(dtype) if scaler is None else scaler.transform(values, dtype)
     if not np.isfinite(result).all():
         column = int(np.argmax(~np.isfinite(result).all(axis=0)))
-        raise DataError(
-            f"{path}: column {quoted(names[column])} holds values too large for {np.dtype(dtype).name} "
-            f"(largest magnitude {np.abs(values[:, column]).max():.3g}); normalise it or use model.dtype: float64"
-        )
+        raise too_large_for(path, names[column], dtype, np.abs(values[:, column]).max())
     return result
 
 
@@ -246,11 +250,7 @@ def _scaled_features(rows: _Rows, scaler: Scaler, dtype, names: list[str], path:
         bad = ~np.isfinite(ends).all(axis=0)
         if bad.any():
             column = int(np.argmax(bad))
-            largest = max(abs(float(low[column])), abs(float(high[column])))
-            raise DataError(
-                f"{path}: column {quoted(names[column])} holds values too large for {np.dtype(dtype).name} "
-                f"(largest magnitude {largest:.3g}); normalise it or use model.dtype: float64"
-            )
+            raise too_large_for(path, names[column], dtype, max(abs(float(low[column])), abs(float(high[column]))))
     in_place = rows.owned and values.dtype == dtype and values.flags.c_contiguous and values.flags.writeable
     out = values if in_place else np.empty(values.shape, dtype=dtype)
     scaler.transform_into(values, out)

@@ -12,6 +12,7 @@ more than NumPy's entire parse of that block.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from itertools import compress
@@ -44,8 +45,19 @@ FAST_PATH_MAX_COLUMNS = 30_000
 def polars_pays(size: int, columns: int) -> bool:
     """The parser policy, for every reader: polars for inputs of ``FAST_PATH_BYTES`` and more
     (a file by its size, a pipe once that much has passed) of at most ``FAST_PATH_MAX_COLUMNS``
-    columns, NumPy's parser otherwise and for whatever polars does not take cleanly."""
-    return size >= FAST_PATH_BYTES and columns <= FAST_PATH_MAX_COLUMNS
+    columns, NumPy's parser otherwise and for whatever polars does not take cleanly — and
+    always under an address-space limit (``ulimit -v``): polars reserves address space freely
+    and aborts the whole process when a reservation fails, where NumPy raises MemoryError."""
+    return size >= FAST_PATH_BYTES and columns <= FAST_PATH_MAX_COLUMNS and not _address_space_limited()
+
+
+@functools.lru_cache(maxsize=1)
+def _address_space_limited() -> bool:
+    try:
+        import resource  # (Unix only)
+    except ImportError:
+        return False
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
 def read_numeric(path: Path, header: list[str], text_columns: list[str], crlf: bool = False,

@@ -14,13 +14,15 @@ read as a few sequential reads, and a batch is a slice of the window.
 
 from __future__ import annotations
 
-from typing import Iterator
+import weakref
+from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from nncli.config import Config
 from nncli.core.model import TrainedModel
-from nncli.core.preprocess import Scaler, ScalerFit, class_targets
+from nncli.core.preprocess import Scaler, ScalerFit, class_targets, parsed_codes
 from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import DataError, quoted
 from nncli.tabular.dataset import (
@@ -32,6 +34,8 @@ from nncli.tabular.dataset import (
     feature_target_columns,
     scaled_values,
     split_rows,
+    too_large_for,
+    too_large_to_normalise,
 )
 from nncli.tabular.labels import encode_labels
 from nncli.tabular.parse import lines_after_header, quoted_list
@@ -43,26 +47,28 @@ SPAN_BLOCKS = 4  # a read covers at most this many blocks' worth of rows, used o
 
 
 class TableOnDisk:
-    """A parsed table in a cache file (its ``np.memmap``), read a few rows at a time."""
+    """A parsed table in a cache file, read a few rows at a time through the file that was
+    checked (``file``, kept open: never reopened by name, which another run may replace)."""
 
-    def __init__(self, values: np.memmap, name: str):
+    def __init__(self, file: BinaryIO, offset: int, shape: tuple[int, int], dtype, name: str):
         self.name = name  # the CSV file, for messages
-        self.shape, self.dtype = values.shape, values.dtype
-        self.row_bytes = values.shape[1] * values.dtype.itemsize
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self.row_bytes = shape[1] * self.dtype.itemsize
         self.block_rows = max(1, BLOCK_BYTES // max(1, self.row_bytes))
-        self._path, self._offset = values.filename, values.offset
+        self._file, self._offset = file, offset
         self._span: np.ndarray | None = None  # the read buffer, reused
+        weakref.finalize(self, file.close)
+
     def __len__(self) -> int:
         return self.shape[0]
 
     def read(self, first: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``first … first + count - 1``, every column, as stored."""
         out = np.empty((count, self.shape[1]), self.dtype) if out is None else out[:count]
-        # (opened per read, ~10 µs against a block's ~1 MiB: no file left open between reads)
-        with open(self._path, "rb") as f:
-            f.seek(self._offset + first * self.row_bytes)
-            if f.readinto(memoryview(out).cast("B")) != out.nbytes:
-                raise DataError(f"{self._path}: the parse cache of {self.name} ended early (changed while training?)")
+        self._file.seek(self._offset + first * self.row_bytes)
+        if self._file.readinto(memoryview(out).cast("B")) != out.nbytes:
+            raise DataError(f"{self._file.name}: the parse cache of {self.name} ended early (truncated while training?); "
+                            "delete it and run again")
         return out
 
     def rows(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -77,8 +83,8 @@ class TableOnDisk:
             end = int(np.searchsorted(rows, first + span_rows, side="left"))
             span = self.read(first, int(rows[end - 1]) - first + 1, buffer)
             if not np.isfinite(span).all():  # (a cache is checked as it is read, never trusted)
-                raise DataError(f"{self._path}: the parse cache of {self.name} holds values that are not finite "
-                                "(damaged); delete it or set data.cache: off")
+                raise DataError(f"{self._file.name}: the parse cache of {self.name} holds values that are not finite "
+                                "(damaged); delete it and run again")
             yield position, span[rows[position:end] - first]
             position = end
 
@@ -174,7 +180,7 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
     classes = None
     if config.is_classification:
         classes = reference.classes if reference is not None and reference.classes else class_list(config, table, targets[0])
-    on_disk = TableOnDisk(table.values, str(train_path))
+    on_disk: TableOnDisk = table.values  # (open_table gives the values as a TableOnDisk)
     target_values = on_disk.columns([table.positions[name] for name in targets])
     codes = _codes(table, target_values[:, 0], targets[0], classes) if classes is not None else None
     files = [train_path]
@@ -184,7 +190,7 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
         missing = [name for name in features + targets if name not in validation.positions]
         if missing:
             raise DataError(f"{files[1]}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
-        val_disk = TableOnDisk(validation.values, str(files[1]))
+        val_disk: TableOnDisk = validation.values
         val_targets = val_disk.columns([validation.positions[name] for name in targets])
         val_codes = _codes(validation, val_targets[:, 0], targets[0], classes) if classes is not None else None
         train_rows, val_rows = np.arange(len(on_disk)), np.arange(len(val_disk))
@@ -196,7 +202,7 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
     if reference is not None:
         feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
     else:
-        feature_scaler = fit_scaler(on_disk, train_rows, feature_columns, config.data.normalize)
+        feature_scaler = fit_scaler(on_disk, train_rows, feature_columns, config.data.normalize, features, dtype)
         target_scaler = None
         if classes is None and config.data.normalize_target != "none":
             target_scaler = checked_scaler(target_values, config.data.normalize_target, targets, train_path)
@@ -218,18 +224,32 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
 def _codes(table: CsvColumns, column: np.ndarray, target: str, classes: list[str]) -> np.ndarray:
     """The class index of every row, from the label codes read off the table (checked: the
     table is a cache, which is never trusted)."""
-    count = len(table.text_values[target])
-    if len(column) and (not np.isfinite(column).all() or column.min() < 0 or column.max() >= count or (column % 1).any()):
-        raise DataError(f"{table.path}: its parse cache holds label codes out of range (damaged); "
-                        "delete it or set data.cache: off")
+    if not parsed_codes(column, len(table.text_values[target])):
+        raise DataError(f"{table.path}: its parse cache holds label codes that are not a parse's (damaged); "
+                        "delete the cache and run again")
     return encode_labels(column, table.text_values[target], classes, column=target, name=str(table.path),
                          lines=lines_after_header(table.path), header=table.header)
 
 
-def fit_scaler(table: TableOnDisk, rows: np.ndarray, columns: list[int], method: str) -> Scaler:
-    """:meth:`Scaler.fit` of some columns over some (sorted) rows, a block at a time."""
+def fit_scaler(table: TableOnDisk, rows: np.ndarray, columns: list[int], method: str, names: list[str], dtype) -> Scaler:
+    """:meth:`Scaler.fit` of some columns over some (sorted) rows, a block at a time, checked as
+    in memory: statistics that overflow, or a column whose scaled extremes the model's dtype
+    cannot hold, stop the run before it trains (:mod:`nncli.tabular.dataset`'s messages)."""
     fit = ScalerFit(method, len(columns))
-    if method != "none":
+    low, high = np.full(len(columns), np.inf), np.full(len(columns), -np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
         for _, block in table.rows(rows):
-            fit.add(block[:, columns])
-    return fit.scaler()
+            values = block[:, columns]
+            fit.add(values)
+            np.minimum(low, values.min(axis=0), out=low)
+            np.maximum(high, values.max(axis=0), out=high)
+        scaler = fit.scaler()
+        ends = scaler.transform(np.stack([low, high]), dtype)
+    largest = np.maximum(np.abs(low), np.abs(high))
+    bad = ~(np.isfinite(scaler.offset) & np.isfinite(scaler.scale))
+    if bad.any():
+        raise too_large_to_normalise(Path(table.name), names[int(np.argmax(bad))], float(largest[int(np.argmax(bad))]))
+    bad = ~np.isfinite(ends).all(axis=0)
+    if bad.any():
+        raise too_large_for(Path(table.name), names[int(np.argmax(bad))], dtype, float(largest[int(np.argmax(bad))]))
+    return scaler
