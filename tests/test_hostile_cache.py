@@ -158,7 +158,7 @@ def test_rows_from_disk_come_from_the_cache_that_was_checked(labelled, tmp_path)
     table = datacache.read_cache(cache, datacache.fingerprint(ints), datacache.ParseRequest(("kind",), "float32"), 1 << 20,
                                  ["a", "b", "kind"])
     assert table.dtype == np.float32
-    widened = np.array(table.mapped(), dtype=np.float64)
+    widened = np.array(table.values, dtype=np.float64)
     datacache.write_cache(cache, datacache.fingerprint(ints), datacache.ParseRequest(("kind",), "float32"),
                           table.header, widened, table.text_values)
     run.data.X_train._window_at = None  # (a new window is read)

@@ -130,7 +130,7 @@ def test_streamed_cache_holds_what_the_whole_file_parse_gives(write, tmp_path):
             parse_cache.STREAM_CHUNK_BYTES = original
         cached = datacache.read_cache(location, stamp, request, 1 << 20, read_header(csv))
         whole = read_csv(csv, ["label"], np.float32)
-        values = cached.mapped()
+        values = cached.values
         assert values.dtype == dtype
         assert np.array_equal(values, whole.values) and cached.text_values == whole.text_values
 

@@ -69,12 +69,11 @@ class ParseCache:
         source_print = fingerprint(path)
         try:
             cached = read_cache(location, source_print, request, meta_chars(), read_header(path))
-            values = cached.mapped()
         except CacheProblem as problem:
             unusable = "" if isinstance(problem, NoCache) else str(problem)
         else:
             self.uses.append(CacheUse(str(path), str(location), "read"))
-            return CsvColumns(path, cached.header, values, cached.text_values)
+            return CsvColumns(path, cached.header, cached.values, cached.text_values)
         table = read_csv(path, text_columns, dtype)
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
@@ -88,7 +87,7 @@ class ParseCache:
         location = self._location(path, request, required=True)
         source_print, header = fingerprint(path), read_header(path)
         try:
-            cached = read_cache(location, source_print, request, meta_chars(), header, check_values=False)
+            cached = read_cache(location, source_print, request, meta_chars(), header, load=False)
         except CacheProblem as problem:
             unusable = "" if isinstance(problem, NoCache) else str(problem)
         else:
@@ -110,7 +109,7 @@ class ParseCache:
         ignored = f"parse cache {escaped(str(location))} ignored ({unusable}); the CSV file was parsed again" if unusable else ""
         self.uses.append(CacheUse(str(path), str(location), "written", ignored))
         try:
-            return _on_disk(path, read_cache(location, source_print, request, meta_chars(), header, check_values=False))
+            return _on_disk(path, read_cache(location, source_print, request, meta_chars(), header, load=False))
         except CacheProblem as problem:  # replaced by another run in the meantime, say
             raise DataError(f"{path}: its parse cache {escaped(str(location))} changed as it was written ({problem}); run again") from None
 

@@ -1,4 +1,4 @@
-"""The parse cache: a CSV file's parsed table on disk, to be read back by memory map.
+"""The parse cache: a CSV file's parsed table on disk, to be read back instead of parsed.
 
 One file, written atomically (temporary file, fsync, rename), laid out as::
 
@@ -9,9 +9,11 @@ One file, written atomically (temporary file, fsync, rename), laid out as::
 
 A cache is never trusted: the trailer, the metadata (bounded like a model file's, see
 :func:`nncli.files.npz.parse_json`), the ``.npy`` header (dtype, order, shape) and the file's
-exact size must all agree before anything is mapped; the source's fingerprint (size,
+exact size must all agree, and the table may not hold more values than its CSV has room for,
+before anything is read; the source's fingerprint (size,
 modification time, a hash of its first and last MiB) and the parse request must match the
-caller's; every value is checked finite and every text code in range as the table is read.
+caller's, its column names the CSV's; every value is checked finite and every text column's
+codes those of a parse as the table is read.
 Anything else is a :class:`CacheProblem`, which the caller reports as a warning before parsing
 the CSV again. Nothing here is unpickled: ``.npy`` headers are read by NumPy's literal parser.
 """
@@ -65,7 +67,8 @@ class ParseRequest:
 @dataclass
 class CachedTable:
     """A checked cache: its metadata, and where its values lie in the file checked (``file``,
-    left open: read through it, never the name again, which another run may have replaced)."""
+    left open: read through it, never the name again, which another run may have replaced).
+    ``values``: the table read into memory while it was checked (``read_cache(load=True)``)."""
 
     header: list[str]
     text_values: dict[str, list[str]]
@@ -73,17 +76,7 @@ class CachedTable:
     offset: int
     shape: tuple[int, int]
     dtype: np.dtype
-
-    def mapped(self) -> np.ndarray:
-        """The values as a read-only memory map of the checked file (the file is then closed:
-        the map holds its own reference)."""
-        try:
-            values = np.memmap(self.file, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
-        except (OSError, ValueError) as exc:  # ENOMEM: no address space left for the map
-            raise CacheProblem(f"cannot map it: {getattr(exc, 'strerror', None) or exc}") from None
-        finally:
-            self.file.close()
-        return values
+    values: np.ndarray | None = None
 
 
 def fingerprint(source: Path) -> dict:
@@ -186,11 +179,12 @@ def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
 
 
 def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_chars: int, header: list[str],
-               check_values: bool = True) -> CachedTable:
+               load: bool = True) -> CachedTable:
     """The cached table of a source with this fingerprint, request and ``header`` (the CSV's
-    column names), checked (see the module's docstring), or :class:`CacheProblem`.
-    ``check_values`` False: the caller checks the values as it reads them (a table bigger than
-    memory is not read twice)."""
+    column names), checked (see the module's docstring), or :class:`CacheProblem`. ``load``:
+    read the values into memory, checking them as they come (one sequential read, into memory
+    of the process's own: not a memory map, whose pages would be counted on top of the
+    training copies); False: the caller reads and checks them itself, a window at a time."""
     try:  # (without blocking: a FIFO at the name must not hang the open; fstat then refuses it)
         f = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")
     except FileNotFoundError:
@@ -199,8 +193,9 @@ def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_c
         raise CacheProblem(f"cannot read it: {exc.strerror or exc}") from None
     try:
         table = _checked(path, f, source_print, request, max_meta_chars, header)
-        if check_values:
-            _check_values(table)
+        if load:
+            table.values = _loaded(table)
+            f.close()
         return table
     except OSError as exc:
         f.close()
@@ -271,25 +266,26 @@ def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[di
     return meta, _DTYPES[descr.str], shape, offset
 
 
-def _check_values(table: CachedTable) -> None:
-    """Every value finite, a block at a time, and every text column's codes as a parse makes
-    them (:func:`nncli.core.preprocess.parsed_codes`). Reads through the checked file."""
+def _loaded(table: CachedTable) -> np.ndarray:
+    """The values read into memory, a block at a time: every one finite, and every text
+    column's codes as a parse makes them (:func:`nncli.core.preprocess.parsed_codes`)."""
     columns = {table.header.index(name): len(distinct) for name, distinct in table.text_values.items()}
-    codes = {column: [] for column in columns}
+    try:
+        values = np.empty(table.shape, table.dtype)
+    except MemoryError:
+        raise CacheProblem(f"no memory for its {table.shape[0]:,} × {table.shape[1]:,} table") from None
     rows = max(1, CHECK_BLOCK_BYTES // (table.shape[1] * table.dtype.itemsize))
-    block = np.empty((min(rows, table.shape[0]), table.shape[1]), table.dtype)
     table.file.seek(table.offset)
     for start in range(0, table.shape[0], rows):
-        part = block[: min(rows, table.shape[0] - start)]
+        part = values[start : start + rows]
         if table.file.readinto(memoryview(part).cast("B")) != part.nbytes:
             raise CacheProblem("it ended early (truncated while read?)")
         if not np.isfinite(part).all():
             raise CacheProblem("it holds values that are not finite (damaged)")
-        for column in columns:
-            codes[column].append(part[:, column].copy())
     for column, count in columns.items():
-        if not parsed_codes(np.concatenate(codes[column]), count):
+        if not parsed_codes(values[:, column], count):
             raise CacheProblem("its text codes are not those of a parse (damaged)")
+    return values
 
 
 def row_blocks(values: np.ndarray, block_bytes: int = CHECK_BLOCK_BYTES) -> Iterator[np.ndarray]:
