@@ -224,7 +224,6 @@ def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray, fmt: str) -> None:
 
 
 def csv_ingestion(rounds: int, rows: int = 20000) -> dict:
-    from nncli.tabular.parse import read_header
     from nncli.tabular.source import read_csv
 
     folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
@@ -412,6 +411,7 @@ def _cache_read_over_parse(data: Path, cache: Path, rounds: int) -> float:
     """Loading the parse cache (mapped, every value checked) over parsing the CSV, in-process
     and interleaved: the issue's "≤ 0.1× the CSV parse"."""
     from nncli.files.datacache import ParseRequest, fingerprint, read_cache
+    from nncli.tabular.parse import read_header
     from nncli.tabular.source import read_csv
 
     [location] = cache.glob(f"{data.stem}-*.nncli-cache")
