@@ -179,3 +179,20 @@ def test_inspect_shows_the_parameters_of_activations_and_loss(tmp_path):
     assert "leaky_relu (slope 0.2)" in text and "huber loss, delta 0.5" in text
     document = json.loads(run("inspect", model, "--json").stdout)
     assert document["loss_params"] == {"delta": 0.5} and document["layers"][0]["activation_params"] == {"slope": 0.2}
+
+
+def test_a_sigint_ignored_at_start_stays_ignored_and_sigterm_still_stops(tmp_path):
+    """A background job of a script starts with SIGINT ignored: nncli keeps ignoring it all
+    run long (not only while the data loads), and SIGTERM still checkpoints and stops."""
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    common = ["train", CONFIGS / "digits.yaml", "--set", "training.epochs=400", "--force"]
+    proc = subprocess.Popen([str(NNCLI), *map(str, common), "-o", tmp_path / "a.npz"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    _wait_for_epoch_rows(proc, rows=2)
+    proc.send_signal(signal.SIGINT)
+    _wait_for_epoch_rows(proc, rows=2)  # still training
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.startswith("nncli: interrupted: stopped "), stderr

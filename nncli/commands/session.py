@@ -373,12 +373,15 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
     def request_stop(signum, frame):
         trainer.stop_requested = True
-        signal.signal(signal.SIGINT, stop_now)
-        signal.signal(signal.SIGTERM, stop_now)
+        for handled in previous:
+            signal.signal(handled, stop_now)
 
-    previous = signal.signal(signal.SIGINT, request_stop), signal.signal(signal.SIGTERM, request_stop)
+    # A SIGINT ignored when nncli started (a background job of a script: the shell ignores it
+    # for such jobs) stays ignored, as it was while the data loaded; SIGTERM always stops.
+    signals = [signal.SIGTERM] + ([] if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else [signal.SIGINT])
+    previous = {signum: signal.signal(signum, request_stop) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
