@@ -112,8 +112,8 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (config, history, metrics) and nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (errors still go to stderr)."),
     log_every: int = typer.Option(1, "--log-every", min=1, help="Print every N-th epoch (the last is always printed)."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, max=1024, metavar="N", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
     ),
 ) -> None:
     """Train a network from a YAML config and save it as an .npz model file.
@@ -202,8 +202,8 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the CSV to this file (atomically) instead of stdout."),
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
     keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated (e.g. id,name); repeatable."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, max=1024, metavar="N", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
     ),
 ) -> None:
     """Apply a model to CSV rows: a CSV of predictions out (streamed, so any size of input works).
@@ -245,8 +245,8 @@ def evaluate(
     fail_over: List[str] = typer.Option(
         [], "--fail-over", metavar="METRIC=VALUE", help="Exit 1 if a lower-is-better metric (loss, mse, mae, or mse_<target> …) is above VALUE; repeatable."
     ),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, max=1024, metavar="N", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
     ),
 ) -> None:
     """Measure a model on labelled data: loss, accuracy, per-class scores and confusion matrix (or MSE, MAE, R²).

@@ -192,7 +192,7 @@ def test_the_first_look_waits_a_moment_and_a_fixed_setting_never_looks(two_threa
         assert blas_threads() == 2 and load.looks == 0
 
 
-@pytest.mark.parametrize(("option", "measured"), [(None, True), (1, False), (2, False)])
+@pytest.mark.parametrize(("option", "measured"), [(None, True), ("auto", True), ("1", False), ("2", False)])
 def test_the_command_line_measures_the_load_only_for_auto(two_threads, monkeypatch, option, measured):
     monkeypatch.delenv("NNCLI_THREADS", raising=False)
     with command_threads.blas_threads(option):
@@ -368,7 +368,13 @@ def test_a_bad_nncli_threads_is_one_line_and_exit_2(tiny_config, value):
 def test_a_bad_threads_option_is_exit_2(tiny_config, value):
     result = run_train(tiny_config, "--threads", value)
     assert result.exit_code == 2
-    assert "--threads" in result.output
+    assert "--threads" in result.output and "expected a whole number of threads from 1 to 1024, or auto" in result.output
+
+
+def test_threads_auto_on_the_command_line_overrides_the_variable(tiny_config):
+    """`NNCLI_THREADS=1 nncli train … --threads auto`: back to the automatic choice."""
+    result = run_train(tiny_config, "--threads", "auto", env={"NNCLI_THREADS": "1"})
+    assert result.exit_code == 0, result.output
 
 
 def test_the_installed_program_refuses_a_bad_nncli_threads(tiny_config):

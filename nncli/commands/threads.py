@@ -19,23 +19,27 @@ ENVIRONMENT = "NNCLI_THREADS"
 MAX_THREADS = 1024
 
 
-def thread_setting(option: Optional[int]) -> Optional[int]:
+def thread_setting(option: Optional[str]) -> Optional[int]:
     """The user's fixed thread count, or None for the automatic choice. The option wins over
-    the environment variable; ``NNCLI_THREADS=auto`` (or empty) means automatic."""
+    the environment variable; ``auto`` (or an empty variable) means automatic."""
     if option is not None:
-        return option  # typer has checked its range
+        return _parsed(option, "--threads")
     text = os.environ.get(ENVIRONMENT)
-    if text is None or text.strip().lower() in ("", "auto"):
-        return None
+    return None if text is None else _parsed(text, f"environment variable {ENVIRONMENT}")
+
+
+def _parsed(text: str, where: str) -> Optional[int]:
     value = text.strip()
+    if value.lower() in ("", "auto"):
+        return None
     if not (value.isascii() and value.isdigit() and len(value) <= 6) or not 1 <= int(value) <= MAX_THREADS:
-        raise UsageError(f"environment variable {ENVIRONMENT}={text[:40]!r}: expected a whole number of "
-                         f"threads from 1 to {MAX_THREADS}, or auto")
+        shown = f"{where} {text[:40]!r}" if where == "--threads" else f"{where}={text[:40]!r}"
+        raise UsageError(f"{shown}: expected a whole number of threads from 1 to {MAX_THREADS}, or auto")
     return int(value)
 
 
 @contextlib.contextmanager
-def blas_threads(option: Optional[int]) -> Iterator[None]:
+def blas_threads(option: Optional[str]) -> Iterator[None]:
     """Run the block under the user's thread setting; the BLAS is left as it was afterwards."""
     setting = thread_setting(option)
     with threads.configured(setting, IdleCores() if setting is None else None):
