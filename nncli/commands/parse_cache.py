@@ -133,7 +133,7 @@ class ParseCache:
         if setting == "auto":
             if path.stat().st_size < CACHE_FROM_BYTES and not required:
                 return None
-            folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nncli"
+            folder = user_cache_folder()
         else:
             folder = resolve_path(self.config, "data.cache", setting)
         return default_location(path, request, folder)
@@ -160,6 +160,13 @@ class ParseCache:
                 why = str(exc)
         warning = "; ".join(filter(None, [ignored, f"parse cache {shown} not written: {why}"]))
         return CacheUse(str(path), str(location), "not written", warning)
+
+
+def user_cache_folder() -> Path:
+    """``$XDG_CACHE_HOME/nncli``, else ``~/.cache/nncli`` (a relative XDG_CACHE_HOME is ignored,
+    as the XDG base directory specification asks)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "nncli"
 
 
 def _on_disk(path: Path, cached: CachedTable) -> CsvColumns:
