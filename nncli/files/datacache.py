@@ -68,7 +68,7 @@ class ParseRequest:
 class CachedTable:
     """A checked cache: its metadata, and where its values lie in the file checked (``file``,
     left open: read through it, never the name again, which another run may have replaced).
-    ``values``: the table read into memory while it was checked (``read_cache(load=True)``)."""
+    ``values``: the table, mapped copy-on-write and checked (``read_cache(load=True)``)."""
 
     header: list[str]
     text_values: dict[str, list[str]]
@@ -182,9 +182,8 @@ def read_cache(path: Path, source_print: dict, request: ParseRequest, max_meta_c
                load: bool = True) -> CachedTable:
     """The cached table of a source with this fingerprint, request and ``header`` (the CSV's
     column names), checked (see the module's docstring), or :class:`CacheProblem`. ``load``:
-    read the values into memory, checking them as they come (one sequential read, into memory
-    of the process's own: not a memory map, whose pages would be counted on top of the
-    training copies); False: the caller reads and checks them itself, a window at a time."""
+    map the values copy-on-write and check them (:func:`_loaded`); False: the caller reads and
+    checks them itself, a window at a time (data bigger than memory, never mapped)."""
     try:  # (without blocking: a FIFO at the name must not hang the open; fstat then refuses it)
         f = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")
     except FileNotFoundError:
@@ -267,23 +266,19 @@ def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[di
 
 
 def _loaded(table: CachedTable) -> np.ndarray:
-    """The values read into memory, a block at a time: every one finite, and every text
-    column's codes as a parse makes them (:func:`nncli.core.preprocess.parsed_codes`)."""
-    columns = {table.header.index(name): len(distinct) for name, distinct in table.text_values.items()}
+    """The values, mapped copy-on-write from the checked file (its pages come straight from the
+    page cache, and whatever the caller writes — the split writes the training rows over the
+    table — stays in this process), checked a block at a time: every value finite, and every
+    text column's codes as a parse makes them (:func:`nncli.core.preprocess.parsed_codes`)."""
     try:
-        values = np.empty(table.shape, table.dtype)
-    except MemoryError:
-        raise CacheProblem(f"no memory for its {table.shape[0]:,} × {table.shape[1]:,} table") from None
-    rows = max(1, CHECK_BLOCK_BYTES // (table.shape[1] * table.dtype.itemsize))
-    table.file.seek(table.offset)
-    for start in range(0, table.shape[0], rows):
-        part = values[start : start + rows]
-        if table.file.readinto(memoryview(part).cast("B")) != part.nbytes:
-            raise CacheProblem("it ended early (truncated while read?)")
-        if not np.isfinite(part).all():
+        values = np.memmap(table.file, dtype=table.dtype, mode="c", offset=table.offset, shape=table.shape)
+    except (OSError, ValueError) as exc:  # ENOMEM: no address space left for the map (ulimit -v)
+        raise CacheProblem(f"cannot map it: {getattr(exc, 'strerror', None) or exc}") from None
+    for block in row_blocks(values):
+        if not np.isfinite(block).all():
             raise CacheProblem("it holds values that are not finite (damaged)")
-    for column, count in columns.items():
-        if not parsed_codes(values[:, column], count):
+    for name, distinct in table.text_values.items():
+        if not parsed_codes(values[:, table.header.index(name)], len(distinct)):
             raise CacheProblem("its text codes are not those of a parse (damaged)")
     return values
 

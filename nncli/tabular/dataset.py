@@ -68,7 +68,7 @@ class _Rows:
         it holds is overwritten.) The targets are taken first; the table is spent after."""
         table = self.X if self.X.base is None else self.X.base
         itemsize = self.X.itemsize
-        in_place = (type(table) is np.ndarray and table.ndim == 2 and table.flags.c_contiguous and table.flags.writeable
+        in_place = (isinstance(table, np.ndarray) and table.ndim == 2 and table.flags.c_contiguous and table.flags.writeable
                     and table.dtype == self.X.dtype and self.X.strides == (table.strides[0], itemsize))
         if not in_place:
             return self.take(rows)
