@@ -32,11 +32,12 @@ from nncli.files.datacache import (
     write_cache,
 )
 from nncli.files.npz import meta_chars
+from nncli.tabular.fast import FAST_PATH_BYTES
 from nncli.tabular.outofcore import TableOnDisk
 from nncli.tabular.parse import read_header
 from nncli.tabular.source import CsvColumns, open_csv, read_csv
 
-CACHE_FROM_BYTES = 32 << 20  # the size from which polars parses too (nncli.tabular.fast.FAST_PATH_BYTES)
+CACHE_FROM_BYTES = FAST_PATH_BYTES  # below it a parse takes a fraction of a second (and polars is not used)
 
 
 @dataclass
@@ -106,8 +107,7 @@ class ParseCache:
                                     "training from disk needs it: choose a folder nncli can write") from None
         if fingerprint(path) != source_print:
             raise DataError(f"{path}: the CSV file changed while it was read; run again")
-        ignored = f"parse cache {escaped(str(location))} ignored ({unusable}); the CSV file was parsed again" if unusable else ""
-        self.uses.append(CacheUse(str(path), str(location), "written", ignored))
+        self.uses.append(CacheUse(str(path), str(location), "written", _ignored(location, unusable)))
         try:
             return _on_disk(path, read_cache(location, source_print, request, meta_chars(), header, load=False))
         except CacheProblem as problem:  # replaced by another run in the meantime, say
@@ -141,8 +141,7 @@ class ParseCache:
     def _write(self, location: Path, path: Path, source_print: dict, request: ParseRequest, table: CsvColumns,
                unusable: str) -> CacheUse:
         """Write the cache of a table just parsed; ``unusable``: why the cache there was not read."""
-        shown = escaped(str(location))
-        ignored = f"parse cache {shown} ignored ({unusable}); the CSV file was parsed again" if unusable else ""
+        ignored = _ignored(location, unusable)
         if not self.writes:
             return CacheUse(str(path), str(location), "ignored" if unusable else "not written", ignored)
         if fingerprint(path) != source_print:
@@ -158,8 +157,13 @@ class ParseCache:
                 why = exc.strerror or str(exc)
             except NncliError as exc:  # atomic_write's OutputError: the message names the file
                 why = str(exc)
-        warning = "; ".join(filter(None, [ignored, f"parse cache {shown} not written: {why}"]))
+        warning = "; ".join(filter(None, [ignored, f"parse cache {escaped(str(location))} not written: {why}"]))
         return CacheUse(str(path), str(location), "not written", warning)
+
+
+def _ignored(location: Path, unusable: str) -> str:
+    """The warning for a cache that was there but could not be used (none when there was none)."""
+    return f"parse cache {escaped(str(location))} ignored ({unusable}); the CSV file was parsed again" if unusable else ""
 
 
 def user_cache_folder() -> Path:
@@ -202,8 +206,10 @@ def _stream(path: Path, location: Path, source_print: dict, request: ParseReques
             for chunk in stream.chunks(text_columns):
                 values = chunk.values
                 for column, name, codes in zip(positions, text_columns, seen):
+                    # The chunk's codes count from its own first cell: renumber them in the file's order.
                     remap = np.array([codes.setdefault(text, len(codes)) for text in chunk.text[name]], dtype=np.float64)
-                    values[:, column] = remap[values[:, column].astype(np.intp)] if len(remap) else values[:, column]
+                    if len(remap):
+                        values[:, column] = remap[values[:, column].astype(np.intp)]
                 if dtype == np.float32:
                     with np.errstate(over="ignore"):  # (a value beyond float32's range widens the table)
                         narrowed = values.astype(np.float32)

@@ -21,6 +21,7 @@ the CSV again. Nothing here is unpickled: ``.npy`` headers are read by NumPy's l
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -162,8 +163,6 @@ class CacheWriter:
 
 
 def _json_bytes(meta: dict) -> bytes:
-    import json
-
     return json.dumps(meta, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 

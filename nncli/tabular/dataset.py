@@ -221,8 +221,9 @@ def too_large_to_normalise(path: Path, name: str, largest: float) -> DataError:
 
 
 def too_large_for(path: Path, name: str, dtype, largest: float) -> DataError:
+    advice = "normalise it" + ("" if np.dtype(dtype) == np.float64 else " or use model.dtype: float64")
     return DataError(f"{path}: column {quoted(name)} holds values too large for {np.dtype(dtype).name} "
-                     f"(largest magnitude {largest:.3g}); normalise it or use model.dtype: float64")
+                     f"(largest magnitude {largest:.3g}); {advice}")
 
 
 def scaled_values(values: np.ndarray, scaler: Scaler | None, dtype, names: list[str], path: Path) -> np.ndarray:

@@ -24,7 +24,7 @@ from nncli.config import Config
 from nncli.core.model import TrainedModel
 from nncli.core.preprocess import Scaler, ScalerFit, class_targets, parsed_codes
 from nncli.core.tasks import LOSS_KINDS
-from nncli.errors import DataError, quoted
+from nncli.errors import DataError
 from nncli.tabular.dataset import (
     TableReader,
     TrainingData,
@@ -153,11 +153,9 @@ class MappedRows:
             part = out[position : position + len(values)]
             with np.errstate(over="ignore", invalid="ignore"):
                 self.scaler.transform_into(values, part)
-            if not np.isfinite(part).all():
+            if not np.isfinite(part).all():  # (a validation row beyond the training rows' range)
                 column = int(np.argmax(~np.isfinite(part).all(axis=0)))
-                advice = "normalise it" + ("" if self.dtype == np.float64 else " or use model.dtype: float64")
-                raise DataError(f"{self.table.name}: column {quoted(self.names[column])} holds values too large for "
-                                f"{self.dtype.name} once normalised; {advice}")
+                raise too_large_for(Path(self.table.name), self.names[column], self.dtype, float(np.abs(values[:, column]).max()))
         return out
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
