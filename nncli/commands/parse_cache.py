@@ -55,18 +55,20 @@ class CacheUse:
 
 @dataclass
 class ParseCache:
-    """``read(path, text_columns, dtype)``: :func:`nncli.tabular.source.read_csv` through the
-    cache the config asks for. ``writes``: False for a dry run (it reads a cache, never writes one)."""
+    """``read(path, text_columns, dtype, missing_values)``: :func:`nncli.tabular.source.read_csv`
+    through the cache the config asks for (a cache parsed with other text columns, dtype or
+    missing-cell tokens is another cache). ``writes``: False for a dry run (it reads a cache,
+    never writes one)."""
 
     config: Config
     writes: bool = True
     uses: list[CacheUse] = field(default_factory=list)
 
-    def read(self, path: Path, text_columns=(), dtype=np.float64) -> CsvColumns:
-        request = ParseRequest(tuple(text_columns), np.dtype(dtype).name)
+    def read(self, path: Path, text_columns=(), dtype=np.float64, missing_values=()) -> CsvColumns:
+        request = ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values))
         location = self._location(path, request)
         if location is None:
-            return read_csv(path, text_columns, dtype)
+            return read_csv(path, text_columns, dtype, missing_values)
         source_print = fingerprint(path)
         try:
             cached = read_cache(location, source_print, request, meta_chars(), read_header(path))
@@ -75,16 +77,17 @@ class ParseCache:
         else:
             self.uses.append(CacheUse(str(path), str(location), "read"))
             return CsvColumns(path, cached.header, cached.values, cached.text_values)
-        table = read_csv(path, text_columns, dtype)
+        table = read_csv(path, text_columns, dtype, missing_values)
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
 
-    def on_disk(self, path: Path, text_columns=(), dtype=np.float64) -> CsvColumns:
+    def on_disk(self, path: Path, text_columns=(), dtype=np.float64, missing_values=()) -> CsvColumns:
         """The CSV's table on disk, for data bigger than memory: its values a
         :class:`~nncli.tabular.outofcore.TableOnDisk` of the cache read (checked as they are
         used), else of one written from the CSV streamed a chunk at a time (a dry run writes
-        it too: the file has to be read somewhere)."""
-        request = ParseRequest(tuple(text_columns), np.dtype(dtype).name)
+        it too: the file has to be read somewhere). With ``missing_values``, NaN (a missing cell)
+        may be among its values (:attr:`nncli.files.datacache.CachedTable.missing_values`)."""
+        request = ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values))
         location = self._location(path, request, required=True)
         source_print, header = fingerprint(path), read_header(path)
         try:
@@ -113,10 +116,10 @@ class ParseCache:
         except CacheProblem as problem:  # replaced by another run in the meantime, say
             raise DataError(f"{path}: its parse cache {escaped(str(location))} changed as it was written ({problem}); run again") from None
 
-    def cached_bytes(self, path: Path, text_columns=(), dtype=np.float64) -> int | None:
+    def cached_bytes(self, path: Path, text_columns=(), dtype=np.float64, missing_values=()) -> int | None:
         """The size of the file's cache if there is one (unchecked: for an estimate)."""
         try:
-            location = self._location(path, ParseRequest(tuple(text_columns), np.dtype(dtype).name))
+            location = self._location(path, ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values)))
             return None if location is None else location.stat().st_size
         except OSError:
             return None
@@ -188,8 +191,8 @@ class _Widen(Exception):
 def stream_to_cache(path: Path, location: Path, source_print: dict, request: ParseRequest) -> None:
     """Write the cache of a CSV file too big to parse whole, a chunk at a time: the same
     table :func:`nncli.tabular.source.read_csv` would give (text cells coded in order of first
-    appearance; float32 when asked for and every value is exactly one — if one turns out not
-    to be, the file is streamed again into float64)."""
+    appearance, NaN for a missing cell; float32 when asked for and every value is exactly one —
+    if one turns out not to be, the file is streamed again into float64)."""
     narrow = request.dtype == "float32"
     try:
         _stream(path, location, source_print, request, np.float32 if narrow else np.float64)
@@ -202,18 +205,21 @@ def _stream(path: Path, location: Path, source_print: dict, request: ParseReques
     with open_csv(path, STREAM_CHUNK_BYTES) as stream:
         positions = [stream.positions[name] for name in text_columns]
         seen: list[dict[str, int]] = [{} for _ in text_columns]
-        with CacheWriter(location, None, len(stream.header), dtype) as writer:
-            for chunk in stream.chunks(text_columns):
+        with CacheWriter(location, None, len(stream.header), dtype, missing=bool(request.missing_values)) as writer:
+            for chunk in stream.chunks(text_columns, missing_values=request.missing_values):
                 values = chunk.values
                 for column, name, codes in zip(positions, text_columns, seen):
-                    # The chunk's codes count from its own first cell: renumber them in the file's order.
-                    remap = np.array([codes.setdefault(text, len(codes)) for text in chunk.text[name]], dtype=np.float64)
-                    if len(remap):
-                        values[:, column] = remap[values[:, column].astype(np.intp)]
+                    # The chunk's codes count from its own first cell: renumber them in the file's order
+                    # (a missing cell, NaN, stays NaN: the remap's last entry).
+                    remap = np.array([codes.setdefault(text, len(codes)) for text in chunk.text[name]] + [np.nan])
+                    chunk_codes = values[:, column]
+                    if request.missing_values:
+                        chunk_codes = np.where(np.isnan(chunk_codes), len(remap) - 1, chunk_codes)
+                    values[:, column] = remap[chunk_codes.astype(np.intp)]
                 if dtype == np.float32:
                     with np.errstate(over="ignore"):  # (a value beyond float32's range widens the table)
                         narrowed = values.astype(np.float32)
-                    if not (narrowed == values).all():
+                    if not np.array_equal(narrowed, values, equal_nan=bool(request.missing_values)):
                         raise _Widen()
                     values = narrowed
                 writer.write_rows(values)

@@ -13,7 +13,11 @@ exact size must all agree, and the table may not hold more values than its CSV h
 before anything is read; the source's fingerprint (size,
 modification time, a hash of its first and last MiB) and the parse request must match the
 caller's, its column names the CSV's; every value is checked finite and every text column's
-codes those of a parse as the table is read.
+codes those of a parse as the table is read. A table parsed with missing-cell tokens holds NaN
+for a missing cell (and nothing else: never an infinity); its cache records how many there are
+and a hash of where (:class:`MissingCells`), so that a NaN anywhere else is damage as any value
+that is not finite is, and none of its text values may be a token. One parsed without tokens
+holds no NaN.
 Anything else is a :class:`CacheProblem`, which the caller reports as a warning before parsing
 the CSV again. Nothing here is unpickled: ``.npy`` headers are read by NumPy's literal parser.
 """
@@ -60,9 +64,16 @@ class ParseRequest:
 
     text_columns: tuple[str, ...]
     dtype: str  # the dtype asked of the parser ("float32": float32 where exact)
+    missing_values: tuple[str, ...] = ()  # the cells read as missing (NaN), as the parser compares them
+
+    def __post_init__(self):
+        # One request however the tokens are listed (the parser strips them, order and repeats do not matter).
+        object.__setattr__(self, "missing_values", tuple(sorted({token.strip() for token in self.missing_values})))
 
     def to_json(self) -> dict:
-        return {"text_columns": list(self.text_columns), "dtype": self.dtype}
+        # (without tokens, the document of the caches written before missing cells existed)
+        tokens = {"missing_values": list(self.missing_values)} if self.missing_values else {}
+        return {"text_columns": list(self.text_columns), "dtype": self.dtype, **tokens}
 
 
 @dataclass
@@ -78,6 +89,8 @@ class CachedTable:
     shape: tuple[int, int]
     dtype: np.dtype
     values: np.ndarray | None = None
+    missing_values: tuple[str, ...] = ()  # the request's tokens: NaN (a missing cell) may be among the values
+    missing: dict | None = None  # then where: MissingCells(...).to_json() of the values as written
 
 
 def fingerprint(source: Path) -> dict:
@@ -112,18 +125,39 @@ def room_for(path: Path, values_bytes: int) -> bool:
 def write_cache(path: Path, source_print: dict, request: ParseRequest, header: list[str], values: np.ndarray,
                 text_values: dict[str, list[str]]) -> None:
     """The table as a cache file, atomically (an existing cache is replaced whole)."""
-    with CacheWriter(path, len(values), values.shape[1], values.dtype) as writer:
+    with CacheWriter(path, len(values), values.shape[1], values.dtype, missing=bool(request.missing_values)) as writer:
         writer.write_rows(values)
         writer.finish(source_print, request, header, text_values)
 
 
+class MissingCells:
+    """Where a table's NaN (its missing cells) are, rows added in order: how many, and a hash
+    of their positions (row-major indices), whatever blocks the rows come in."""
+
+    def __init__(self, columns: int):
+        self.columns, self.rows, self.count = columns, 0, 0
+        self._digest = hashlib.blake2b(digest_size=16)
+
+    def add(self, rows: np.ndarray) -> None:
+        positions = np.flatnonzero(np.isnan(rows))  # (a clean block costs one pass)
+        if len(positions):
+            self.count += len(positions)
+            self._digest.update((positions + self.rows * self.columns).astype("<i8").tobytes())
+        self.rows += len(rows)
+
+    def to_json(self) -> dict:
+        return {"cells": self.count, "blake2b": self._digest.hexdigest()}
+
+
 class CacheWriter:
     """A cache written a block of rows at a time; ``rows`` None: as many as come (the header
-    is then written last, over its placeholder)."""
+    is then written last, over its placeholder). ``missing``: the table may hold NaN (missing
+    cells), whose places the metadata records (:class:`MissingCells`)."""
 
-    def __init__(self, path: Path, rows: int | None, columns: int, dtype):
+    def __init__(self, path: Path, rows: int | None, columns: int, dtype, missing: bool = False):
         self.path, self.rows, self.columns = path, rows, columns
         self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.missing = MissingCells(columns) if missing else None
         self.rows_written = 0
         self._writing = None
         self._file: BinaryIO | None = None
@@ -142,7 +176,10 @@ class CacheWriter:
     def write_rows(self, rows: np.ndarray) -> None:
         if rows.shape[1:] != (self.columns,) or (self.rows is not None and self.rows_written + len(rows) > self.rows):
             raise ValueError(f"rows of shape {rows.shape} do not fit a cache of {self.rows} × {self.columns}")
-        np.ascontiguousarray(rows, dtype=self.dtype).tofile(self._file)
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if self.missing is not None:
+            self.missing.add(rows)
+        rows.tofile(self._file)
         self.rows_written += len(rows)
 
     def finish(self, source_print: dict, request: ParseRequest, header: list[str], text_values: dict[str, list[str]]) -> None:
@@ -153,8 +190,12 @@ class CacheWriter:
             self._file.seek(end)
         elif self.rows_written != self.rows:
             raise ValueError(f"{self.rows_written} rows written to a cache of {self.rows}")
+        if bool(request.missing_values) != (self.missing is not None):
+            raise ValueError("a cache of a table with missing cells records where they are (CacheWriter(missing=True))")
         meta = {"format": FORMAT, "nncli": __version__, "source": source_print, "request": request.to_json(),
                 "header": header, "text_values": text_values}
+        if self.missing is not None:
+            meta["missing"] = self.missing.to_json()
         text = _json_bytes(meta)
         self._file.write(text + len(text).to_bytes(8, "little") + MAGIC)
 
@@ -211,20 +252,28 @@ def _checked(path: Path, f: BinaryIO, source_print: dict, request: ParseRequest,
     meta, dtype, shape, offset = _layout(path, f, info.st_size, max_meta_chars)
     if meta.get("source") != source_print or meta.get("nncli") != __version__:
         raise NoCache("the CSV file changed since the cache was written, or another nncli version wrote it")
-    # A CSV value takes at least two bytes (a digit and a comma or line end): a cache cannot
-    # hold more values than its CSV file has room for (the budget that bounds what it may ask).
-    if shape[0] * shape[1] * 2 > source_print["size"]:
+    # A CSV value takes at least two bytes (a digit and a comma or line end), one when it may be
+    # an empty cell (a missing one): a cache cannot hold more values than its CSV file has room
+    # for (the budget that bounds what it may ask).
+    value_bytes = 1 if "" in request.missing_values else 2
+    if shape[0] * shape[1] * value_bytes > source_print["size"]:
         raise CacheProblem(f"a table of {shape[0]:,} × {shape[1]:,} values; its CSV file has room for fewer")
     if meta.get("request") != request.to_json():
         raise CacheProblem("written for another reading of the file")
     if meta.get("header") != header or len(header) != shape[1]:
         raise CacheProblem("its column names are not the CSV file's")
     text_values = meta.get("text_values")
+    tokens = set(request.missing_values)
     if not (isinstance(text_values, dict) and set(text_values) == set(request.text_columns)
-            and all(isinstance(v, list) and all(isinstance(s, str) for s in v) and len(set(v)) == len(v)
-                    for v in text_values.values())):
+            and all(isinstance(v, list) and all(isinstance(s, str) and s.strip() not in tokens for s in v)
+                    and len(set(v)) == len(v) for v in text_values.values())):
         raise CacheProblem("its text values do not match its request")
-    return CachedTable(list(header), text_values, f, offset, shape, dtype)
+    missing = meta.get("missing")
+    if request.missing_values and not (isinstance(missing, dict) and set(missing) == {"cells", "blake2b"}
+                                       and type(missing["cells"]) is int and isinstance(missing["blake2b"], str)):
+        raise CacheProblem("it does not say where its missing cells are")
+    return CachedTable(list(header), text_values, f, offset, shape, dtype, missing_values=request.missing_values,
+                       missing=missing if request.missing_values else None)
 
 
 def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[dict, np.dtype, tuple[int, int], int]:
@@ -267,19 +316,44 @@ def _layout(path: Path, f: BinaryIO, size: int, max_meta_chars: int) -> tuple[di
 def _loaded(table: CachedTable) -> np.ndarray:
     """The values, mapped copy-on-write from the checked file (its pages come straight from the
     page cache, and whatever the caller writes — the split writes the training rows over the
-    table — stays in this process), checked a block at a time: every value finite, and every
-    text column's codes as a parse makes them (:func:`nncli.core.preprocess.parsed_codes`)."""
+    table — stays in this process), checked a block at a time: every value finite (or NaN where
+    the cache says a cell was missing, when the table was parsed with tokens), and every text
+    column's codes as a parse makes them (:func:`text_codes_parsed`)."""
     try:
         values = np.memmap(table.file, dtype=table.dtype, mode="c", offset=table.offset, shape=table.shape)
     except (OSError, ValueError) as exc:  # ENOMEM: no address space left for the map (ulimit -v)
         raise CacheProblem(f"cannot map it: {getattr(exc, 'strerror', None) or exc}") from None
+    missing = MissingCells(table.shape[1]) if table.missing_values else None
     for block in row_blocks(values):
-        if not np.isfinite(block).all():
+        if not finite_or_missing(block, missing is not None):
             raise CacheProblem("it holds values that are not finite (damaged)")
+        if missing is not None:
+            missing.add(block)
+    if missing is not None and missing.to_json() != table.missing:
+        if missing.count < table.missing["cells"]:
+            raise CacheProblem("its missing cells are not those of its parse (damaged)")
+        raise CacheProblem("it holds values that are not finite (damaged)")  # a NaN where no cell was missing
     for name, distinct in table.text_values.items():
-        if not parsed_codes(values[:, table.header.index(name)], len(distinct)):
+        if not text_codes_parsed(values[:, table.header.index(name)], len(distinct), missing):
             raise CacheProblem("its text codes are not those of a parse (damaged)")
     return values
+
+
+def finite_or_missing(values: np.ndarray, missing: bool) -> bool:
+    """Every value finite; with ``missing`` (a table parsed with missing-cell tokens), NaN too,
+    never an infinity."""
+    return not np.isinf(values).any() if missing else bool(np.isfinite(values).all())
+
+
+def text_codes_parsed(codes: np.ndarray, count: int, missing: bool) -> bool:
+    """A text column's codes as a parse gives them (:func:`nncli.core.preprocess.parsed_codes`);
+    with ``missing``, NaN for a missing cell among them (a column of missing cells only has no
+    text values)."""
+    if missing:
+        codes = codes[~np.isnan(codes)]
+        if not len(codes):
+            return count == 0
+    return parsed_codes(codes, count)
 
 
 def row_blocks(values: np.ndarray, block_bytes: int = CHECK_BLOCK_BYTES) -> Iterator[np.ndarray]:

@@ -8,13 +8,14 @@ is scanned again with the ``csv`` module only to find and name the first bad cel
 The rules every reader applies, whole file or stream, NumPy or polars, live here once: how long
 a line (or a record whose quoted field spans lines) may be (:func:`line_budget`,
 :func:`check_line_lengths`, :func:`read_line`), where a quoted field opens and closes
-(:func:`records`), and how names from a file are listed in a message (:func:`listed`; one
-value: :func:`nncli.errors.quoted`).
+(:func:`records`), which cells mean "missing" (:func:`missing_tokens`), and
+how names from a file are listed in a message (:func:`listed`; one value: :func:`nncli.errors.quoted`).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import re
@@ -36,6 +37,29 @@ ENCODING = "utf-8-sig"  # accepts a byte-order mark (Excel writes one)
 # ~2 MB lines). A longer line is refused with its line number before it is read whole.
 MAX_LINE_BYTES = 8 << 20
 LINE_BYTES_VARIABLE = "NNCLI_MAX_LINE_BYTES"  # a user with wider files sets e.g. 64M
+
+
+class NotANumber(DataError):
+    """A cell of a numeric column that is not a number (nor a missing-cell token): ``column``
+    names the column, ``value`` is the cell (without surrounding spaces, as the message quotes
+    it). Training reads such a column again as text (a category). A "nan" or "inf" cell is not
+    this error: it is a number, just not a finite one."""
+
+    def __init__(self, message: str, column: str, value: str):
+        super().__init__(message)
+        self.column, self.value = column, value
+
+
+def missing_tokens(missing_values: Iterable[str]) -> frozenset[str]:
+    """The cells that mean "missing", as every reader compares them: without surrounding spaces
+    (a cell " NA" is "NA", a cell of spaces is ""), in numeric and text columns alike."""
+    return frozenset(token.strip() for token in missing_values)
+
+
+def number_tokens(tokens: frozenset[str]) -> np.ndarray:
+    """The values of the tokens that read as finite numbers ("-999"): a parser that reads
+    numbers first must look again at a cell with one of these values."""
+    return np.array([as_number(token) for token in tokens if math.isfinite(as_number(token))], dtype=np.float64)
 
 
 def quoted_list(values: Sequence[object], limit: int = 10) -> str:
@@ -268,6 +292,64 @@ def numbered_rows(lines: Iterable[str], name: str, first_line: int = 2) -> Itera
         line += record.count("\n")
 
 
+# Rows, and bytes, :func:`sniff_text_columns` looks at: a first guess, cheap on any file.
+SNIFF_ROWS = 1000
+SNIFF_BYTES = 1 << 20  # (its cells are kept while looked at: ~20 MB at most)
+
+
+def sniff_text_columns(path: Path, columns: Sequence[str], missing_values: Iterable[str] = (),
+                       rows: int = SNIFF_ROWS) -> list[str]:
+    """Which of ``columns`` (in their order) hold, in the file's first ``rows`` rows (and
+    :data:`SNIFF_BYTES`), a cell that is neither a number nor one of ``missing_values``: text
+    columns found before the file is parsed. Only a guess: a text cell further down makes the
+    read raise :class:`NotANumber`, and the caller reads again with that column as text. The
+    file's own problems (a bad byte, an unclosed quote) are left to the read, which names them:
+    the rows before one still count here."""
+    header = read_header(path)
+    tokens = missing_tokens(missing_values)
+    position = {column: i for i, column in enumerate(header)}
+    wanted = {position[column] for column in columns if column in position}
+    name, limit = str(path), line_budget()
+
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as f:
+            read_line(f, name, 1, limit)  # the header
+            line, passed = 2, 0
+            while passed < SNIFF_BYTES and (raw := read_line(f, name, line, limit)):
+                passed += len(raw)
+                line += 1
+                yield raw.decode("utf-8")
+
+    sample: list[list[str]] = []
+    try:
+        for _, row in numbered_rows(lines(), name):
+            if len(sample) >= rows:
+                break
+            sample.append(row)
+    except (DataError, UnicodeDecodeError, OSError):
+        pass
+    # Each distinct cell is looked at once, then the columns holding a text cell are found
+    # (1,000 rows of 785 columns: 0.1 s, most of it the csv module's; a cell at a time, 0.5 s).
+    distinct: set[str] = set()
+    for row in sample:
+        distinct.update(row)
+    text = {cell for cell in distinct if not _reads_as_number(cell, tokens)}
+    if not text:
+        return []
+    cells = list(itertools.zip_longest(*sample))  # (None where a row is short)
+    found = {index for index in wanted if index < len(cells) and not text.isdisjoint(cells[index])}
+    return [column for column in columns if position.get(column) in found]
+
+
+def _reads_as_number(cell: str, tokens: frozenset[str]) -> bool:
+    """A number as NumPy's parser reads one (finite or not), or a missing cell."""
+    try:
+        float(cell)
+    except ValueError:
+        return cell.strip() in tokens
+    return (cell.isascii() and "_" not in cell) or bool(_NUMBER.fullmatch(cell.strip())) or cell.strip() in tokens
+
+
 def _allow_long_fields() -> None:
     """Raise the csv module's field limit to the line budget: its own default, 128 KiB, would
     call a long but valid cell "malformed" (and a message could not name the line of a label)."""
@@ -311,6 +393,7 @@ def parse_rows(
     text_columns: Iterable[str] = (),
     first_line: int = 2,
     skip: Iterable[str] = (),
+    missing_values: Iterable[str] = (),
 ) -> tuple[np.ndarray, dict[str, list[str]]]:
     """Parse data rows (a file after its header, or a list of lines) with NumPy's C parser.
 
@@ -318,16 +401,19 @@ def parse_rows(
     codes into its list of distinct values (as written, spaces included).  Any malformed row or non-finite
     number raises a DataError naming ``name``, the line (counting from ``first_line``),
     the column and the value. Columns in ``skip`` may hold anything and are not read (0 in the
-    array, no list of values): a file may have a million columns nobody asked for.
+    array, no list of values): a file may have a million columns nobody asked for. A cell equal
+    to one of ``missing_values`` (:func:`missing_tokens`) is NaN, in a numeric or a text column
+    (never one of its values); NaN means nothing else.
     """
-    return RowParser(header, text_columns, skip).parse(source, name, first_line)
+    return RowParser(header, text_columns, skip, missing_values).parse(source, name, first_line)
 
 
 class RowParser:
     """:func:`parse_rows` for one header, its per-column work done once (a stream parses many
     chunks, and a wide file's columns cost per chunk otherwise)."""
 
-    def __init__(self, header: list[str], text_columns: Iterable[str] = (), skip: Iterable[str] = ()):
+    def __init__(self, header: list[str], text_columns: Iterable[str] = (), skip: Iterable[str] = (),
+                 missing_values: Iterable[str] = ()):
         skip = set(skip)
         self.header = header
         self.text_columns = [column for column in text_columns if column not in skip]
@@ -336,40 +422,120 @@ class RowParser:
         self.text_positions = [(column, position[column]) for column in self.text_columns]
         # One shared converter for every skipped column; the text columns' are set per parse.
         self.converters = {position[column]: _skipped for column in skip if column in position}
+        self.tokens = missing_tokens(missing_values)
+        self.missing_values = tuple(missing_values)
+        self.numeric = [i for i, column in enumerate(header) if column not in self.not_numbers]
+        # A token that reads as a finite number ("-999") is hidden in NumPy's own parse of the
+        # numbers: a value equal to one sends the parse to the converters below.
+        self.number_tokens = number_tokens(self.tokens)
 
     def parse(self, source: Path | list[str], name: str, first_line: int = 2) -> tuple[np.ndarray, dict[str, list[str]]]:
         header = self.header
-        codes: dict[str, dict[str, int]] = {column: {} for column in self.text_columns}
-        for column, index in self.text_positions:
-            self.converters[index] = lambda cell, table=codes[column]: table.setdefault(cell, len(table))
 
         def failure(fallback: str) -> DataError:
             lines = lines_after_header(source) if isinstance(source, Path) else split_lines("".join(source))
-            return locate_bad_cell(lines, header, name, self.not_numbers, first_line) or DataError(f"{name}: {fallback}")
+            return locate_bad_cell(lines, header, name, self.not_numbers, first_line, self.missing_values) or DataError(
+                f"{name}: {fallback}")
 
+        codes, converters = self._converters()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "input contained no data": callers report that
-                values = np.loadtxt(
-                    source,
-                    delimiter=",",
-                    skiprows=1 if isinstance(source, Path) else 0,
-                    dtype=np.float64,
-                    ndmin=2,
-                    quotechar='"',
-                    comments=None,  # "#" is data: a label "C#" is not "C", a row "#1,2" is not dropped
-                    encoding=ENCODING,
-                    converters=self.converters or None,
-                )
-        except (ValueError, UnicodeDecodeError) as exc:
-            if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C inside a converter, wrapped by NumPy
-                raise exc.__cause__ from None
-            raise failure(f"cannot parse CSV: {exc}") from None
-        if len(values) and values.shape[1] != len(header):  # loadtxt compares rows with each other only
+            values = _load(source, converters)
+        except ValueError as exc:
+            if not self.tokens:
+                raise failure(f"cannot parse CSV: {exc}") from None
+            values = None  # perhaps a missing cell: read again, a cell at a time
+        if values is not None and len(values) and values.shape[1] != len(header):  # loadtxt compares rows with each other only
             raise failure(f"rows have {values.shape[1]:,} fields but the header names {len(header):,} columns")
-        if not np.isfinite(values).all():
-            raise failure("contains NaN or infinite values")
+        if not self.tokens:
+            if not np.isfinite(values).all():
+                raise failure("contains NaN or infinite values")
+        elif values is None or self._hides_missing(values):
+            # Missing cells: each numeric cell through a converter that reads a token as NaN and
+            # refuses anything else that is not a finite number (~2 x NumPy's own parse).
+            codes, converters = self._converters(numbers=True)
+            try:
+                values = _load(source, converters)
+            except ValueError as exc:
+                raise failure(f"cannot parse CSV: {exc}") from None
+            if len(values) and values.shape[1] != len(header):
+                raise failure(f"rows have {values.shape[1]:,} fields but the header names {len(header):,} columns")
         return values, {column: list(table) for column, table in codes.items()}
+
+    def _converters(self, numbers: bool = False) -> tuple[dict[str, dict[str, int]], dict]:
+        """Fresh code tables for the text columns, and the converters that fill them (with
+        ``numbers``, every numeric column's too: see :meth:`parse`)."""
+        codes: dict[str, dict[str, int]] = {column: {} for column in self.text_columns}
+        converters = dict(self.converters)
+        tokens = self.tokens
+        for column, index in self.text_positions:
+            if tokens:
+                converters[index] = lambda cell, table=codes[column]: (
+                    math.nan if cell.strip() in tokens else table.setdefault(cell, len(table)))
+            else:
+                converters[index] = lambda cell, table=codes[column]: table.setdefault(cell, len(table))
+        if numbers:
+            number = _number_or_missing(tokens)
+            converters.update((index, number) for index in self.numeric)
+        return codes, converters
+
+    def _hides_missing(self, values: np.ndarray) -> bool:
+        """Whether NumPy's own parse may have read a missing cell as a number: a NaN (a "NaN"
+        token, or a "nan" that must be refused), an infinity, or a token's value ("-999")."""
+        numeric = values[:, column_index(self.numeric)] if len(self.numeric) != values.shape[1] else values
+        if not np.isfinite(numeric).all():  # (a text column's NaN is a token already)
+            return True
+        return bool(len(self.number_tokens)) and bool(np.isin(numeric, self.number_tokens).any())
+
+
+def _load(source: Path | list[str], converters: dict) -> np.ndarray:
+    """NumPy's C parser on CSV text (a file after its header, or a list of lines)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": callers report that
+            return np.loadtxt(
+                source,
+                delimiter=",",
+                skiprows=1 if isinstance(source, Path) else 0,
+                dtype=np.float64,
+                ndmin=2,
+                quotechar='"',
+                comments=None,  # "#" is data: a label "C#" is not "C", a row "#1,2" is not dropped
+                encoding=ENCODING,
+                converters=converters or None,
+            )
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C inside a converter, wrapped by NumPy
+            raise exc.__cause__ from None
+        raise
+
+
+def _number_or_missing(tokens: frozenset[str]) -> Callable[[str], float]:
+    """The converter of a numeric column that may hold missing cells: NaN for a token, the
+    number NumPy's parser reads, or ValueError (the exact scan then names the cell). float()
+    reads what NumPy reads and a little more ("1_000", non-ASCII digits), checked for here."""
+    nan, isfinite = math.nan, math.isfinite
+    numbers_among_tokens = bool(len(number_tokens(tokens)))
+
+    def number(cell: str) -> float:
+        if numbers_among_tokens and cell.strip() in tokens:
+            return nan
+        try:
+            value = float(cell)
+        except ValueError:
+            if cell.strip() in tokens:
+                return nan
+            raise
+        if isfinite(value) and cell.isascii() and "_" not in cell:
+            return value
+        if cell.strip() in tokens:  # a token that reads as a number: "NaN", "-999"
+            return nan
+        if isfinite(value) and _NUMBER.fullmatch(cell.strip()):
+            return value
+        raise ValueError(f"{cell!r} is not a finite number")
+
+    return number
 
 
 def _skipped(cell: str) -> float:
@@ -400,10 +566,14 @@ def lines_after_header(path: Path) -> Iterator[str]:
 
 
 def locate_bad_cell(
-    lines: Iterable[str], header: list[str], name: str, text_columns: Sequence[str] = (), first_line: int = 2
+    lines: Iterable[str], header: list[str], name: str, text_columns: Sequence[str] = (), first_line: int = 2,
+    missing_values: Iterable[str] = (),
 ) -> DataError | None:
-    """Scan rows one by one for the first malformed cell (only after a fast parse failed)."""
+    """Scan rows one by one for the first malformed cell (only after a fast parse failed); a
+    cell of a numeric column that is not a number is a :class:`NotANumber`, unless it is one
+    of ``missing_values``."""
     text_columns = set(text_columns)
+    tokens = missing_tokens(missing_values)
     numeric = [(i, column) for i, column in enumerate(header) if column not in text_columns]
     try:
         for line, row in numbered_rows(lines, name, first_line):
@@ -416,9 +586,12 @@ def locate_bad_cell(
                     f"{name}:{line}: row has {len(row):,} field{'s' * (len(row) != 1)} but the header has {len(header):,} columns"
                 )
             for index, column in numeric:
-                problem = _cell_problem(row[index])
+                problem = _cell_problem(row[index], tokens)
                 if problem:
-                    return DataError(f"{name}:{line}: column {quoted(column)}: {problem}")
+                    message = f"{name}:{line}: column {quoted(column)}: {problem}"
+                    if _NUMBER.fullmatch(row[index].strip()):  # a number, not a finite one
+                        return DataError(message)
+                    return NotANumber(message, column, row[index].strip())
     except DataError as exc:  # an unclosed quote, a line that is not UTF-8, malformed CSV
         return exc
     except UnicodeDecodeError as exc:
@@ -445,8 +618,10 @@ def as_number(cell: str) -> float:
     return float(text) if _NUMBER.fullmatch(text) else math.nan
 
 
-def _cell_problem(cell: str) -> str | None:
+def _cell_problem(cell: str, tokens: frozenset[str] = frozenset()) -> str | None:
     text = cell.strip()
+    if text in tokens:
+        return None
     if not text:
         return "empty cell; expected a number"
     if not _NUMBER.fullmatch(text):
@@ -468,6 +643,20 @@ def find_line(lines: Iterable[str], header: list[str], column: str, value: str, 
                 return line
     except (csv.Error, DataError):
         pass
+    return None
+
+
+def line_of_row(texts: Iterable[str], row: int, first_line: int = 2) -> int | None:
+    """The line on which data row ``row`` (from 0) starts, given the records from ``first_line``
+    on (:func:`records`: a quoted field may make one span lines); blank lines are no rows, as
+    for every parser. None past the last row."""
+    line = first_line
+    for record in texts:
+        if record not in ("\n", "\r\n"):
+            if row == 0:
+                return line
+            row -= 1
+        line += record.count("\n")
     return None
 
 

@@ -20,12 +20,14 @@ import numpy as np
 from nncli.errors import DataError, reading
 from nncli.tabular.fast import polars_pays, read_numeric
 from nncli.tabular.parse import (
+    at_line,
     check_line_ends,
     check_line_lengths,
     column_index,
     count_lines,
     inside_quotes_after,
     line_budget,
+    line_of_row,
     lines_after_header,
     parse_rows,
     read_header,
@@ -44,8 +46,20 @@ class CsvColumns:
 
     path: Path
     header: list[str]
-    values: np.ndarray  # (rows, len(header)) float64, or float32 when asked for and exact (read_csv)
+    values: np.ndarray  # (rows, len(header)) float64, or float32 when asked for and exact (read_csv); NaN: a missing cell
     text_values: dict[str, list[str]]  # text column -> distinct values, code = list index
+    rows_are_lines: bool = False  # data row i is line i + 2 (no blank line, no field spanning lines)
+
+    def where(self, row: int) -> str:
+        """``data.csv:17``: the line where data row ``row`` (from 0) starts, for an error
+        message (the file is read again unless each line after the header is a row)."""
+        if self.rows_are_lines:
+            return f"{self.path}:{row + 2}"
+        try:
+            line = line_of_row(records(lines_after_header(self.path), str(self.path)), row)
+        except (DataError, OSError):  # (a file that changed since it was read)
+            line = None
+        return at_line(str(self.path), line)
 
     @cached_property
     def positions(self) -> dict[str, int]:
@@ -64,8 +78,10 @@ def open_csv(source: str | Path, chunk_bytes: int = CHUNK_BYTES) -> CsvStream:
     return CsvStream(source, chunk_bytes)
 
 
-def read_csv(path: Path, text_columns: Iterable[str] = (), dtype=np.float64) -> CsvColumns:
-    """Parse a whole CSV file: every column numeric and finite, except ``text_columns``.
+def read_csv(path: Path, text_columns: Iterable[str] = (), dtype=np.float64, missing_values: Iterable[str] = ()) -> CsvColumns:
+    """Parse a whole CSV file: every column numeric and finite, except ``text_columns``, and
+    NaN for a missing cell (one of ``missing_values``, see :func:`nncli.tabular.parse.missing_tokens`)
+    in any column; a numeric column's cell that is neither is a :class:`~nncli.tabular.parse.NotANumber`.
 
     The values are float64; ``dtype`` float32 lets polars' parser return them as float32 when
     every value is exactly a float32 (integer pixels, say), which halves the table and skips a
@@ -80,18 +96,21 @@ def read_csv(path: Path, text_columns: Iterable[str] = (), dtype=np.float64) -> 
     """
     header = read_header(path)
     text_columns = list(text_columns)
+    missing_values = tuple(missing_values)
     layout = _file_layout(path)
     fast = None
     if polars_pays(path.stat().st_size, len(header)) and not _starts_with_bom(path):
         # Without quotes each line after the header is a row (or a blank line, which polars
         # refuses): polars may then parse the file a block of lines at a time.
-        fast = read_numeric(path, header, text_columns, layout.crlf, dtype, rows=None if layout.quotes else layout.lines)
-    values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns)
+        fast = read_numeric(path, header, text_columns, layout.crlf, dtype, rows=None if layout.quotes else layout.lines,
+                            missing_values=missing_values)
+    values, text_values = fast if fast is not None else parse_rows(path, header, str(path), text_columns,
+                                                                     missing_values=missing_values)
     if layout.quotes:
         _check_quotes(path, layout, len(values))
     if values.shape[0] == 0:
         raise DataError(f"{path}: has a header but no data rows")
-    return CsvColumns(path, header, values, text_values)
+    return CsvColumns(path, header, values, text_values, rows_are_lines=len(values) == layout.lines)
 
 
 @dataclass

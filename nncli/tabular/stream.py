@@ -26,6 +26,7 @@ from nncli.tabular.parse import (
     check_line_ends,
     check_line_lengths,
     line_budget,
+    line_of_row,
     locate_bad_cell,
     parse_header,
     quoted,
@@ -42,12 +43,14 @@ CHUNK_BYTES = 2 << 20
 
 @dataclass
 class Chunk:
-    values: np.ndarray  # (rows, columns) float64; text columns hold codes into `text`
+    values: np.ndarray  # (rows, columns) float64; text columns hold codes into `text`; NaN: a missing cell
     text: dict[str, list[str]]  # text column -> distinct values in this chunk
     source: str  # the chunk's raw text, kept only to locate a problem for an error message
     first_line: int  # line number of its first line in the file (the header is line 1)
     _records: list[str] | None = None
     positions: dict[str, int] | None = None  # column name -> index (header.index per name is quadratic)
+    name: str = ""  # the stream's, for messages ("data.csv", "<stdin>")
+    missing_values: tuple[str, ...] = ()  # the cells read as missing
 
     @property
     def records(self) -> list[str]:
@@ -63,32 +66,38 @@ class Chunk:
 
     def line_of_row(self, row: int) -> int:
         """The file line on which data row ``row`` of this chunk starts (blank lines skipped)."""
-        line = self.first_line
-        for record in self.records:
-            if record not in ("\n", "\r\n"):
-                if row == 0:
-                    return line
-                row -= 1
-            line += record.count("\n")
-        return line
+        line = line_of_row(self.records, row, self.first_line)
+        return self.first_line + self.source.count("\n") if line is None else line
+
+    def where(self, row: int) -> str:
+        """``data.csv:17``: where data row ``row`` of this chunk starts, for an error message."""
+        return f"{self.name}:{self.line_of_row(row)}"
 
     def column(self, header: list[str], name: str) -> np.ndarray:
         return self.values[:, self.positions[name] if self.positions is not None else header.index(name)]
 
     def numbers(self, header: list[str], name: str, source: str, text_columns: list[str]) -> np.ndarray:
-        """A column read as text (it may hold anything elsewhere) that must here be finite numbers."""
+        """A column read as text (it may hold anything elsewhere) that must here be finite
+        numbers, or missing cells (NaN); anything else is a :class:`~nncli.tabular.parse.NotANumber`."""
         distinct = np.array([as_number(cell) for cell in self.text[name]], dtype=np.float64)
         if not np.isfinite(distinct).all():
             others = [column for column in text_columns if column != name]
-            raise locate_bad_cell(self.lines, header, source, others, self.first_line) or DataError(
+            raise locate_bad_cell(self.lines, header, source, others, self.first_line, self.missing_values) or DataError(
                 f"{source}: column {quoted(name)} holds a value that is not a finite number"
             )
-        return distinct[self.column(header, name).astype(np.intp)]
+        return np.append(distinct, np.nan)[self._indices(header, name, len(distinct))]
 
-    def text_column(self, header: list[str], name: str) -> list[str]:
-        """The column's cells as text, one per row."""
-        distinct = np.array(self.text[name], dtype=object)
-        return distinct[self.column(header, name).astype(np.intp)].tolist() if len(distinct) else []
+    def text_column(self, header: list[str], name: str) -> list[str | None]:
+        """The column's cells as text, one per row; None for a missing cell."""
+        distinct = np.array([*self.text[name], None], dtype=object)
+        return distinct[self._indices(header, name, len(distinct) - 1)].tolist()
+
+    def _indices(self, header: list[str], name: str, missing: int) -> np.ndarray:
+        """A text column's codes as indices, ``missing`` for a missing cell."""
+        codes = self.column(header, name)
+        if self.missing_values:
+            codes = np.where(np.isnan(codes), missing, codes)
+        return codes.astype(np.intp)
 
 
 class CsvStream:
@@ -141,10 +150,12 @@ class CsvStream:
                 f"{self.name}:{line}: not UTF-8 text (byte {exc.start - start + 1} of the line); expected a CSV file"
             ) from None
 
-    def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = ()) -> Iterator[Chunk]:
+    def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
+               missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
         """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers,
         except ``skip``: columns that may hold anything and are not read at all (cheaper than
-        text when a file has many columns the caller does not need).
+        text when a file has many columns the caller does not need). A cell equal to one of
+        ``missing_values`` is NaN in any column (see :func:`nncli.tabular.parse.parse_rows`).
 
         The file is read in blocks of whole lines. In an input big enough for polars to pay
         for its import, a block without quotes goes to polars' parser; anything it does not
@@ -153,8 +164,9 @@ class CsvStream:
         """
         skip = set(skip)
         text_columns = list(dict.fromkeys([*text_columns, *(name for name in self.header if name in skip)]))
-        fast = BlockParser(self.header, text_columns)  # (polars reads skipped columns as text: few columns there)
-        exact = RowParser(self.header, text_columns, skip)
+        missing_values = tuple(missing_values)
+        fast = BlockParser(self.header, text_columns, missing_values)  # (polars reads skipped columns as text: few columns there)
+        exact = RowParser(self.header, text_columns, skip, missing_values)
         line_number = 2
         limit = line_budget()
         size, passed = self._size(), 0  # a pipe's size is unknown: count what has passed instead
@@ -178,7 +190,7 @@ class CsvStream:
             if parsed is None:
                 lines = quoted_records if quoted_records is not None else split_lines(source)
                 parsed = exact.parse(lines, self.name, first_line=line_number)
-            yield Chunk(parsed[0], parsed[1], source, line_number, quoted_records, self.positions)
+            yield Chunk(parsed[0], parsed[1], source, line_number, quoted_records, self.positions, self.name, missing_values)
             line_number += source.count("\n")
 
     def _records(self, text: str, first_line: int, limit: int) -> list[str]:
