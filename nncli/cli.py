@@ -13,20 +13,89 @@ import json
 import os
 import signal
 import sys
+from inspect import cleandoc  # (`inspect` names a command below)
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from nncli import __version__
-from nncli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NncliError, name_too_long, one_line
+from nncli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NncliError, UsageError, name_too_long, one_line
 
-app = typer.Typer(
+
+def plain_output() -> bool:
+    """No terminal on stdout, or NO_COLOR (no-color.org): plain text, as render.make_console decides."""
+    return not sys.stdout.isatty() or bool(os.environ.get("NO_COLOR"))
+
+
+class _TidyHelp:
+    """typer's help, made to read as the rest of nncli's output: rich panels on a terminal,
+    plain text (wrapped to the terminal's width) in pipes and logs, and a usage line that
+    writes a required argument as `MODEL`, not typer's `{MODEL}`."""
+
+    def format_help(self, ctx, formatter) -> None:
+        if not plain_output():
+            return super().format_help(ctx, formatter)
+        mode, self.rich_markup_mode = self.rich_markup_mode, None  # None: typer formats as click does
+        try:
+            return super().format_help(ctx, formatter)
+        finally:
+            self.rich_markup_mode = mode
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
+
+    def get_params(self, ctx) -> list:
+        """No type after a flag (`--weights <bool>`: it takes no value) or after an argument
+        whose name says what it is (`MODEL <path>`); options name their value with a metavar."""
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) or (isinstance(param, TyperArgument) and param.metavar):
+                param.display_type_rich = _no_type
+        return params
+
+
+def _no_type(ctx) -> None:
+    return None
+
+
+def _flowing(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line, so that help wraps them at the terminal's
+    width (typer's rich help keeps the source's line breaks)."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in cleandoc(text).split("\n\n"))
+
+
+class Command(_TidyHelp, TyperCommand):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = _flowing(self.help)
+
+
+class Group(_TidyHelp, TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = _flowing(self.help)
+
+
+class App(typer.Typer):
+    """Every command gets the tidied help, also those added with a plain ``@app.command()``."""
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = App(
     name="nncli",
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # a crash must never print users' data
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain help wraps at the terminal's width (click stops at 80 columns unless told).
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 200},
 )
 
 
@@ -98,7 +167,7 @@ def root(
 def train(
     config: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config file (every key: docs/config.md)."),
     output: Optional[str] = typer.Option(
-        None, "--output", "-o", help="Model file to write, relative to the current directory (default: the config's `output`, else runs/<config>.npz)."
+        None, "--output", "-o", metavar="FILE", help="Model file to write, relative to the current directory (default: the config's `output`, else runs/<config>.npz)."
     ),
     overrides: List[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set training.epochs=5 (repeatable)."
@@ -111,7 +180,7 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the config with every default filled in, and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (config, history, metrics) and nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (errors still go to stderr)."),
-    log_every: int = typer.Option(1, "--log-every", min=1, help="Print every N-th epoch (the last is always printed)."),
+    log_every: int = typer.Option(1, "--log-every", min=1, metavar="N", help="Print every N-th epoch (the last is always printed)."),
     threads: Optional[str] = typer.Option(
         None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
     ),
@@ -124,14 +193,17 @@ def train(
     saved; continue with --resume).
     """
     with user_errors():
+        _check_overrides(overrides)
         from nncli.commands.session import TrainRequest
 
         request = TrainRequest(config, list(overrides), output, run_dir, resume, init_from, force)
         if print_config:
             return _print_config(request, as_json)
+        from nncli.commands.threads import blas_threads, thread_setting
+
         if dry_run:
+            thread_setting(threads)  # checked as a run checks it (a dry run multiplies no matrices)
             return _dry_run(request, as_json)
-        from nncli.commands.threads import blas_threads
 
         with blas_threads(threads):
             _train(request, as_json, quiet, log_every)
@@ -157,7 +229,8 @@ def _train(request, as_json: bool, quiet: bool, log_every: int) -> None:
             console.print(architecture_table(console, session.layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
             if session.resumed is not None:
                 console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
-        display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every) if talk else None
+        display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every,
+                                  trainer.batches, trainer.epoch, trainer.batch) if talk else None
         with display or contextlib.nullcontext():
             result = session.train(display)
     if as_json:
@@ -199,7 +272,7 @@ def _split_names(values: List[str]) -> list[str]:
 def predict(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
     data: str = typer.Argument(..., metavar="CSV", help="Input CSV with the model's feature columns (any order), or - for stdin."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the CSV to this file (atomically) instead of stdout."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the CSV to this file (atomically) instead of stdout."),
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
     keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated (e.g. id,name); repeatable."),
     threads: Optional[str] = typer.Option(
@@ -275,11 +348,11 @@ def evaluate(
 def inspect(
     target: Path = typer.Argument(..., metavar="MODEL|CONFIG", help="A model file, or a YAML config to show the network it would build."),
     weights: bool = typer.Option(False, "--weights", help="Print the weight matrices and bias vectors."),
-    layer: Optional[int] = typer.Option(None, "--layer", min=1, help="Only this layer (1 = the first weight matrix)."),
+    layer: Optional[int] = typer.Option(None, "--layer", min=1, metavar="N", help="Only this layer (1 = the first weight matrix)."),
     full: bool = typer.Option(False, "--full", help="With --weights: print big matrices whole instead of their corners."),
     as_json: bool = typer.Option(False, "--json", help="Print everything, arrays included, as one JSON document."),
     export: Optional[str] = typer.Option(None, "--export", metavar="FOLDER", help="Write each array to FOLDER (W1.csv, b1.csv, …)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Format for --export: csv (default) or npy."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="csv|npy", help="Format for --export (default: csv)."),
     overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With a config: override a key, as for train."),
     force: bool = typer.Option(False, "--force", help="With --export: replace existing files (never through a symbolic link)."),
 ) -> None:
@@ -291,6 +364,7 @@ def inspect(
         from nncli.commands.inspect import Exported, ModelReport
         from nncli.commands.inspect import inspect as inspect_target
 
+        _check_overrides(overrides)
         result = inspect_target(target, weights=weights, layer=layer, full=full, as_json=as_json,
                                 export=export, fmt=fmt, overrides=list(overrides), force=force)
         if isinstance(result, Exported):
@@ -306,10 +380,11 @@ def _show_model(report, as_json: bool, full: bool) -> None:
     if as_json:
         print(json.dumps(report.to_json(), indent=2, allow_nan=False))
         return
-    from nncli.render import make_console, model_summary, weight_matrix
+    from nncli.render import feature_columns, make_console, model_summary, weight_matrix
 
     console = make_console()
     model_summary(console, report.path, report.info, report.curves)
+    feature_columns(console, report.info["encoding"])
     for matrix in report.matrices:
         weight_matrix(console, matrix.title, matrix.values, matrix.row_names, matrix.column_names, full)
 
@@ -323,6 +398,33 @@ def _show_untrained(preview, title: str, as_json: bool, with_config: bool = Fals
     from nncli.render import make_console, untrained_network
 
     untrained_network(make_console(), preview, title, with_config)
+
+
+@app.command()
+def init(
+    data: Path = typer.Argument(..., metavar="CSV", help="The data: a CSV file with a header row."),
+    target: str = typer.Option(..., "--target", "-t", metavar="COLUMN", help="The column to predict."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", metavar="CONFIG", help="Where to write the config (default: <CSV name>.yaml beside the CSV; given a folder, in it); - prints it."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace CONFIG if it exists."),
+) -> None:
+    """Write a starter config for a CSV file, guessed from its first rows, each guess explained.
+
+    Classification or regression from the target's values; numbers are features, text columns
+    categorical, IDs, free text and one-value columns dropped; empty cells filled. The config
+    trains as written: nncli train CONFIG. Exit codes: 0 ok, 1 the config could not be
+    written, 2 bad invocation or CSV, or CONFIG exists (--force replaces it).
+    """
+    with user_errors():
+        from nncli.commands.init import init as starter_config
+
+        result = starter_config(data, target, output, force)
+        if result.path is None:
+            with _utf8_stdout() as stdout:
+                stdout.write(result.text)
+        else:
+            print("\n".join(result.summary()))
 
 
 def main() -> None:
@@ -363,7 +465,27 @@ def _run() -> int:
                 print(exc.format_message())
             return 2
         context = getattr(exc, "ctx", None)
+        spaced = _spaced_override(getattr(context, "params", None) or {})
+        if spaced is not None:  # `--set training.epochs 5`: the 5 became an extra argument
+            error_line(_key_value_expected(spaced))
+            return EXIT_USAGE
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         error_line(f"{exc.format_message()}{hint}")
         return exc.exit_code
     return code if isinstance(code, int) else 0
+
+
+def _spaced_override(params: dict) -> str | None:
+    """A --set value without `=`: KEY=VALUE written as two arguments (`--set training.epochs 5`)."""
+    return next((value for value in params.get("overrides") or () if "=" not in value), None)
+
+
+def _key_value_expected(key: str) -> str:
+    return f"--set {key}: write KEY=VALUE as one argument, with no space around '=' (e.g. --set {key}=VALUE)"
+
+
+def _check_overrides(overrides: List[str]) -> None:
+    """Before the config is read: `--set training.epochs 5` made CONFIG `5`, say so first."""
+    spaced = _spaced_override({"overrides": overrides})
+    if spaced is not None:
+        raise UsageError(_key_value_expected(spaced))

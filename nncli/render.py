@@ -18,12 +18,13 @@ import time
 import numpy as np
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -164,16 +165,22 @@ def metric_label(metric_name: str) -> str:
 
 
 class TrainingDisplay(Reporter):
-    """Prints one table row per epoch as it finishes, with a live batch bar on terminals.
+    """Prints one table row per epoch as it finishes, with a live bar on terminals.
 
+    The bar runs over the whole run (every batch of every epoch, known before the first one),
+    so it can say how long the rest will take (at most: early stopping may end it sooner).
     Redrawing a terminal costs far more than a small epoch, so rows are printed in batches at
     most ten times a second, and the bar is updated at that rate too.
     """
 
-    WIDTHS = (7, 12, 10, 12, 10, 10, 8)
+    # A row is 77 columns with the gaps between cells: it fits an 80-column terminal.
+    WIDTHS = (6, 11, 10, 11, 10, 9, 8)
     REFRESH_SECONDS = 0.1
 
-    def __init__(self, console: Console, metric_name: str, epochs: int, log_every: int = 1):
+    def __init__(self, console: Console, metric_name: str, epochs: int, log_every: int = 1,
+                 batches: int = 1, epoch: int = 1, batch: int = 0):
+        """``batches`` per epoch; ``epoch`` and ``batch``: where the run starts (a resumed run
+        later than epoch 1)."""
         self.console = console
         self.metric_name = metric_name
         self.epochs = epochs
@@ -183,8 +190,9 @@ class TrainingDisplay(Reporter):
         self._task = None
         self._last_refresh = 0.0
         self._pending: list[str] = []
-        self._epoch = 0
-        self._batches = 0
+        self._epoch = epoch
+        self._batch = batch
+        self._batches = batches
         self._unprinted: str | None = None  # the last epoch's row, when --log-every skipped it
 
     def __enter__(self) -> "TrainingDisplay":
@@ -195,15 +203,19 @@ class TrainingDisplay(Reporter):
         if self.live:
             self.progress = Progress(
                 TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("batches"),
+                BarColumn(bar_width=20),
+                TextColumn("batch {task.fields[batch]}/{task.fields[batches]}"),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("left"),
                 console=self.console,
                 transient=True,
             )
             self.progress.start()
-            self._task = self.progress.add_task("train", total=None, epoch=1, epochs=self.epochs)
+            self._task = self.progress.add_task(
+                "train", total=self.epochs * self._batches, completed=self._done(),
+                epoch=self._epoch, epochs=self.epochs, batch=self._batch, batches=self._batches,
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -213,12 +225,18 @@ class TrainingDisplay(Reporter):
         if self.progress is not None:
             self.progress.stop()
 
+    def _done(self) -> int:
+        return (self._epoch - 1) * self._batches + self._batch
+
     def on_epoch_start(self, epoch: int, batches: int) -> None:
+        if epoch != self._epoch:  # not the epoch a resumed run starts in the middle of
+            self._batch = 0
         self._epoch, self._batches = epoch, batches
 
     def on_batch(self, epoch: int, batch: int) -> None:
+        self._batch = batch
         if self.progress is not None and self._due():
-            self.progress.update(self._task, completed=batch, total=self._batches, epoch=epoch)
+            self.progress.update(self._task, completed=self._done(), epoch=epoch, batch=batch)
             self._flush()
 
     def on_epoch_end(self, record: EpochRecord) -> None:
@@ -304,6 +322,10 @@ def training_summary(console: Console, result) -> None:
 def evaluation_report(console: Console, evaluation, model_path: str, data_name: str) -> None:
     metrics = evaluation.metrics
     console.print(f"Evaluated {shown(model_path, 400)} on {shown(data_name, 400)}: {evaluation.rows:,} row{'s' * (evaluation.rows != 1)}", markup=False)
+    dropped = evaluation.rows_dropped
+    if dropped:
+        console.print(f"{dropped:,} row{'s' * (dropped != 1)} with a missing cell left out "
+                      "(the model was trained with data.missing: drop_rows)", markup=False)
     table = _table(console)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -366,27 +388,7 @@ def confusion_table(console: Console, per_class: list[dict], confusion: list[lis
 # --- inspect ---------------------------------------------------------------------------------
 def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]) -> None:
     console.print(f"Model {shown(path, 400)}", markup=False)
-    table = _table(console)
-    for column, justify in (
-        ("layer", "right"), ("weights W", "right"), ("bias b", "right"), ("activation", "left"),
-        ("parameters", "right"), ("mean", "right"), ("std", "right"), ("min", "right"), ("max", "right"),
-        ("near 0", "right"),
-    ):
-        table.add_column(column, justify=justify)
-    for row in info["layers"]:
-        stats = row["statistics"]
-        table.add_row(
-            str(row["layer"]),
-            f"{row['weights'][0]} × {row['weights'][1]}",
-            "-" if row["bias"] is None else str(row["bias"][0]),
-            activation_text(row),
-            f"{row['parameters']:,}",
-            *(f"{stats[key]:.4f}" for key in ("mean", "std", "min", "max")),
-            f"{100 * stats['near_zero']:.1f}%",
-        )
-    table.add_section()
-    table.add_row("total", "", "", "", f"{info['parameters']:,}", *[""] * 5)
-    console.print(table)
+    console.print(_fitting(console, lambda hidden: _layer_statistics(console, info, hidden), LAYER_COLUMNS_TO_DROP))
     facts = _table(console, show_header=False)
     facts.add_column(style=None if is_plain(console) else "bold")
     facts.add_column()
@@ -410,6 +412,56 @@ def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]
     console.print(facts)
 
 
+# inspect's layer table on a narrow terminal: columns left out (or, for SHORT_HEADERS, headers
+# shortened), in this order, until it fits (the bias size repeats W's second dimension; of the
+# weight statistics, the spread says most).
+SHORT_HEADERS = "short headers"
+LAYER_COLUMNS_TO_DROP = ("bias b", SHORT_HEADERS, "near 0", "mean", "min", "max")
+_SHORT = {"weights W": "W", "parameters": "params"}
+
+
+def _layer_statistics(console: Console, info: dict, hidden: list[str]) -> Table:
+    columns = {
+        "layer": ("right", lambda row: str(row["layer"])),
+        "weights W": ("right", lambda row: f"{row['weights'][0]} × {row['weights'][1]}"),
+        "bias b": ("right", lambda row: "-" if row["bias"] is None else str(row["bias"][0])),
+        "activation": ("left", activation_text),
+        "parameters": ("right", lambda row: f"{row['parameters']:,}"),
+        **{key: ("right", lambda row, key=key: f"{row['statistics'][key]:.4f}") for key in ("mean", "std", "min", "max")},
+        "near 0": ("right", lambda row: f"{100 * row['statistics']['near_zero']:.1f}%"),
+    }
+    shown_columns = [name for name in columns if name not in hidden]
+    table = _table(console)
+    for name in shown_columns:
+        header = _SHORT.get(name, name) if SHORT_HEADERS in hidden else name
+        table.add_column(header, justify=columns[name][0], no_wrap=name != "activation")
+    for row in info["layers"]:
+        table.add_row(*(columns[name][1](row) for name in shown_columns))
+    table.add_section()
+    table.add_row(*("total" if name == "layer" else f"{info['parameters']:,}" if name == "parameters" else ""
+                    for name in shown_columns))
+    return table
+
+
+def _fitting(console: Console, build, optional: tuple[str, ...]) -> Table:
+    """``build(hidden)``'s table, with the ``optional`` columns hidden one after another until
+    it fits the console: a table too wide for it would have rich cut its numbers to `-0.0…`."""
+    hidden: list[str] = []
+    table = build(hidden)
+    for name in optional:
+        if natural_width(console, table) <= console.width:
+            break
+        hidden.append(name)
+        table = build(hidden)
+    return table
+
+
+def natural_width(console: Console, renderable) -> int:
+    """The width ``renderable`` takes when nothing is wrapped or cut (Console.measure is capped
+    at the console's width)."""
+    return Measurement.get(console, console.options.update_width(1 << 16), renderable).maximum
+
+
 def _names(names: list[str], limit: int = 12) -> str:
     return ", ".join(shown(name) for name in names[:limit]) + (f", … ({len(names):,} in all)" if len(names) > limit else "")
 
@@ -417,31 +469,86 @@ def _names(names: list[str], limit: int = 12) -> str:
 def weight_matrix(console: Console, title: str, matrix, row_names: list[str], column_names: list[str], full: bool) -> None:
     """Print a matrix with named rows and columns; big ones show their corners unless ``full``.
 
-    The table gets the width it needs (a terminal wraps what is wider), so ``--full`` never
-    squeezes numbers into ellipses.
+    Corners: the first 8 and last 4 rows, and as many of the first 6 and last 3 columns as the
+    console's width holds (a narrow terminal gets fewer columns, never numbers cut to `-0.0…`).
+    ``full`` prints every column: the table gets the width it needs (a terminal wraps what is
+    wider), so it never squeezes numbers into ellipses either.
     """
     matrix = np.atleast_2d(matrix)
     rows, columns = matrix.shape
     keep_rows = list(range(rows)) if full or rows <= 20 else list(range(8)) + [-1] + list(range(rows - 4, rows))
-    keep_cols = list(range(columns)) if full or columns <= 12 else list(range(6)) + [-1] + list(range(columns - 3, columns))
-    table = _table(console, title=title, title_justify="left")
-    table.add_column("", no_wrap=True)
-    cells = {(i, j): f"{matrix[i, j]:.4f}" for i in keep_rows if i >= 0 for j in keep_cols if j >= 0}
-    row_labels = {i: shown(row_names[i]) for i in keep_rows if i >= 0}
-    widths = [max([len(label) for label in row_labels.values()] + [1])]
-    for j in keep_cols:
-        name = "…" if j < 0 else shown(column_names[j])
-        table.add_column(Text(name), justify="right", no_wrap=True)
-        widths.append(max([len(name)] + [len(cells[i, j]) for i in keep_rows if i >= 0 and j >= 0]))
-    for i in keep_rows:
-        if i < 0:
-            table.add_row("…", *["…"] * len(keep_cols))
-            continue
-        table.add_row(Text(row_labels[i]), *("…" if j < 0 else cells[i, j] for j in keep_cols))
-    needed = sum(widths) + 3 * len(widths) + 2
-    width = console.width
-    console.width = max(width, needed)  # Console.print(width=) cannot exceed the console's own
-    try:
+    candidates = list(range(columns)) if full or columns <= 12 else list(range(6)) + list(range(columns - 3, columns))
+    cells = {(i, j): f"{matrix[i, j]:.4f}" for i in keep_rows if i >= 0 for j in candidates}
+    row_labels = {i: shown(row_names[i], ROW_NAME_CHARS) for i in keep_rows if i >= 0}
+
+    def table_of(keep_cols: list[int]) -> Table:
+        table = _table(console, title=title, title_justify="left")
+        table.add_column("", no_wrap=True)
+        for j in keep_cols:
+            table.add_column(Text("…" if j < 0 else shown(column_names[j], ROW_NAME_CHARS)), justify="right", no_wrap=True)
+        for i in keep_rows:
+            if i < 0:
+                table.add_row("…", *["…"] * len(keep_cols))
+            else:
+                table.add_row(Text(row_labels[i]), *("…" if j < 0 else cells[i, j] for j in keep_cols))
+        return table
+
+    if full:
+        table = table_of(candidates)
+        width = console.width
+        console.width = max(width, natural_width(console, table))  # Console.print(width=) cannot exceed the console's own
+        try:
+            console.print(table)
+        finally:
+            console.width = width
+        return
+    for count in range(len(candidates), 0, -1):
+        table = table_of(_corner_columns(candidates, count, columns))
+        if natural_width(console, table) <= console.width:
+            break
+    console.print(table)  # (one column that does not fit: the terminal wraps it)
+
+
+# A row or column name beside a matrix: enough to recognise it, not half the screen.
+ROW_NAME_CHARS = 24
+
+
+def _corner_columns(candidates: list[int], count: int, columns: int) -> list[int]:
+    """``count`` of the candidate columns: two from the left for one from the right, with -1
+    (shown as `…`) where columns are left out."""
+    if count == len(candidates) == columns:
+        return candidates
+    if count == len(candidates):  # the first 6 and the last 3 of a wide matrix
+        return candidates[:6] + [-1] + candidates[6:]
+    head = (2 * count + 2) // 3
+    return candidates[:head] + [-1] + candidates[len(candidates) - (count - head):][: count - head]
+
+
+# --- inspect: how the feature columns become inputs ------------------------------------------
+FEATURE_TABLE_ROWS = 40  # feature columns listed in text; --json lists every one
+
+
+def feature_columns(console: Console, encoding: dict) -> None:
+    """Each feature column's kind (a number, or categorical with N one-hot inputs) and the value
+    a missing cell gets, then the missing-cell and unknown-category policies (inspect's
+    ``encoding``, commands/inspect.py). The table is left out when every feature is a number
+    with no fill: the feature list above says it all."""
+    columns = encoding["columns"]
+    if any(column["kind"] != "number" or column["fill"] is not None for column in columns):
+        table = _table(console, title="feature columns", title_justify="left")
+        for heading, justify in (("column", "left"), ("kind", "left"), ("inputs", "right"), ("missing cell →", "left")):
+            table.add_column(heading, justify=justify, overflow="fold")
+        for column in columns[:FEATURE_TABLE_ROWS]:
+            categorical = column["kind"] == "categorical"
+            kind = f"categorical ({len(column['categories']):,})" if categorical else "number"
+            fill = column["fill"]
+            shown_fill = "error" if fill is None else cell(fill, 24) if categorical else number(fill)
+            table.add_row(cell(column["name"], 24), kind, f"{column['inputs']:,}", shown_fill)
+        if len(columns) > FEATURE_TABLE_ROWS:
+            table.add_row(f"… {len(columns) - FEATURE_TABLE_ROWS:,} more (--json lists them)", "", "", "")
         console.print(table)
-    finally:
-        console.width = width
+    tokens = ", ".join(shown(repr(token), 12) for token in encoding["missing_values"][:8]) or "none"
+    line = f"missing cells: {encoding['missing']} (cells read as missing: {tokens})"
+    if any(column["kind"] == "categorical" for column in columns):
+        line += f"; unknown categories: {encoding['unknown_category']}"
+    console.print(line, markup=False)

@@ -81,8 +81,15 @@ CASES = {
     "csv header only": ({"data.csv": "a,b,label\n"}, TRAIN, 2, ["data.csv: has a header but no data rows"]),
     "csv binary": ({"data.csv": b"\x00\x01PK\x03\x04\x00"}, TRAIN, 2, ["data.csv:1: binary data"]),
     "csv ragged": ({"data.csv": GOOD_CSV + "1,2\n"}, TRAIN, 2, ["data.csv:8: row has 2 fields but the header has 3 columns"]),
-    "csv text cell": ({"data.csv": GOOD_CSV + "1,two,x\n"}, TRAIN, 2, ["data.csv:8: column 'b': 'two' is not a number"]),
-    "csv empty cell": ({"data.csv": GOOD_CSV + ",2,x\n"}, TRAIN, 2, ["data.csv:8: column 'a': empty cell; expected a number"]),
+    # (a text cell in a feature makes it categorical: see the accepted cases below)
+    "csv category explosion": ({"data.csv": "a,b,label\n" + "".join(f"{i},id{i},{'xy'[i % 2]}\n" for i in range(150))}, TRAIN, 2,
+                               ["data.csv: column 'b' has 150 distinct values, more than data.max_categories (100); every value distinct: looks like an ID; add it to data.drop"]),
+    "csv empty cell": ({"data.csv": GOOD_CSV + ",2,x\n"}, TRAIN, 2, ["data.csv:8: column 'a': missing value; set data.missing to"]),
+    "csv all-missing column": ({"data.csv": "a,b,label\n1,,x\n2,NA,y\n3,,x\n4,,y\n", "c.yaml": GOOD_YAML.replace("data:\n", "data:\n  missing: mean\n")},
+                               TRAIN, 2, ["data.csv: column 'b': every value is missing; add the column to data.drop"]),
+    "csv missing label": ({"data.csv": GOOD_CSV + "1,2,\n"}, TRAIN, 2, ["data.csv:8: column 'label': missing target value"]),
+    "csv text in a regression target": ({"data.csv": "a,b,y\n1,2,3\n3,4,5\n5,6,seven\n", "c.yaml": "data: {train: data.csv, target: y}\ntraining: {loss: mse, epochs: 1}\n"},
+                                        TRAIN, 2, ["data.csv:4: column 'y': 'seven' is not a number", "regression target"]),
     "csv nan": ({"data.csv": GOOD_CSV + "nan,2,x\n"}, TRAIN, 2, ["data.csv:8: column 'a': 'nan' (NaN); expected a finite number"]),
     "csv inf": ({"data.csv": GOOD_CSV + "1,-Infinity,x\n"}, TRAIN, 2, ["data.csv:8: column 'b': '-Infinity' is infinite"]),
     "csv 1e400": ({"data.csv": GOOD_CSV + "1e400,2,x\n"}, TRAIN, 2, ["data.csv:8: column 'a': '1e400' is infinite or too large for float64"]),
@@ -117,6 +124,7 @@ ACCEPTED = {
     "one row (regression)": ({"data.csv": "a,b,label\n1,2,3\n", "c.yaml": GOOD_YAML + "  loss: mse\ndata:\n"}, None),
     "constant column": ({"data.csv": "a,b,label\n" + "".join(f"5,{i},{'xy'[i % 2]}\n" for i in range(12))}, TRAIN),
     "quoted fields": ({"data.csv": 'a,b,label\n"1","2","x, or so"\n3,4,y\n5,6,"x, or so"\n7,8,y\n'}, TRAIN),
+    "text cell: the column becomes categorical": ({"data.csv": GOOD_CSV + "1,two,x\n"}, TRAIN),
 }
 
 
@@ -161,3 +169,7 @@ def test_awkward_but_valid_input_is_accepted(tmp_path, name):
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "out" / "m.npz", allow_pickle=False) as archive:
         assert np.isfinite(archive["W1"]).all()
+    if name.startswith("text cell"):
+        from nncli.files.model import load_model
+
+        assert load_model(tmp_path / "out" / "m.npz").plan.categorical == ["b"]

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from nncli.cli import app
 from nncli.commands.train import prepare_training
 from nncli.config import load_config
+from nncli.core.encoding import DEFAULT_MISSING_VALUES
 from nncli.files import datacache
 
 runner = CliRunner()
@@ -155,11 +156,11 @@ def test_rows_from_disk_come_from_the_cache_that_was_checked(labelled, tmp_path)
     run = prepare_training(config)
     before = np.concatenate([rows.copy() for _, rows in run.data.X_train.blocks()])
     cache = _cache(labelled)
-    table = datacache.read_cache(cache, datacache.fingerprint(ints), datacache.ParseRequest(("kind",), "float32"), 1 << 20,
+    table = datacache.read_cache(cache, datacache.fingerprint(ints), datacache.ParseRequest(("kind",), "float32", DEFAULT_MISSING_VALUES), 1 << 20,
                                  ["a", "b", "kind"])
     assert table.dtype == np.float32
     widened = np.array(table.values, dtype=np.float64)
-    datacache.write_cache(cache, datacache.fingerprint(ints), datacache.ParseRequest(("kind",), "float32"),
+    datacache.write_cache(cache, datacache.fingerprint(ints), datacache.ParseRequest(("kind",), "float32", DEFAULT_MISSING_VALUES),
                           table.header, widened, table.text_values)
     run.data.X_train._window_at = None  # (a new window is read)
     after = np.concatenate([rows.copy() for _, rows in run.data.X_train.blocks()])

@@ -115,17 +115,20 @@ def test_missing_seed_gets_one_drawn_and_recorded(tiny_config):
 
 
 @pytest.mark.parametrize(
-    "rows, expected",
+    "rows, data, expected",
     [
-        ("1,2,x\n3,4,\n", ":3: column 'label': empty label; every row needs a class"),
-        ("1,2,1\n3,4,NaN\n", ":3: column 'label': label 'NaN' is not a class"),
-        ("1,2,1\n3,4,1.0\n", "labels '1' and '1.0' are the same number spelt differently"),
-        ("1,1e308,x\n3,-1e308,y\n", "column 'b' holds values too large to normalise"),
+        ("1,2,x\n3,4,\n", "", ":3: column 'label': missing target value"),
+        ("1,2,1\n3,4,NaN\n", "", ":3: column 'label': missing target value"),
+        # with nothing read as missing, the labels' own checks
+        ("1,2,x\n3,4,\n", ", missing_values: []", ":3: column 'label': empty label; every row needs a class"),
+        ("1,2,1\n3,4,NaN\n", ", missing_values: []", ":3: column 'label': label 'NaN' is not a class"),
+        ("1,2,1\n3,4,1.0\n", "", "labels '1' and '1.0' are the same number spelt differently"),
+        ("1,1e308,x\n3,-1e308,y\n", "", "column 'b' holds values too large to normalise"),
     ],
 )
-def test_label_and_magnitude_checks(write, rows, expected):
+def test_label_and_magnitude_checks(write, rows, data, expected):
     write("d.csv", "a,b,label\n" + rows)
-    assert expected in _error(DataError, write("c.yaml", "data: {train: d.csv}\n"))
+    assert expected in _error(DataError, write("c.yaml", f"data: {{train: d.csv{data}}}\n"))
 
 
 def test_float32_overflow_is_a_data_error(write):

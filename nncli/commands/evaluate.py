@@ -18,10 +18,18 @@ from nncli.core.model import TrainedModel
 from nncli.core.preprocess import class_targets, network_output
 from nncli.errors import DataError, UsageError
 from nncli.files.model import load_model
-from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, skipped_columns, text_columns_for
+from nncli.tabular.columns import (
+    check_columns,
+    chunk_bytes_for,
+    chunk_features,
+    model_chunks,
+    outputs_for,
+    text_columns_for,
+)
 from nncli.tabular.labels import encode_labels
-from nncli.tabular.source import open_csv
-from nncli.tabular.stream import CsvStream
+from nncli.tabular.parse import quoted
+from nncli.tabular.stream import Chunk, CsvStream
+from nncli.tabular.tables import open_table
 
 HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
 FRACTIONS = HIGHER_IS_BETTER - {"r2"}
@@ -34,18 +42,19 @@ MAX_CONFUSION_CLASSES = 1_000
 
 @dataclass
 class Evaluation:
-    rows: int
+    rows: int  # the rows evaluated
     metrics: dict[str, float]  # the gate-able numbers, by name
     per_class: list[dict] = field(default_factory=list)  # classification: one dict per class
     confusion: list[list[int]] | None = None  # rows = true class, columns = predicted class (None beyond MAX_CONFUSION_CLASSES)
     per_target: list[dict] = field(default_factory=list)  # regression: one dict per target
+    rows_dropped: int = 0  # rows left out for a missing cell (a model trained with data.missing: drop_rows)
 
     @property
     def is_classification(self) -> bool:
         return bool(self.per_class)
 
     def to_json(self) -> dict:
-        document = {"rows": self.rows, "metrics": self.metrics}
+        document = {"rows": self.rows, "rows_dropped": self.rows_dropped, "metrics": self.metrics}
         if self.is_classification:
             document["per_class"] = self.per_class
             document["confusion_matrix"] = self.confusion
@@ -77,12 +86,12 @@ class EvaluateResult:
 
 
 def evaluate(model_path: Path, data: str, fail_under: list[str] = (), fail_over: list[str] = ()) -> EvaluateResult:
-    """`nncli evaluate`: the model's metrics on labelled data (a CSV file or - for stdin), and
+    """`nncli evaluate`: the model's metrics on labelled data (a CSV or Parquet file, or - for CSV on stdin), and
     which of the gates (``METRIC=VALUE`` bounds) fail."""
     gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
     trained = load_model(model_path)
     check_gate_metrics(trained, gates)
-    with open_csv(data, chunk_bytes_for(trained)) as stream:
+    with open_table(data, chunk_bytes_for(trained)) as stream:
         evaluation = evaluate_csv(trained, stream)
     return EvaluateResult(str(model_path), stream.name, evaluation, gates, failed_gates(evaluation, gates))
 
@@ -95,22 +104,67 @@ def evaluate_csv(model: TrainedModel, stream: CsvStream) -> Evaluation:
         )
     check_columns(model, stream, [])
     text_columns = text_columns_for(model, stream.header, [])
+    selection = _RowFilter(model)
     if model.is_classification:
-        return _evaluate_classifier(model, stream, text_columns)
-    return _evaluate_regressor(model, stream, text_columns)
+        evaluation = _evaluate_classifier(model, stream, text_columns, selection)
+    else:
+        evaluation = _evaluate_regressor(model, stream, text_columns, selection)
+    evaluation.rows_dropped = selection.dropped
+    return evaluation
 
 
-def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
+class _RowFilter:
+    """Which of a chunk's rows are evaluated: all of them, except that a model trained with
+    ``data.missing: drop_rows`` leaves out (and counts) the rows with a missing feature or
+    target cell, as its training did. Any other model refuses a missing target."""
+
+    def __init__(self, model: TrainedModel):
+        self.model, self.drop = model, model.plan.missing == "drop_rows"
+        self.dropped = 0
+
+    def complete(self, chunk: Chunk, X: np.ndarray, missing_targets: np.ndarray) -> np.ndarray | None:
+        """The rows to evaluate (None: every one), given the chunk's raw features ``X`` and
+        which of its target cells are missing (rows × targets)."""
+        if self.drop:
+            complete = ~(np.isnan(X).any(axis=1) | missing_targets.any(axis=1))
+            if complete.all():
+                return None
+            self.dropped += len(complete) - int(complete.sum())
+            return np.flatnonzero(complete)
+        if missing_targets.any():
+            row, column = (int(i) for i in np.argwhere(missing_targets)[0])
+            raise DataError(
+                f"{chunk.where(row)}: column {quoted(self.model.targets[column])}: missing target value; evaluate needs "
+                "every row's target (only a model trained with data.missing: drop_rows leaves such rows out)"
+            )
+        return None
+
+    def require_some(self, stream: CsvStream, rows: int) -> None:
+        if rows == 0 and self.dropped:
+            raise DataError(
+                f"{stream.name}: every one of its {self.dropped:,} rows has a missing cell and was dropped (the model "
+                "was trained with data.missing: drop_rows); nothing to evaluate"
+            )
+        if rows == 0:
+            raise DataError(f"{stream.name}: has a header but no data rows; nothing to evaluate")
+
+
+def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: list[str], selection: _RowFilter) -> Evaluation:
     loss, kind = model.loss_function, model.loss_function.kind
     k = len(model.classes)
     target = model.targets[0]
     counts = _ClassCounts(k)
     loss_sum, rows = 0.0, 0
-    for chunk in stream.chunks(text_columns, skipped_columns(model, stream.header, [])):
-        if not len(chunk.values):
-            continue
+    for chunk in model_chunks(model, stream, text_columns):
+        codes = chunk.column(stream.header, target)  # NaN: a missing label
+        X = chunk_features(model, stream, chunk, text_columns)
+        chosen = selection.complete(chunk, X, np.isnan(codes)[:, None])
+        if chosen is not None:
+            X, codes = X[chosen], codes[chosen]
+            if not len(chosen):
+                continue
         truth = encode_labels(
-            chunk.column(stream.header, target),
+            codes,
             chunk.text[target],
             model.classes,
             column=target,
@@ -119,13 +173,13 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
             header=stream.header,
             first_line=chunk.first_line,
         )
-        probabilities = chunk_outputs(model, stream, chunk, text_columns)
+        probabilities = outputs_for(model, stream, chunk, X, chosen)
         # The loss as training measured it: on the network's own output and target encoding.
         targets = class_targets(truth, k, kind, probabilities.dtype)
         loss_sum += loss.value(network_output(probabilities, kind), targets) * len(truth)
         counts.add(truth, probabilities.argmax(axis=1))
         rows += len(truth)
-    _require_rows(stream, rows)
+    selection.require_some(stream, rows)
     return _classification_scores(model.classes, counts, loss_sum / rows)
 
 
@@ -177,15 +231,19 @@ def _classification_scores(classes: list[str], counts: _ClassCounts, loss: float
     return Evaluation(rows, metrics, per_class=per_class, confusion=confusion)
 
 
-def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: list[str]) -> Evaluation:
+def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: list[str], selection: _RowFilter) -> Evaluation:
     loss = model.loss_function
     sums = _RegressionSums(len(model.targets))
     loss_sum = 0.0
-    for chunk in stream.chunks(text_columns, skipped_columns(model, stream.header, [])):
-        if not len(chunk.values):
-            continue
-        Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)
-        prediction = chunk_outputs(model, stream, chunk, text_columns).astype(np.float64)
+    for chunk in model_chunks(model, stream, text_columns):
+        Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)  # NaN: missing
+        X = chunk_features(model, stream, chunk, text_columns)
+        chosen = selection.complete(chunk, X, np.isnan(Y))
+        if chosen is not None:
+            X, Y = X[chosen], Y[chosen]
+            if not len(chosen):
+                continue
+        prediction = outputs_for(model, stream, chunk, X, chosen).astype(np.float64)
         # The loss is measured as in training (normalised units when the target was normalised),
         # so it compares with the training run's val_loss; MSE/MAE/R² are in the target's units.
         scaler = model.target_scaler
@@ -203,7 +261,7 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
                 f"(up to {np.abs(prediction).max():.3g}) against the targets (up to {np.abs(Y).max():.3g}) overflow "
                 "float64: the loss and MSE cannot be computed"
             ) from None
-    _require_rows(stream, sums.rows)
+    selection.require_some(stream, sums.rows)
     return sums.evaluation(model.targets, loss_sum / sums.rows)
 
 
@@ -251,11 +309,6 @@ class _RegressionSums:
                 for key in ("mse", "mae", "r2"):
                     metrics[f"{key}_{row['target']}"] = row[key]
         return Evaluation(self.rows, metrics, per_target=per_target)
-
-
-def _require_rows(stream: CsvStream, rows: int) -> None:
-    if rows == 0:
-        raise DataError(f"{stream.name}: has a header but no data rows; nothing to evaluate")
 
 
 # --- quality gates ---------------------------------------------------------------------------

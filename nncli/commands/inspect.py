@@ -179,6 +179,7 @@ def summary(model: TrainedModel, meta: ModelMeta) -> dict:
         "layers": layers_with_statistics(model),
         "parameters": model.network.parameter_count(),
         "features": model.features,
+        "encoding": encoding_summary(model),
         "targets": model.targets,
         "classes": model.classes,
         "normalization": {
@@ -190,6 +191,21 @@ def summary(model: TrainedModel, meta: ModelMeta) -> dict:
         "history": model.history,
         "config": model.config,
     }
+
+
+def encoding_summary(model: TrainedModel) -> dict:
+    """How the feature columns become the network's inputs: per column its kind, categories,
+    inputs and the value a missing cell gets (a category by name), and the policies. A model
+    from before encodings reads every feature as a number, with no missing-value tokens."""
+    plan = model.plan
+    columns = []
+    for column in plan.columns:
+        categories = None if column.categories is None else list(column.categories)
+        fill = column.fill if categories is None or column.fill is None else categories[int(column.fill)]
+        columns.append({"name": column.name, "kind": "number" if categories is None else "categorical",
+                        "inputs": column.width, "categories": categories, "fill": fill})
+    return {"missing": plan.missing, "unknown_category": plan.unknown_category, "missing_values": list(plan.missing_values),
+            "inputs": plan.width, "columns": columns}
 
 
 def arrays(model: TrainedModel, layers: list[int] | None = None) -> dict[str, np.ndarray]:
@@ -207,9 +223,9 @@ def arrays(model: TrainedModel, layers: list[int] | None = None) -> dict[str, np
 def neuron_names(model: TrainedModel, layer: int) -> tuple[Sequence[str], Sequence[str]]:
     """Names for the rows (neurons the connections come from) and columns (neurons they lead to)
     of weight matrix ``layer``: feature names at the input, classes or targets at the output,
-    ``h<layer>.<i>`` for hidden neurons (made when asked for: a layer may be millions wide)."""
+    ``column=category`` for a category's one-hot input, ``h<layer>.<i>`` for hidden neurons (made when asked for: a layer may be millions wide)."""
     sizes = model.network.sizes
-    rows = model.features if layer == 1 else HiddenNeurons(layer - 1, sizes[layer - 1])
+    rows = model.plan.input_names if layer == 1 else HiddenNeurons(layer - 1, sizes[layer - 1])
     if layer == len(sizes) - 1:
         columns = list(model.classes) if model.is_classification else list(model.targets)
     else:

@@ -1,4 +1,4 @@
-"""The `predict` service: a trained model applied to CSV rows, CSV rows out, chunk by chunk."""
+"""The `predict` service: a trained model applied to the rows of a CSV or Parquet file, CSV rows out, chunk by chunk."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable, same_file
-from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, skipped_columns, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, model_chunks, text_columns_for
 from nncli.tabular.parse import listed
-from nncli.tabular.source import open_csv
-from nncli.tabular.stream import CsvStream
+from nncli.tabular.stream import Chunk, CsvStream
+from nncli.tabular.tables import open_table
 from nncli.tabular.write import csv_field, float_format
 
 
 def predict(model_path: Path, data: str, output: str | None, keep: list[str], proba: bool, stdout: TextIO) -> int:
-    """`nncli predict`: predictions for every row of ``data`` (a CSV file or - for stdin) to
+    """`nncli predict`: predictions for every row of ``data`` (a CSV or Parquet file, or - for CSV on stdin) to
     ``output`` (written atomically) or ``stdout``; returns the number of rows."""
     destination = None if output is None else output_file(output)
     trained = load_model(model_path)
@@ -30,7 +30,7 @@ def predict(model_path: Path, data: str, output: str | None, keep: list[str], pr
         for source, what in ((Path(data), "input CSV"), (model_path, "model file")):
             if (data != "-" or what == "model file") and same_file(destination, source):
                 raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
-    with open_csv(data, chunk_bytes_for(trained)) as stream:
+    with open_table(data, chunk_bytes_for(trained)) as stream:
         if destination is None:
             return predict_csv(trained, stream, stdout, keep, proba)
         with atomic_write(destination, "w") as f:
@@ -72,11 +72,9 @@ def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[
     fmt = float_format(model.network.dtype)
     labels = None if model.classes is None else np.array([csv_field(c) for c in model.classes], dtype=object)
     rows = 0
-    for chunk in stream.chunks(text_columns, skipped_columns(model, stream.header, keep)):
-        if not len(chunk.values):
-            continue
+    for chunk in model_chunks(model, stream, text_columns, keep):
         outputs = chunk_outputs(model, stream, chunk, text_columns)
-        columns: list[list[str]] = [[csv_field(cell) for cell in chunk.text_column(stream.header, name)] for name in keep]
+        columns: list[list[str]] = [_kept_cells(chunk, stream.header, name) for name in keep]
         if labels is not None:
             columns.append(labels[outputs.argmax(axis=1)].tolist())
         else:
@@ -89,6 +87,12 @@ def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[
         out.write(header)
     out.flush()
     return rows
+
+
+def _kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str]:
+    """A --keep column's cells as CSV fields, as the file wrote them; a cell read as missing (one
+    of the model's missing_values) is an empty field."""
+    return ["" if cell is None else csv_field(cell) for cell in chunk.text_column(header, name)]
 
 
 def _format_rows(matrix: np.ndarray, fmt: str) -> list[str]:

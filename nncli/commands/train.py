@@ -30,8 +30,8 @@ from nncli.files.model import load_model
 from nncli.files.paths import check_writable
 from nncli.files.runfiles import config_yaml, finite_record, settled
 from nncli.tabular.dataset import TrainingData, data_path, load_training_data, preview
-from nncli.tabular.outofcore import load_training_data_on_disk
-from nncli.tabular.parse import read_header
+from nncli.tabular.outofcore import NeedsMemory, load_training_data_on_disk, memory_only
+from nncli.tabular.selection import table_header
 
 
 @dataclass
@@ -47,10 +47,11 @@ class NetworkPreview:
     rows: dict[str, int]
     config: dict  # resolved
     warnings: list[str] = field(default_factory=list)  # e.g. a parse cache ignored
+    encoding: dict | None = None  # how the features become the inputs (Encoding.to_json)
 
     def to_json(self) -> dict:
         return {"config": self.config, "architecture": self.layers, "features": self.features,
-                "targets": self.targets, "classes": self.classes, "rows": self.rows}
+                "targets": self.targets, "classes": self.classes, "rows": self.rows, "encoding": self.encoding}
 
     @property
     def config_yaml(self) -> str:
@@ -77,8 +78,14 @@ class TrainingRun:
 
     @property
     def warnings(self) -> list[str]:
-        """Things the user should know that did not stop the run (a parse cache ignored…)."""
-        return [use.warning for use in self.cache_uses if use.warning]
+        """Things the user should know that did not stop the run (a parse cache ignored, rows
+        with a missing cell left out…)."""
+        found = [use.warning for use in self.cache_uses if use.warning]
+        dropped = self.data.rows_dropped
+        if dropped:
+            found.append(f"data.missing: drop_rows left out {dropped:,} row{'s' * (dropped != 1)} with a missing cell "
+                         f"(of {', '.join(str(path) for path in self.data.files)})")
+        return found
 
     @property
     def features(self) -> list[str]:
@@ -114,9 +121,12 @@ class TrainingRun:
         return settled(resolved)
 
     def preview(self) -> NetworkPreview:
+        rows = {"train": len(self.data.X_train), "validation": self.data.validation_rows}
+        if self.config.data.missing == "drop_rows":
+            rows["dropped"] = self.data.rows_dropped
+        encoding = None if self.data.encoding is None else self.data.encoding.to_json()
         return NetworkPreview(layer_table(self.network), self.network.dtype.name, self.seed, self.features, self.targets,
-                              self.classes, {"train": len(self.data.X_train), "validation": self.data.validation_rows}, self.resolved_config(),
-                              self.warnings)
+                              self.classes, rows, self.resolved_config(), self.warnings, encoding)
 
     def trainer(self) -> Trainer:
         """A trainer at epoch 1 for this run (restore a checkpoint into it to resume)."""
@@ -175,6 +185,7 @@ class TrainingRun:
             # null, flagged under `non_finite`: the model is still saved, and JSON can hold it.
             history=[finite_record(record.to_json(self.metric_name)) for record in history],
             metrics=finite_record(self._final_metrics(trainer)),
+            encoding=self.data.encoding,
         )
 
     def _final_metrics(self, trainer: Trainer) -> dict:
@@ -188,6 +199,8 @@ class TrainingRun:
         metrics["stopped_early"] = trainer.stopped_early
         metrics["train_rows"] = len(self.data.X_train)
         metrics["val_rows"] = self.data.validation_rows
+        if self.config.data.missing == "drop_rows":
+            metrics["rows_dropped"] = self.data.rows_dropped  # (as evaluate's --json names the rows it leaves out)
         return metrics
 
     def _sample_weights(self) -> np.ndarray | None:
@@ -267,10 +280,16 @@ def prepare_training(config: Config, output: Path | None = None, writes: bool = 
         if reference.is_classification != config.is_classification:
             raise config.error("model.init_from", f"{init_from} is a {'classification' if reference.is_classification else 'regression'} model; the config's loss is {config.training.loss}")
     cache = ParseCache(config, writes)
-    if _in_memory(config, cache):
+    data = None
+    if not _in_memory(config, cache, reference):
+        try:
+            data = load_training_data_on_disk(config, rngs[SPLIT], reference, open_table=cache.on_disk)
+        except NeedsMemory:
+            if config.data.in_memory != "auto":
+                raise
+            # (auto chose the disk for its size, but a feature turned out to hold text: memory it is)
+    if data is None:
         data = load_training_data(config, rngs[SPLIT], reference, read=cache.read)
-    else:
-        data = load_training_data_on_disk(config, rngs[SPLIT], reference, open_table=cache.on_disk)
     _check_validation_rows(config, data)
     sizes = _layer_sizes(config, data)
     network = build_network(config, sizes, rngs[INIT])
@@ -286,20 +305,21 @@ PARSE_MEMORY_PER_CSV_BYTE = 5
 CACHED_MEMORY_PER_CACHE_BYTE = 2  # a cached table: mapped, plus the training rows taken from it
 
 
-def _in_memory(config: Config, cache: ParseCache) -> bool:
+def _in_memory(config: Config, cache: ParseCache, reference: TrainedModel | None = None) -> bool:
     """`data.in_memory`; auto: in memory unless the data would not fit in the memory this
-    process may take (the machine's, its container's, its ulimit)."""
+    process may take (the machine's, its container's, its ulimit), or must be in memory
+    (categorical features, missing cells filled or dropped: outofcore.memory_only)."""
     setting = config.data.in_memory
     if setting != "auto":
         return setting
-    if config.data.cache == "off":
+    if config.data.cache == "off" or memory_only(config, reference) is not None:
         return True
     need = 0
     for key in ("data.train", "data.validation"):
         if getattr(config.data, key.split(".")[1]) is None:
             continue
         path = data_path(config, key)
-        targets = config.data.target_columns or read_header(path)[-1:]
+        targets = config.data.target_columns or table_header(path)[-1:]
         cached = cache.cached_bytes(path, targets if config.is_classification else (), np.dtype(config.model.dtype))
         need += CACHED_MEMORY_PER_CACHE_BYTE * cached if cached else PARSE_MEMORY_PER_CSV_BYTE * path.stat().st_size
     return need <= available_memory()
@@ -328,16 +348,24 @@ def _copy_weights(config: Config, path: Path, source: MLP, target: MLP) -> None:
 
 def _layer_sizes(config: Config, data: TrainingData) -> list[int]:
     layers = list(config.model.layers)
-    n_features, n_outputs = len(data.features), data.n_outputs
+    n_inputs, n_outputs = data.n_inputs, data.n_outputs
+    n_features = len(data.features)
     path = resolve_path(config, "data.train", config.data.train)
     if layers[0] == "auto":
-        layers[0] = n_features
-    elif layers[0] != n_features:
+        layers[0] = n_inputs
+    elif layers[0] != n_inputs:
+        if config.data.features is not None:
+            which = "data.features"
+        elif config.data.drop:
+            which = "every column except the target and data.drop"
+        else:
+            which = f"every column except the target {', '.join(map(repr, data.targets))}"
+        categorical = data.encoding.categorical if data.encoding is not None else []
+        one_hot = f", which make {n_inputs} inputs (one per category of {preview(categorical)})" if categorical else ""
         raise config.error(
             "model.layers.0",
             f"declares {layers[0]} input{'s' * (layers[0] != 1)} but {path} has {n_features} feature column{'s' * (n_features != 1)} "
-            f"({preview(data.features)}: every column except the target {', '.join(map(repr, data.targets))}); "
-            "use 'auto' or the right number",
+            f"({preview(data.features)}: {which}){one_hot}; use 'auto' or the right number",
         )
     if layers[-1] == "auto":
         layers[-1] = n_outputs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from nncli.budgets import (
@@ -204,6 +204,38 @@ class EarlyStoppingConfig(Section):
     mode: Mode = "auto"
 
 
+# --- data: which columns, and how text and gaps become inputs ---------------------------------
+# A categorical column with more distinct values than this cannot be allowed by raising
+# data.max_categories: 10,000 one-hot inputs is already a layer of 10,000 × width weights per
+# column, and a column with that many values is an ID or free text (drop it), not a category.
+MAX_CATEGORIES = 10_000
+# Missing-value tokens are cells such as "NA": a few short strings compared with every cell.
+MAX_MISSING_TOKENS, MAX_TOKEN_CHARS = 100, 100
+MissingStrategy = Literal["error", "mean", "median", "most_frequent", "drop_rows"]  # = core.encoding.MISSING_STRATEGIES
+UnknownCategory = Literal["error", "ignore"]  # = core.encoding.UNKNOWN_POLICIES
+
+
+def _column_names(names: list[str] | None) -> list[str] | None:
+    """A list of column names: each a non-empty string, none twice."""
+    if names is None:
+        return None
+    seen = set()
+    for name in names:
+        if not name.strip():
+            raise PydanticCustomError("column_name", "an empty column name; name each column as its header does")
+        if name in seen:
+            raise PydanticCustomError("column_name", "names {name} twice", {"name": quoted(name, 40)})
+        seen.add(name)
+    return names
+
+
+def _overlap(names: list[str] | None, others: list[str] | None, message: str) -> None:
+    """The first of ``names`` also in ``others``: an error (``message`` gets it as {name})."""
+    both = [name for name in names or () if name in set(others or ())]
+    if both:
+        raise PydanticCustomError("column_name", message, {"name": quoted(both[0], 40)})
+
+
 # --- sections --------------------------------------------------------------------------------
 class DataConfig(Section):
     train: NonEmptyPath
@@ -219,10 +251,65 @@ class DataConfig(Section):
     # Training data held in memory, or read from the parse cache a window at a time (data bigger
     # than memory); auto: from disk when the CSV would not fit (docs/performance.md).
     in_memory: Union[Literal["auto"], bool] = "auto"
+    # Which columns are inputs (docs/config.md, "Columns, categories and missing cells"):
+    # null = every column but the target(s) and `drop`, in the file's order; or these, in this order.
+    features: Union[list[str], None] = None
+    drop: list[str] = Field(default_factory=list)  # columns never read (IDs, free text)
+    categorical: list[str] = Field(default_factory=list)  # one-hot, read as text even when numeric codes
+    max_categories: int = Field(100, ge=1, le=MAX_CATEGORIES)
+    unknown_category: UnknownCategory = "error"  # at predict/evaluate: ignore = all-zero one-hot
+    missing: MissingStrategy = "error"
+    missing_values: list[Annotated[str, Field(max_length=MAX_TOKEN_CHARS)]] = Field(
+        default_factory=lambda: ["", "NA", "NaN", "null"], max_length=MAX_MISSING_TOKENS)
+
+    # (Fields are validated in the order they are declared: each check below sees the ones above.)
+    @field_validator("features")
+    @classmethod
+    def _features(cls, names, info: ValidationInfo):
+        _column_names(names)
+        if names is not None and not names:
+            raise PydanticCustomError("column_name", "is empty; list the input columns, or leave it out (null) for every column")
+        _overlap(names, _targets(info), "names {name}, a target; targets are never features")
+        return names
+
+    @field_validator("drop")
+    @classmethod
+    def _drop(cls, names, info: ValidationInfo):
+        _column_names(names)
+        _overlap(names, info.data.get("features"), "names {name}, which data.features lists too; keep it in one of them")
+        _overlap(names, _targets(info), "names {name}, a target; the target cannot be dropped")
+        return names
+
+    @field_validator("categorical")
+    @classmethod
+    def _categorical(cls, names, info: ValidationInfo):
+        _column_names(names)
+        _overlap(names, info.data.get("drop"), "names {name}, which data.drop drops; keep it in one of them")
+        _overlap(names, _targets(info), "names {name}, a target; categorical applies to feature columns "
+                 "(a classification loss reads the target as labels already)")
+        features = info.data.get("features")
+        if features is not None:
+            outside = [name for name in names if name not in set(features)]
+            if outside:
+                raise PydanticCustomError("column_name", "names {name}, which is not in data.features",
+                                          {"name": quoted(outside[0], 40)})
+        return names
+
+    @field_validator("missing_values")
+    @classmethod
+    def _missing_values(cls, tokens):
+        if len(set(tokens)) != len(tokens):
+            raise PydanticCustomError("missing_values", "lists a value twice")
+        return tokens
 
     @property
     def target_columns(self) -> list[str] | None:
         return [self.target] if isinstance(self.target, str) else self.target
+
+
+def _targets(info: ValidationInfo) -> list[str]:
+    target = info.data.get("target")
+    return [target] if isinstance(target, str) else list(target or ())
 
 
 class ModelConfig(Section):

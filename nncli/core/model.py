@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
+from nncli.core.encoding import Encoding, MissingCell, UnknownCategory
 from nncli.core.losses import Loss, get_loss
 from nncli.core.network import MLP
 from nncli.core.preprocess import Scaler, class_probabilities
@@ -50,6 +52,12 @@ class TrainedModel:
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     source: str = "the model"  # the file it was read from, for messages
+    encoding: Encoding | None = None  # how the features become inputs; None: every feature a number (models before encodings)
+
+    @property
+    def plan(self) -> Encoding:
+        """The features' encoding (numbers as they are when the model has none)."""
+        return self.encoding if self.encoding is not None else Encoding.numeric(self.features)
 
     @property
     def is_classification(self) -> bool:
@@ -79,25 +87,65 @@ class TrainedModel:
     def outputs(self, X_raw: np.ndarray) -> np.ndarray:
         """Class probabilities, or regression values in the target's own units.
 
-        The network runs over blocks of :attr:`rows_per_pass` rows, so its memory does not grow
-        with the number of rows; the result is ``rows × output_width``, which the caller bounds
-        by the rows it passes (the commands size their CSV chunks by ``rows_per_output_block``).
+        ``X_raw`` is the raw matrix of :mod:`nncli.core.encoding`: one column per feature, in
+        the model's order (numbers, a category's index, NaN for a missing cell). The network
+        runs over blocks of :attr:`rows_per_pass` rows, so its memory does not grow with the
+        number of rows; the result is ``rows × output_width``, which the caller bounds by the
+        rows it passes (the commands size their CSV chunks by ``rows_per_output_block``).
         A value the dtype cannot hold is an error: :class:`FeatureOverflow` for an input,
-        :class:`NetworkOverflow` inside the network.
+        :class:`NetworkOverflow` inside the network; a cell the encoding cannot take is its
+        :class:`~nncli.core.encoding.MissingCell` or :class:`~nncli.core.encoding.UnknownCategory`.
+        Each error names its row of ``X_raw``, and all but NetworkOverflow the feature's column.
         """
+        blocks = self._input_blocks(X_raw)
+        if len(X_raw) <= self.rows_per_pass:
+            return self._apply(next(blocks)[1], 0)
+        out = np.empty((len(X_raw), self.output_width), dtype=self.network.dtype)
+        for start, X in blocks:
+            out[start : start + len(X)] = self._apply(X, start)
+        return out
+
+    def _input_blocks(self, X_raw: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """The network's inputs for ``X_raw``, :attr:`rows_per_pass` rows at a time: (first row, inputs)."""
+        step, starts = self.rows_per_pass, range(0, max(1, len(X_raw)), self.rows_per_pass)
+        if self.encoding is None or self.encoding.is_plain:
+            X = self._scaled(X_raw)  # the raw matrix is the inputs: scaled whole, as the chunk is bounded
+            yield from ((start, X[start : start + step]) for start in starts)
+        else:  # a pass at a time: one-hot columns may make the inputs far wider than the raw rows
+            yield from ((start, self._encoded(X_raw[start : start + step], start)) for start in starts)
+
+    def _scaled(self, X_raw: np.ndarray) -> np.ndarray:
+        """Plain features (every one a number, nothing to fill) scaled into the model's dtype."""
         X = np.empty(X_raw.shape, dtype=self.network.dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             self.feature_scaler.transform_into(X_raw, X)  # (in cache-sized blocks: no full-size temporaries)
         if not np.isfinite(X).all():
             row, column = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+            if np.isnan(X_raw[row, column]):  # read as missing (the model's missing_values), with nothing to fill it
+                raise MissingCell(row, column)
             raise FeatureOverflow(row, column)
-        step = self.rows_per_pass
-        if len(X) <= step:
-            return self._apply(X, 0)
-        out = np.empty((len(X), self.output_width), dtype=self.network.dtype)
-        for start in range(0, len(X), step):
-            out[start : start + step] = self._apply(X[start : start + step], start)
-        return out
+        return X
+
+    def _encoded(self, raw: np.ndarray, first_row: int) -> np.ndarray:
+        """Rows of the raw matrix as the network's inputs: encoded, then scaled into the model's
+        dtype (the scaler leaves one-hot inputs as they are). Errors name the row counted from
+        ``first_row`` and the feature column.
+
+        Encoded in float64, so that a number, and a fill value (a float64 statistic), is scaled
+        as the plain path scales it and rounded to a float32 model's dtype once, as training does."""
+        plan, dtype = self.encoding, self.network.dtype
+        try:
+            encoded = plan.encode(raw, np.float64)
+        except (MissingCell, UnknownCategory) as exc:
+            raise type(exc)(first_row + exc.row, exc.column) from None
+        X = encoded if dtype == np.float64 else np.empty(encoded.shape, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self.feature_scaler.transform_into(encoded, X)
+        if not np.isfinite(X).all():
+            row, position = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+            ends = np.cumsum([column.width for column in plan.columns])  # each feature's inputs end here
+            raise FeatureOverflow(first_row + row, int(np.searchsorted(ends, position, side="right")))
+        return X
 
     def _apply(self, X: np.ndarray, first_row: int) -> np.ndarray:
         try:

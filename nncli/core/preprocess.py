@@ -67,6 +67,14 @@ class Scaler:
             offset, scale = offset.astype(np.float64), high.astype(np.float64) - offset.astype(np.float64)
         return cls(method, offset, _unit_if_constant(scale))
 
+    def leaving_alone(self, columns: np.ndarray) -> "Scaler":
+        """This scaler with ``columns`` (a bool per column) passed through as they are, offset 0
+        and scale 1: a one-hot input stays 0 or 1, whatever share of the rows has the category
+        (standardising it would only make rare categories large)."""
+        if not columns.any():
+            return self
+        return Scaler(self.method, np.where(columns, 0.0, self.offset), np.where(columns, 1.0, self.scale))
+
     def transform(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
         if self.method == "none":
             return X.astype(dtype, copy=False)

@@ -49,7 +49,13 @@ DTYPES = ("float32", "float64", "int64")
 MAY_CHANGE = {("training", "epochs"), ("output",), ("data", "cache")}  # (the cache holds the same numbers)
 # Config keys added since checkpoints were first written, with the value every run before
 # them had: an older checkpoint's config gets them, so that it still resumes.
-ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01, ("data", "cache"): "auto", ("data", "in_memory"): True}
+ADDED_KEYS = {("model", "leaky_relu_slope"): 0.01, ("data", "cache"): "auto", ("data", "in_memory"): True,
+              # issue 12's columns: an older run used every column but the target, numbers only
+              # (it could not have read a file with a missing cell or a text feature, so the
+              # missing-value tokens change nothing it read)
+              ("data", "features"): None, ("data", "drop"): [], ("data", "categorical"): [],
+              ("data", "max_categories"): 100, ("data", "unknown_category"): "error", ("data", "missing"): "error",
+              ("data", "missing_values"): ["", "NA", "NaN", "null"]}
 NONFINITE = "nonfinite"  # {"nonfinite": "inf"|"-inf"|"nan"}: a float JSON cannot hold
 
 
@@ -281,7 +287,7 @@ def _parse_meta(path: Path, data: dict) -> dict:
         raise ModelFileError(f"{path}: the checkpoint's config does not match its recorded hash (edited?)")
     for (section, key), value in ADDED_KEYS.items():
         if isinstance(data["config"].get(section), dict):
-            data["config"][section].setdefault(key, value)
+            data["config"][section].setdefault(key, copy.deepcopy(value))
     _check_config(path, data["config"])
     for name, digest in data["data_sha256"].items():
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):

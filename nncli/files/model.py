@@ -1,8 +1,8 @@
 """The model file: a NumPy ``.npz`` archive, readable without nncli and safe to open.
 
 Arrays ``W1…Wn`` (``(fan_in, fan_out)``) and ``b1…bn``, plus ``meta``: a JSON string with
-the format version, architecture, feature/target names, classes, normalisation and the
-training record.  Loading never unpickles: the zip members are checked (names, dtypes,
+the format version, architecture, feature/target names, classes, the features' encoding
+(categories, fill values), normalisation and the training record.  Loading never unpickles: the zip members are checked (names, dtypes,
 declared shapes, sizes) before any array is read, and arrays are read with
 ``allow_pickle=False``.  Every field of the metadata is checked for its type and size before
 anything is sized by it or shows it: the network against the same budget a config has
@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from nncli import __version__
 from nncli.budgets import DTYPE_BYTES, MAX_LAYERS, class_budget, human_bytes, network_bytes
 from nncli.core.activations import ACTIVATIONS, get_activation
 from nncli.core.blas import fused_available
+from nncli.core.encoding import Encoding
 from nncli.core.losses import LOSSES, get_loss
 from nncli.core.model import TrainedModel
 from nncli.core.network import MLP
@@ -33,12 +34,16 @@ from nncli.core.preprocess import Scaler
 from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import ModelFileError, quoted
 from nncli.files.npz import MAX_ARRAY_ELEMENTS, read_archive, write_archive
-from nncli.files.runfiles import finite_record
+from nncli.files.runfiles import RunFiles, finite_record
 
 FORMAT = "nncli-model"
 # 2: the loss's and the activations' parameters are stored (loss_params, activation_params);
 # version 1 files are read with Huber's delta from their stored config and default slopes.
-FORMAT_VERSION = 2
+# 3: the features' encoding (`encoding`: categories one-hot, fill values for missing cells).
+# A model whose every feature is a plain number with no fill is still written as version 2, with
+# its encoding: nncli from before encodings reads and applies it exactly as this one does.
+FORMAT_VERSION = 3
+PLAIN_FORMAT_VERSION = 2
 
 # A feature, target or class name: a CSV header cell or label, shown in tables and quoted in
 # messages. 64 Ki characters is far beyond any name (a page of text is ~3,000); the metadata's
@@ -77,6 +82,8 @@ class ModelMeta(BaseModel):
     classes: Optional[list[str]] = None
     feature_scaler: _ScalerMeta
     target_scaler: Optional[_ScalerMeta] = None
+    encoding: Optional[dict] = None  # Encoding.to_json(); absent in models from before encodings
+    _plan: Optional[Encoding] = PrivateAttr(None)  # the encoding, parsed and checked
     config: dict = Field(default_factory=dict)
     history: list[dict] = Field(default_factory=list)
     metrics: dict = Field(default_factory=dict)
@@ -101,9 +108,10 @@ def blas_info(dtype=np.float32) -> dict:
 
 def save_model(path: Path, model: TrainedModel) -> None:
     network = model.network
+    plain = model.encoding is None or model.encoding.is_plain
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": PLAIN_FORMAT_VERSION if plain else FORMAT_VERSION,
         "nncli_version": __version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
@@ -126,6 +134,8 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "history": [finite_record(record) for record in model.history],
         "metrics": finite_record(model.metrics),
     }
+    if model.encoding is not None:
+        meta["encoding"] = model.encoding.to_json()
     arrays: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(zip(network.weights, network.biases), start=1):
         arrays[f"W{i}"] = W
@@ -166,6 +176,7 @@ def read_model(path: Path) -> tuple[TrainedModel, ModelMeta]:
         history=meta.history,
         metrics=meta.metrics,
         source=str(path),
+        encoding=meta._plan,
     )
     return model, meta
 
@@ -188,6 +199,7 @@ def _read_archive(path: Path) -> tuple[ModelMeta, dict[str, np.ndarray]]:
 
 def _parse_meta(path: Path, data: dict) -> ModelMeta:
     if data.get("format") != FORMAT:
+        _refuse_a_checkpoint(path, data)
         raise ModelFileError(f"{path}: not an nncli model file (metadata 'format' is not {FORMAT!r})")
     version = data.get("format_version")
     if type(version) is not int or version > FORMAT_VERSION or version < 1:
@@ -210,11 +222,27 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
     _check_sizes(path, meta)
     _check_functions(path, meta)
     _check_names(path, meta)
+    _check_encoding(path, meta)
     _check_scalers(path, meta)
     _check_record(path, "metrics", meta.metrics)
     for epoch, record in enumerate(meta.history):
         _check_record(path, f"history.{epoch}", record)
     return meta
+
+
+def _refuse_a_checkpoint(path: Path, data: dict) -> None:
+    """A checkpoint given where a model belongs (predict, evaluate, inspect): say what it is
+    for, and which model file its run writes."""
+    from nncli.files.checkpoint import FORMAT as CHECKPOINT  # imported here: only this error needs it
+
+    if data.get("format") != CHECKPOINT:
+        return
+    try:
+        model = RunFiles.from_layout(path, data["files"]).model
+        instead = f"give its run's model file instead ({model}{'' if model.is_file() else ', written when the run finishes'})"
+    except (KeyError, TypeError, ValueError):  # an older or edited checkpoint: its run's files are not known
+        instead = "give the model file its run wrote instead"
+    raise ModelFileError(f"{path}: this is a checkpoint; use `nncli train --resume {path}` to continue its run, or {instead}")
 
 
 def _upgrade_from_version_1(meta: ModelMeta) -> None:
@@ -333,8 +361,32 @@ def _check_names(path: Path, meta: ModelMeta) -> None:
     both = set(meta.features) & set(meta.targets)
     if both:
         raise ModelFileError(f"{path}: metadata names {quoted(sorted(both)[0])} both a feature and a target; training never does")
-    if len(meta.features) != meta.layers[0]:
+    if meta.encoding is None and len(meta.features) != meta.layers[0]:
         raise ModelFileError(f"{path}: metadata names {len(meta.features)} features for {meta.layers[0]} inputs")
+
+
+def _check_encoding(path: Path, meta: ModelMeta) -> None:
+    """The encoding, when stored, parsed into ``meta._plan``, and checked to fit the rest: one
+    column per feature, by name and in order, and as many inputs as the first layer has (a
+    categorical column makes one per category)."""
+    if meta.encoding is None:
+        return
+    try:
+        encoding = Encoding.from_json(meta.encoding)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: metadata field encoding: {exc}") from None
+    if encoding.names != meta.features:
+        raise ModelFileError(f"{path}: metadata field encoding: its {len(encoding.names):,} columns are not the model's "
+                             f"{len(meta.features):,} features, in order")
+    for column in encoding.columns:
+        for value in column.categories or ():
+            if len(value) > MAX_NAME_CHARS:
+                raise ModelFileError(f"{path}: metadata field encoding: column {quoted(column.name)} has a category of "
+                                     f"{len(value):,} characters; nncli reads names of at most {MAX_NAME_CHARS:,}")
+    if encoding.width != meta.layers[0]:
+        raise ModelFileError(f"{path}: metadata field encoding makes {encoding.width:,} inputs of the features "
+                             f"for the {meta.layers[0]:,} of the first layer")
+    meta._plan = encoding
 
 
 def _check_scalers(path: Path, meta: ModelMeta) -> None:

@@ -1,14 +1,25 @@
 """A model's columns in a table: check they are there, select them in the model's order, and
-apply the model to a chunk's rows."""
+apply the model to a chunk's rows.
+
+A chunk becomes the model's raw matrix (:mod:`nncli.core.encoding`): numeric features as read,
+categorical ones (read as text) as indices into the categories the model was trained on, NaN
+for a missing cell (the stream is read with the model's ``missing_values``). The model encodes
+and scales it; a cell it cannot take comes back as the row and column, placed here in the file.
+"""
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
+from nncli.core.encoding import MissingCell, UnknownCategory, category_codes
 from nncli.core.model import FeatureOverflow, TrainedModel
 from nncli.errors import DataError
 from nncli.tabular.parse import column_index, listed, quoted, quoted_list
 from nncli.tabular.stream import CHUNK_BYTES, Chunk, CsvStream
+
+FILLS = "mean, median or most_frequent"  # the data.missing strategies that give a model fill values
 
 
 def check_columns(model: TrainedModel, stream: CsvStream, keep: list[str]) -> None:
@@ -25,37 +36,81 @@ def check_columns(model: TrainedModel, stream: CsvStream, keep: list[str]) -> No
 
 
 def chunk_features(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_columns: list[str]) -> np.ndarray:
-    """The model's features, in the model's order, as float64."""
-    header = stream.header
+    """The model's raw matrix for the chunk's rows: its features in the model's order, as float64."""
     position = stream.positions  # header.index per feature is quadratic
     columns = [position[name] for name in model.features]
     read_as_text = set(text_columns)
     as_text = [(j, name) for j, name in enumerate(model.features) if name in read_as_text]
     if not as_text:
         return chunk.values[:, column_index(columns)]  # features in file order: a view, no copy
+    categories = _categories(model)
     X = chunk.values[:, columns]
-    for j, name in as_text:  # a feature also passed through with --keep was read as text
-        X[:, j] = chunk.numbers(header, name, stream.name, text_columns)
+    for j, name in as_text:
+        if name in categories:  # the chunk's codes (into its text values, spaces around them aside) become the model's
+            X[:, j] = category_codes(categories[name], [value.strip() for value in chunk.text[name]], X[:, j])
+        else:  # a numeric feature also passed through with --keep was read as text
+            X[:, j] = chunk.numbers(stream.header, name, stream.name, text_columns)  # (NaN: missing)
     return X
 
 
 def chunk_outputs(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_columns: list[str]) -> np.ndarray:
-    """The model's outputs for a chunk's rows; a value the model cannot represent is a DataError."""
-    X = chunk_features(model, stream, chunk, text_columns)
+    """The model's outputs for a chunk's rows; a cell the model cannot take is a DataError."""
+    return outputs_for(model, stream, chunk, chunk_features(model, stream, chunk, text_columns))
+
+
+def outputs_for(model: TrainedModel, stream: CsvStream, chunk: Chunk, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The model's outputs for ``X``, the raw matrix of the chunk's rows ``rows`` (default: all of
+    them; evaluate leaves out the rows it drops); a cell the model cannot take is a DataError
+    naming its line and column."""
     try:
         return model.outputs(X)
-    except FeatureOverflow as exc:
+    except (FeatureOverflow, MissingCell, UnknownCategory) as exc:
         name = model.features[exc.column]
+        row = exc.row if rows is None else int(rows[exc.row])
+        where = f"{chunk.where(row)}: column {quoted(name)}"
+        if isinstance(exc, MissingCell):
+            raise _missing_cell(model, where) from None
+        if isinstance(exc, UnknownCategory):
+            raise _unknown_category(model, stream, chunk, row, name, where) from None
         raise DataError(
-            f"{stream.name}:{chunk.line_of_row(exc.row)}: column {quoted(name)}: {X[exc.row, exc.column]:g} is too large "
-            f"for this {model.network.dtype.name} model (after normalisation)"
+            f"{where}: {X[exc.row, exc.column]:g} is too large for this {model.network.dtype.name} model (after normalisation)"
         ) from None
 
 
+def _missing_cell(model: TrainedModel, where: str) -> DataError:
+    """A missing feature cell the model has no value to fill in for."""
+    strategy = model.plan.missing
+    why = "fills nothing" if strategy == "error" else "only trained on complete rows, so it has no values to fill in"
+    return DataError(
+        f"{where}: missing value (the model was trained with data.missing: {strategy}, which {why}; "
+        f"give the cell a value, or train with data.missing: {FILLS})"
+    )
+
+
+def _unknown_category(model: TrainedModel, stream: CsvStream, chunk: Chunk, row: int, name: str, where: str) -> DataError:
+    categories = _categories(model)[name]
+    value = chunk.text[name][int(chunk.column(stream.header, name)[row])].strip()
+    return DataError(
+        f"{where}: unknown category {quoted(value)} (the model knows {len(categories):,}: {listed(categories)}; "
+        "train with data.unknown_category: ignore to accept unseen values)"
+    )
+
+
 def text_columns_for(model: TrainedModel, header: list[str], keep: list[str]) -> list[str]:
-    """Columns read as text: anything that is not a feature, and the kept ones."""
+    """Columns read as text: anything that is not a feature, the categorical features, and the kept ones."""
     features, kept = set(model.features), set(keep)  # (sets: a file may have 100,000 columns)
-    return [name for name in header if name not in features or name in kept]
+    categorical = set(_categories(model))
+    return [name for name in header if name not in features or name in kept or name in categorical]
+
+
+def model_chunks(model: TrainedModel, stream: CsvStream, text_columns: list[str], keep: list[str] = ()) -> Iterator[Chunk]:
+    """The stream's chunks as the model reads them: with the missing-cell tokens it was trained
+    with (none for a model from before encodings: an empty cell is then not a number), the
+    columns nobody reads skipped, and the empty chunks left out."""
+    skip = skipped_columns(model, stream.header, keep)
+    for chunk in stream.chunks(text_columns, skip, missing_values=model.plan.missing_values):
+        if len(chunk.values):
+            yield chunk
 
 
 def skipped_columns(model: TrainedModel, header: list[str], keep: list[str]) -> set[str]:
@@ -67,7 +122,20 @@ def skipped_columns(model: TrainedModel, header: list[str], keep: list[str]) -> 
 
 def chunk_bytes_for(model: TrainedModel) -> int:
     """CSV bytes to read at a time so that a chunk's outputs (rows × classes, or targets) fit
-    one block: a row takes at least two bytes per feature (`1,`), so this many bytes hold at
-    most ``model.rows_per_output_block`` rows. The usual 2 MiB unless there are thousands of
+    one block: a row takes at least two bytes per numeric feature (`1,`), one per feature whose
+    cell may be empty (a missing cell, a category), so this many bytes hold at most
+    ``model.rows_per_output_block`` rows. The usual 2 MiB unless there are thousands of
     outputs; the network itself runs in blocks whatever the chunk (TrainedModel.outputs)."""
-    return max(1, min(CHUNK_BYTES, model.rows_per_output_block * 2 * len(model.features)))
+    plan = model.plan
+    if "" in plan.missing_values:
+        row_bytes = len(model.features)
+    else:
+        row_bytes = 2 * len(model.features) - len(plan.categorical)
+    return max(1, min(CHUNK_BYTES, model.rows_per_output_block * row_bytes))
+
+
+def _categories(model: TrainedModel) -> dict[str, tuple[str, ...]]:
+    """Each categorical feature's categories, by name (none for a model from before encodings)."""
+    if model.encoding is None:
+        return {}
+    return {column.name: column.categories for column in model.encoding.columns if column.categories is not None}

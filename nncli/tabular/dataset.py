@@ -1,13 +1,18 @@
-"""The training data a config asks for: read, checked against the config, split and scaled.
+"""The training data a config asks for: read, checked against the config, encoded, split and scaled.
 
 Everything here can fail on bad input, and does so before any training starts, with the
-file, the place and what was expected.  A reference model (``model.init_from``) fixes the
-feature order, the classes and the normalisation, so its weights keep their meaning.
+file, the place and what was expected.  Which columns are read, and how text and missing cells
+are read, is :mod:`nncli.tabular.selection`'s; the features become the network's inputs through
+an :class:`~nncli.core.encoding.Encoding` (categories one-hot, missing cells filled) fitted on
+the training rows. A reference model (``model.init_from``) fixes the feature order, the
+encoding, the classes and the normalisation, so its weights keep their meaning.
+
+A table whose features are all numbers, with no missing cell, takes the path it took before
+encodings: its feature columns are the inputs, with no copy beyond the split's.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,33 +20,50 @@ from typing import Callable
 import numpy as np
 
 from nncli.config import Config, resolve_path
+from nncli.core.encoding import UNKNOWN, Encoding, NothingToFill, category_codes
 from nncli.core.model import TrainedModel
 from nncli.core.preprocess import Scaler, class_targets, split_indices
 from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import DataError
 from nncli.tabular.labels import check_class_count, class_order, encode_labels
-from nncli.tabular.parse import at_line, find_line, lines_after_header, listed, quoted, quoted_list, read_header
-from nncli.tabular.source import CsvColumns, read_csv
-
-CLOSE_MATCH_COLUMNS = 10_000  # "did you mean" hints compare with every column name: up to this many
+from nncli.tabular.parse import at_line, find_line, lines_after_header, listed, quoted, quoted_list
+from nncli.tabular.selection import (
+    ColumnChoice,
+    TableReader,
+    TextFeature,
+    categories_of,
+    missing_cells,
+    missing_columns,
+    read_columns,
+    select_columns,
+    table_header,
+)
+from nncli.tabular.source import CsvColumns
+from nncli.tabular.tables import read_table
 
 
 @dataclass
 class TrainingData:
-    features: list[str]
+    features: list[str]  # the feature columns (a categorical one makes several inputs: see encoding)
     targets: list[str]
     classes: list[str] | None  # None for regression
-    X_train: np.ndarray  # scaled, in the model dtype
+    X_train: np.ndarray  # the network's inputs: encoded, scaled, in the model dtype
     Y_train: np.ndarray  # one-hot (cross_entropy), one 0/1 column (binary), or targets
     train_codes: np.ndarray | None  # class index per training row (for class weights)
     validation: tuple[np.ndarray, np.ndarray] | None
     feature_scaler: Scaler
     target_scaler: Scaler | None
     files: list[Path] = field(default_factory=list)  # the CSV files read
+    encoding: Encoding | None = None  # how the feature columns became X's inputs
+    rows_dropped: int = 0  # rows left out by data.missing: drop_rows (training and validation files)
 
     @property
     def validation_rows(self) -> int:
         return 0 if self.validation is None else len(self.validation[0])
+
+    @property
+    def n_inputs(self) -> int:
+        return self.X_train.shape[1]  # one column per input neuron
 
     @property
     def n_outputs(self) -> int:
@@ -51,7 +73,9 @@ class TrainingData:
 @dataclass
 class _Rows:
     """Some rows' feature and target columns as read (unscaled: float64, or float32 when the
-    model is float32 and the file's numbers are all exactly float32)."""
+    model is float32 and the file's numbers are all exactly float32): the features as the
+    encoding's raw matrix (numbers, category indices, NaN for a missing cell), or as its inputs
+    once encoded."""
 
     X: np.ndarray
     Y: np.ndarray | None  # regression targets
@@ -83,40 +107,58 @@ class _Rows:
 
 KEEP_BLOCK_BYTES = 1 << 20
 
-
-TableReader = Callable[..., CsvColumns]  # read_csv's signature: (path, text_columns, dtype)
+Categories = list[tuple[str, ...] | None]  # per feature column: its categories, or None for a number
 
 
 def load_training_data(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None = None,
-                       read: TableReader = read_csv) -> TrainingData:
-    """``read``: how a CSV file becomes a table (the commands pass one that goes through the
-    parse cache)."""
+                       read: TableReader = read_table) -> TrainingData:
+    """``read``: how a CSV or Parquet file becomes a table (the commands pass one that goes
+    through the parse cache)."""
     # Memory: the table is read once in the model's dtype where that is exact, the training and
     # validation rows are taken from it once each (then it goes), and both are scaled in place.
+    # Categories and missing cells cost a copy of the feature columns (the raw matrix) and the
+    # encoded inputs; the all-numeric path makes neither.
     train_path = data_path(config, "data.train")
-    features, targets = feature_target_columns(config, train_path, reference)
-    table = _read_table(config, train_path, targets, read)
+    choice = select_columns(config, train_path, reference)
+    plan = None if reference is None else reference.plan
+    table = _read(config, train_path, choice, read, f"the model.init_from model {reference.source} reads it as a number" if plan else None)
+    kept = missing_cells(config, table, choice, plan)
+    table = kept.table
+    features, targets = choice.features, choice.targets
     classes = None
     if config.is_classification:
         classes = reference.classes if reference is not None and reference.classes else class_list(config, table, targets[0])
-    rows = _rows(table, features, targets, classes)
-    del table  # (the rows' views keep what they need)
+    if plan is not None:
+        categories = [column.categories for column in plan.columns]
+        known = f"the model.init_from model {reference.source}"
+    else:
+        categorical = set(choice.categorical)
+        categories = [categories_of(config, table, name, choice.detected.get(name)) if name in categorical else None
+                      for name in features]
+        known = None
+    rows = _rows(table, choice, classes, categories, kept.where, plan.unknown_category if plan else "error", known)
+    dropped = kept.dropped
+    del table, kept  # (the rows' views keep what they need)
     files = [train_path]
     if config.data.validation is not None:
         files.append(data_path(config, "data.validation"))
-        train, validation = rows, _validation_file(config, files[1], train_path, features, targets, classes, read)
+        validation, dropped_there = _validation_file(config, files[1], train_path, choice, classes, categories, plan, read)
+        train, dropped = rows, dropped + dropped_there
     else:
         train, validation = _split(config, rows, split_rng, train_path)
     del rows  # the whole table, once the split has taken its rows
+    encoding = plan if plan is not None else fit_encoding(config, features, categories, train.X, train_path)
+    train, validation = _inputs(encoding, train), _inputs(encoding, validation)
+    inputs = encoding.input_names
     if reference is not None:
         feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
     else:
-        feature_scaler = checked_scaler(train.X, config.data.normalize, features, train_path)
+        feature_scaler = checked_scaler(train.X, config.data.normalize, inputs, train_path).leaving_alone(encoding.one_hot_inputs())
         target_scaler = None
         if classes is None and config.data.normalize_target != "none":
             target_scaler = checked_scaler(train.Y, config.data.normalize_target, targets, train_path)
-    X_train, Y_train = _encoded(config, train, classes, feature_scaler, target_scaler, features, targets, train_path)
-    X_val, Y_val = _encoded(config, validation, classes, feature_scaler, target_scaler, features, targets, train_path)
+    X_train, Y_train = _encoded(config, train, classes, feature_scaler, target_scaler, inputs, targets, train_path)
+    X_val, Y_val = _encoded(config, validation, classes, feature_scaler, target_scaler, inputs, targets, train_path)
     return TrainingData(
         features=features,
         targets=targets,
@@ -128,37 +170,95 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
         feature_scaler=feature_scaler,
         target_scaler=target_scaler,
         files=files,
+        encoding=encoding,
+        rows_dropped=dropped,
     )
 
 
-def feature_target_columns(config: Config, path: Path, reference: TrainedModel | None) -> tuple[list[str], list[str]]:
-    """The feature and target columns: the target(s) the config names (else the last column),
-    every other column as a feature (with `init_from`, the reference model's features)."""
-    header = read_header(path)
-    targets = _target_columns(config, path, header)
-    if reference is not None:
-        features = _reference_features(config, path, header, targets, reference)
-    else:
-        taken = set(targets)  # (sets, not lists: a file may have 100,000 columns)
-        features = [name for name in header if name not in taken]
-    if not features:
-        raise DataError(f"{path}: no feature columns left after taking the target column(s) {quoted_list(targets)}")
-    return features, targets
+def _read(config: Config, path: Path, choice: ColumnChoice, read: TableReader, fixed: str | None) -> CsvColumns:
+    """:func:`~nncli.tabular.selection.read_columns`; ``fixed``: why a feature cannot become
+    categorical now (None: it can)."""
+    try:
+        return read_columns(config, path, choice, read, grow=fixed is None)
+    except TextFeature as exc:
+        raise DataError(f"{exc.why} ({fixed})") from None
 
 
-def _rows(table: CsvColumns, features: list[str], targets: list[str], classes: list[str] | None) -> _Rows:
+def fit_encoding(config: Config, features: list[str], categories: Categories, train_raw: np.ndarray, path: Path) -> Encoding:
+    """The encoding of the features, its fill values taken from the training rows."""
+    data = config.data
+    try:
+        return Encoding.fit(features, categories, train_raw, data.missing, data.unknown_category, data.missing_values)
+    except NothingToFill as exc:
+        raise DataError(f"{path}: column {quoted(features[exc.column])}: every training row's value is missing (the rows left "
+                        f"after the validation split), so data.missing: {data.missing} has nothing to fill it with; "
+                        "add the column to data.drop") from None
+
+
+def _inputs(encoding: Encoding, rows: _Rows) -> _Rows:
+    """Rows with their features as the network's inputs (unscaled). The raw matrix already is
+    that when every feature is a number and none is missing: no copy then."""
+    if encoding.is_plain or (not encoding.categorical and not missing_columns(rows.X).any()):
+        return rows
+    # A numeric fill is a float64 statistic: a float32 table's columns are encoded in float64 so
+    # that a filled cell gets the value predict gives it (which encodes in float64), rounded once.
+    numeric_fill = any(column.fill is not None and column.categories is None for column in encoding.columns)
+    dtype = np.float64 if numeric_fill else rows.X.dtype
+    return _Rows(encoding.encode(rows.X, dtype), rows.Y, rows.codes, True)
+
+
+def _rows(table: CsvColumns, choice: ColumnChoice, classes: list[str] | None, categories: Categories,
+          where: Callable[[int], str], unknown: str, known: str | None) -> _Rows:
+    """The features as the encoding's raw matrix (the table's own columns when all are numbers),
+    and the targets. An unknown category (only a validation file, or a reference model, can
+    have one) under ``unknown`` error is an error naming its place; ``known``: whose categories
+    the values were compared with (default: the training file's)."""
+    X = table.columns(choice.features)
+    if any(values is not None for values in categories):
+        X = _category_indices(table, X, choice.features, categories, where, unknown, known)
+    targets = choice.targets
     if classes is not None:
-        return _Rows(table.columns(features), None, _label_codes(table, targets[0], classes))
-    return _Rows(table.columns(features), table.columns(targets), None)
+        return _Rows(X, None, _label_codes(table, targets[0], classes))
+    return _Rows(X, table.columns(targets), None)
 
 
-def _validation_file(config: Config, path: Path, train_path: Path, features: list[str], targets: list[str],
-                     classes: list[str] | None, read: TableReader) -> _Rows:
-    header = set(read_header(path))
-    missing = [name for name in features + targets if name not in header]
+def _category_indices(table: CsvColumns, X: np.ndarray, features: list[str], categories: Categories,
+                      where: Callable[[int], str], unknown: str, known: str | None) -> np.ndarray:
+    """The feature columns with each categorical one's codes (into the table's distinct values)
+    turned into indices into its categories: a copy of its own (owned, so scaled in place)."""
+    raw = np.array(X, dtype=X.dtype) if np.may_share_memory(X, table.values) else X
+    first: tuple[int, str, str] | None = None  # the first unknown category: row, column, value
+    for j, (name, values) in enumerate(zip(features, categories)):
+        if values is None:
+            continue
+        mapped = category_codes(values, table.text_values[name], raw[:, j])
+        unseen = mapped == UNKNOWN
+        if unknown == "error" and unseen.any():
+            row = int(np.argmax(unseen))
+            if first is None or row < first[0]:
+                first = (row, name, table.text_values[name][int(raw[row, j])])
+        raw[:, j] = mapped
+    if first is not None:
+        row, name, value = first
+        raise DataError(f"{where(row)}: column {quoted(name)}: category {quoted(value.strip())} does not occur in "
+                        f"{known or 'the training data'}; set data.unknown_category: ignore to give unseen values all-zero inputs")
+    return raw
+
+
+def _validation_file(config: Config, path: Path, train_path: Path, choice: ColumnChoice, classes: list[str] | None,
+                     categories: Categories, plan: Encoding | None, read: TableReader) -> tuple[_Rows, int]:
+    """The validation file's rows (its features as the raw matrix), and how many drop_rows left out."""
+    header = table_header(path)
+    present = set(header)
+    missing = [name for name in choice.features + choice.targets if name not in present]
     if missing:
         raise DataError(f"{path}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
-    return _rows(_read_table(config, path, targets, read), features, targets, classes)
+    here = choice.in_file(header)
+    table = _read(config, path, here, read, f"a numeric feature in the training file {train_path}")
+    kept = missing_cells(config, table, here, plan)
+    unknown = plan.unknown_category if plan is not None else config.data.unknown_category
+    rows = _rows(kept.table, here, classes, categories, kept.where, unknown, None if plan is not None else f"the training file {train_path}")
+    return rows, kept.dropped
 
 
 def _split(config: Config, rows: _Rows, rng: np.random.Generator, path: Path) -> tuple[_Rows, _Rows]:
@@ -189,20 +289,6 @@ def _encoded(config: Config, rows: _Rows, classes: list[str] | None, feature_sca
     if classes is not None:
         return X, class_targets(rows.codes, len(classes), LOSS_KINDS[config.training.loss], dtype)
     return X, scaled_values(rows.Y, target_scaler, dtype, targets, path)
-
-
-def _reference_features(config: Config, path: Path, header: list[str], targets: list[str], reference: TrainedModel) -> list[str]:
-    """With `init_from`, the features are the reference model's, in its order."""
-    present, known = set(header), set(reference.features) | set(targets)
-    missing = [name for name in reference.features if name not in present]
-    if missing:
-        raise config.error("model.init_from", f"{path} lacks the model's feature column(s) {preview(missing)}")
-    extra = [name for name in header if name not in known]
-    if extra:
-        raise config.error("model.init_from", f"{path} has column(s) the model was not trained on: {preview(extra)}")
-    if targets != reference.targets:
-        raise config.error("model.init_from", f"the model predicts {preview(reference.targets)}, the config's target is {preview(targets)}")
-    return list(reference.features)
 
 
 def checked_scaler(values: np.ndarray, method: str, names: list[str], path: Path) -> Scaler:
@@ -269,33 +355,6 @@ def data_path(config: Config, key: str) -> Path:
             rule = f" (paths in a config are relative to its folder, {config.source.folder})"
         raise config.error(key, f"{path}: file not found{rule}")
     return path
-
-
-def _target_columns(config: Config, path: Path, header: list[str]) -> list[str]:
-    targets = config.data.target_columns or [header[-1]]
-    present = set(header)
-    for name in targets:
-        if name not in present:
-            # (difflib compares with every name: only for headers a person could read through)
-            close = difflib.get_close_matches(name, header, n=1) if len(header) <= CLOSE_MATCH_COLUMNS else []
-            hint = f"; did you mean {quoted(close[0])}?" if close else f"; columns are: {preview(header)}"
-            raise config.error("data.target", f"column {quoted(name)} is not in {path}{hint}")
-    if len(targets) == len(header):
-        raise config.error("data.target", f"takes every column of {path}; nothing is left as a feature")
-    return targets
-
-
-def _read_table(config: Config, path: Path, targets: list[str], read: TableReader) -> CsvColumns:
-    try:
-        return read(path, text_columns=targets if config.is_classification else (), dtype=np.dtype(config.model.dtype))
-    except DataError as exc:
-        for name in targets:
-            if f"column {quoted(name)}:" in str(exc) and not config.is_classification:
-                raise DataError(
-                    f"{exc} (loss {config.training.loss} makes {quoted(name)} a regression target; "
-                    "class labels need loss cross_entropy)"
-                ) from None
-        raise
 
 
 def class_list(config: Config, table: CsvColumns, target: str) -> list[str]:

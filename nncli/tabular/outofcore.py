@@ -10,10 +10,18 @@ its target and its place in the epoch's order.
 An epoch's order comes from :func:`nncli.core.preprocess.chunked_permutation`: blocks of
 consecutive rows in a random order, rows shuffled within a window of blocks. A window is thus
 read as a few sequential reads, and a batch is a slice of the window.
+
+From disk, every feature is a number and no used cell is missing: a missing cell is an error
+naming its line, found before training starts, and a categorical feature (declared, or a
+column holding text) is refused with the advice to train in memory (:func:`memory_only`;
+`data.in_memory: auto` then chooses memory). The table is read with the config's missing-value
+tokens all the same (a cell such as `NA` is NaN in the cache), so that a run in memory and one
+from disk share the parse cache; a NaN is taken for a missing cell only where the CSV says so.
 """
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -21,24 +29,31 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from nncli.config import Config
+from nncli.core.encoding import Encoding
 from nncli.core.model import TrainedModel
 from nncli.core.preprocess import Scaler, ScalerFit, class_targets, parsed_codes
 from nncli.core.tasks import LOSS_KINDS
-from nncli.errors import DataError
+from nncli.errors import ConfigError, DataError
 from nncli.tabular.dataset import (
-    TableReader,
     TrainingData,
     checked_scaler,
     class_list,
     data_path,
-    feature_target_columns,
     scaled_values,
     split_rows,
     too_large_for,
     too_large_to_normalise,
 )
 from nncli.tabular.labels import encode_labels
-from nncli.tabular.parse import lines_after_header, quoted_list
+from nncli.tabular.parse import lines_after_header, listed, numbered_rows, quoted, quoted_list
+from nncli.tabular.selection import (
+    ColumnChoice,
+    TableReader,
+    TextFeature,
+    read_columns,
+    select_columns,
+    table_header,
+)
 from nncli.tabular.source import CsvColumns
 
 BLOCK_BYTES = 1 << 20  # rows read at a time (of the table as stored)
@@ -71,6 +86,10 @@ class TableOnDisk:
                             "delete it and run again")
         return out
 
+    def damaged(self) -> DataError:
+        return DataError(f"{self._file.name}: the parse cache of {self.name} holds values that are not finite "
+                         "(damaged); delete it and run again")
+
     def rows(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """(position in ``rows``, the rows there) for sorted ``rows``: read in spans of at most
         ``SPAN_BLOCKS`` blocks, a span's unused rows skipped over."""
@@ -82,9 +101,8 @@ class TableOnDisk:
             first = int(rows[position])
             end = int(np.searchsorted(rows, first + span_rows, side="left"))
             span = self.read(first, int(rows[end - 1]) - first + 1, buffer)
-            if not np.isfinite(span).all():  # (a cache is checked as it is read, never trusted)
-                raise DataError(f"{self._file.name}: the parse cache of {self.name} holds values that are not finite "
-                                "(damaged); delete it and run again")
+            if np.isinf(span).any():  # (a cache is checked as it is read, never trusted; NaN: see missing_on_disk)
+                raise self.damaged()
             yield position, span[rows[position:end] - first]
             position = end
 
@@ -153,6 +171,8 @@ class MappedRows:
             part = out[position : position + len(values)]
             with np.errstate(over="ignore", invalid="ignore"):
                 self.scaler.transform_into(values, part)
+            if np.isnan(values).any():  # (every used cell was checked before training: the cache changed since)
+                raise self.table.damaged()
             if not np.isfinite(part).all():  # (a validation row beyond the training rows' range)
                 column = int(np.argmax(~np.isfinite(part).all(axis=0)))
                 raise too_large_for(Path(self.table.name), self.names[column], self.dtype, float(np.abs(values[:, column]).max()))
@@ -164,32 +184,59 @@ class MappedRows:
             yield start, self._scaled(start, min(len(self), start + step))
 
 
+class NeedsMemory(ConfigError):
+    """Data that training from disk cannot take (a categorical feature, say): an error naming
+    `data.in_memory`, or, when that is `auto`, the reason to read them into memory instead."""
+
+
+def memory_only(config: Config, reference: TrainedModel | None = None) -> str | None:
+    """Why the config's data must be trained in memory, known before reading them (None: it need not)."""
+    data = config.data
+    if data.missing != "error":
+        return f"data.missing: {data.missing} needs the data in memory"
+    if data.categorical:
+        return f"data.categorical ({listed(data.categorical, 4)}) needs the data in memory"
+    if reference is not None and not reference.plan.is_plain:
+        return f"the model.init_from model {reference.source} has categorical features or fill values, which need the data in memory"
+    return None
+
+
+def needs_memory(config: Config, why: str) -> NeedsMemory:
+    return NeedsMemory(str(config.error("data.in_memory", f"training from disk reads numeric features only: {why}; "
+                                        "set data.in_memory: true (or auto)")))
+
+
 def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, reference: TrainedModel | None,
                                open_table: TableReader) -> TrainingData:
     """:func:`nncli.tabular.dataset.load_training_data` for data bigger than memory: the same
     checks, split and scaling (statistics gathered a block at a time), but the features stay
     on disk (:class:`MappedRows`); only the targets are held, one row per training row.
-    ``open_table(path, text_columns, dtype)`` gives the CSV's table as a parse cache mapped."""
+    ``open_table(path, text_columns, dtype, missing_values)`` gives the CSV's table as a parse
+    cache mapped. Every feature must be a number and every cell present (:class:`NeedsMemory`)."""
+    why = memory_only(config, reference)
+    if why is not None:
+        raise needs_memory(config, why)
     train_path = data_path(config, "data.train")
-    features, targets = feature_target_columns(config, train_path, reference)
+    choice = select_columns(config, train_path, reference)
+    features, targets = choice.features, choice.targets
     dtype = np.dtype(config.model.dtype)
-    text_columns = targets if config.is_classification else []
-    table = open_table(train_path, text_columns, dtype)
+    table = _open(config, train_path, choice, open_table)
     classes = None
     if config.is_classification:
         classes = reference.classes if reference is not None and reference.classes else class_list(config, table, targets[0])
     on_disk: TableOnDisk = table.values  # (open_table gives the values as a TableOnDisk)
-    target_values = on_disk.columns([table.positions[name] for name in targets])
+    target_values = _targets(config, table, targets)
     codes = _codes(table, target_values[:, 0], targets[0], classes) if classes is not None else None
     files = [train_path]
     if config.data.validation is not None:
         files.append(data_path(config, "data.validation"))
-        validation = open_table(files[1], text_columns, dtype)
-        missing = [name for name in features + targets if name not in validation.positions]
+        header = table_header(files[1])
+        missing = [name for name in features + targets if name not in set(header)]
         if missing:
             raise DataError(f"{files[1]}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
+        validation = _open(config, files[1], choice.in_file(header), open_table)
         val_disk: TableOnDisk = validation.values
-        val_targets = val_disk.columns([validation.positions[name] for name in targets])
+        val_targets = _targets(config, validation, targets)
         val_codes = _codes(validation, val_targets[:, 0], targets[0], classes) if classes is not None else None
         train_rows, val_rows = np.arange(len(on_disk)), np.arange(len(val_disk))
     else:
@@ -199,11 +246,16 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
     feature_columns = [table.positions[name] for name in features]
     if reference is not None:
         feature_scaler, target_scaler = reference.feature_scaler, reference.target_scaler
+        missing_on_disk(config, table, train_rows, features)
     else:
-        feature_scaler = fit_scaler(on_disk, train_rows, feature_columns, config.data.normalize, features, dtype)
+        try:
+            feature_scaler = fit_scaler(on_disk, train_rows, feature_columns, config.data.normalize, features, dtype)
+        except _Gap:
+            raise missing_on_disk(config, table, train_rows, features) from None
         target_scaler = None
         if classes is None and config.data.normalize_target != "none":
             target_scaler = checked_scaler(target_values, config.data.normalize_target, targets, train_path)
+    missing_on_disk(config, validation, val_rows, features)  # (a second read of these rows: one epoch's worth)
     batch = config.training.batch_size
     X_train = MappedRows(on_disk, train_rows, feature_columns, features, feature_scaler, dtype, batch)
     X_val = MappedRows(val_disk, val_rows, [validation.positions[name] for name in features], features, feature_scaler, dtype, batch)
@@ -212,11 +264,72 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
         Y_train, Y_val = (class_targets(c, len(classes), kind, dtype) for c in (codes, val_codes))
     else:
         Y_train, Y_val = (scaled_values(values, target_scaler, dtype, targets, train_path) for values in (target_values, val_targets))
+    data = config.data
+    encoding = reference.plan if reference is not None else Encoding.numeric(features)
+    if reference is None:  # (numbers only, no fill: the policies are recorded for predict)
+        encoding = Encoding(encoding.columns, "error", data.unknown_category, tuple(data.missing_values))
     return TrainingData(
         features=features, targets=targets, classes=classes, X_train=X_train, Y_train=Y_train, train_codes=codes,
         validation=(X_val, Y_val) if len(X_val) else None, feature_scaler=feature_scaler, target_scaler=target_scaler,
-        files=files,
+        files=files, encoding=encoding,
     )
+
+
+def _open(config: Config, path: Path, choice: ColumnChoice, open_table: TableReader) -> CsvColumns:
+    """The file's table on disk: its features numbers, every cell present (columns nobody uses
+    may hold anything)."""
+    try:
+        return read_columns(config, path, choice, open_table, grow=False)
+    except TextFeature as exc:
+        raise needs_memory(config, f"{exc.why}, a categorical feature") from None
+
+
+def _targets(config: Config, table: CsvColumns, targets: list[str]) -> np.ndarray:
+    """The target columns of every row, none missing."""
+    values = table.values.columns([table.positions[name] for name in targets])
+    gaps = np.isnan(values)
+    if gaps.any():
+        row, column = (int(i) for i in np.argwhere(gaps)[0])
+        raise _missing_or_damaged(config, table, row, targets[column])
+    return values
+
+
+def missing_on_disk(config: Config, table: CsvColumns, rows: np.ndarray, names: list[str]) -> DataError | None:
+    """Refuse the first missing cell of columns ``names`` in (sorted) ``rows`` of a table on
+    disk; returns the error when there was none to raise (a caller that knew of one: a damaged
+    cache then)."""
+    on_disk: TableOnDisk = table.values
+    columns = [table.positions[name] for name in names]
+    for position, block in on_disk.rows(rows):
+        gaps = np.isnan(block[:, columns])
+        if gaps.any():
+            row, column = (int(i) for i in np.argwhere(gaps)[0])
+            raise _missing_or_damaged(config, table, int(rows[position + row]), names[column])
+    return on_disk.damaged()
+
+
+def _missing_or_damaged(config: Config, table: CsvColumns, row: int, name: str) -> DataError:
+    """A NaN in a used column of the cache: a missing cell if the CSV holds a missing-value
+    token there, else a damaged cache (never trusted: it is checked against the CSV)."""
+    cell = _csv_cell(table.path, row, table.positions[name])
+    if cell is None or cell.strip() not in {token.strip() for token in config.data.missing_values}:
+        return table.values.damaged()
+    return DataError(f"{table.where(row)}: column {quoted(name)}: missing value; training from disk (data.in_memory: false) "
+                     "takes none: set data.in_memory: true (or auto) and data.missing to mean, median, most_frequent or drop_rows")
+
+
+def _csv_cell(path: Path, row: int, column: int) -> str | None:
+    """The text of data row ``row``'s cell ``column`` (for an error message: reads the file)."""
+    try:
+        rows = (cells for _, cells in numbered_rows(lines_after_header(path), str(path)) if cells)  # (blank lines are no rows)
+        cells = next(itertools.islice(rows, row, None), None)
+    except (DataError, OSError):
+        return None
+    return None if cells is None or column >= len(cells) else cells[column]
+
+
+class _Gap(Exception):
+    """A NaN among the values a scaler was fitted on: a missing cell, or a damaged cache."""
 
 
 def _codes(table: CsvColumns, column: np.ndarray, target: str, classes: list[str]) -> np.ndarray:
@@ -243,6 +356,8 @@ def fit_scaler(table: TableOnDisk, rows: np.ndarray, columns: list[int], method:
             np.maximum(high, values.max(axis=0), out=high)
         scaler = fit.scaler()
         ends = scaler.transform(np.stack([low, high]), dtype)
+    if np.isnan(low).any() or np.isnan(high).any():  # (the minimum and maximum propagate NaN)
+        raise _Gap()
     largest = np.maximum(np.abs(low), np.abs(high))
     bad = ~(np.isfinite(scaler.offset) & np.isfinite(scaler.scale))
     if bad.any():
