@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -241,17 +242,14 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
     config = load_config(request.config, overrides)
     files = _run_files(config, request, request.config.stem)
     _refuse_inputs_as_outputs(files, _inputs(config, request))
-    lock = _claim(files, request.force) if writes else None
-    try:
-        run = prepare_training(config, files.model, writes)
-        _refuse_inputs_as_outputs(files, _run_inputs(run))
-        session = Session(run, run.trainer(), files, lock=lock)
-        if writes:
-            session.data_hashes()  # of the data as read now, for the checkpoints to come
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
+    # The config and the data are checked before the outputs are claimed: a mistake in either
+    # is the error to report, not the previous run's files (a dry run never claims them).
+    run = prepare_training(config, files.model, writes)
+    _refuse_inputs_as_outputs(files, _run_inputs(run))
+    session = Session(run, run.trainer(), files)
+    if writes:
+        session.data_hashes()  # of the data as read now, for the checkpoints to come
+        session.lock = _claim(files, request.force)
     return session
 
 
@@ -282,7 +280,7 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
         if pinned:
             config = load_config(request.config, [*pinned, *overrides])
     else:
-        config = config_from_dict(checkpoint.config, ConfigSource(request.resume), overrides)
+        config = config_from_dict(_paths_as_a_run_shows_them(checkpoint.config, request.resume), ConfigSource(request.resume), overrides)
     check_config_before_loading(checkpoint, config)  # name changed keys before any data is read
     if request.output is None and request.run_dir is None:
         files = checkpoint.run_files()  # the interrupted run's files, in the checkpoint's folder
@@ -292,23 +290,45 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
         files = _run_files(config, request, Path(stored.get("output") or request.resume).stem)
     own = files.checkpoint is not None and same_file(files.checkpoint, request.resume)
     _refuse_inputs_as_outputs(files, _inputs(config, request, own_checkpoint=own))
-    lock = None
+    run = prepare_training(config, files.model, writes)  # config and data checked before the outputs are claimed
+    _refuse_inputs_as_outputs(files, _run_inputs(run))
+    trainer = run.trainer()
+    session = Session(run, trainer, files, checkpoint)
+    check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
     if writes:
-        lock = _claim(files, request.force, allowed=[request.resume] if own else [])
+        session.lock = _claim(files, request.force, allowed=[request.resume] if own else [])
     try:
-        if lock is not None:
-            checkpoint = _reread(checkpoint)  # a commit finished under the lock may have replaced it
-        run = prepare_training(config, files.model, writes)
-        _refuse_inputs_as_outputs(files, _run_inputs(run))
-        trainer = run.trainer()
-        session = Session(run, trainer, files, checkpoint, lock=lock)
-        check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
+        if writes:  # a commit finished under the lock may have replaced the checkpoint
+            session.resumed = checkpoint = _reread(checkpoint)
+            check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
         restore(checkpoint, trainer)
     except BaseException:
-        if lock is not None:
-            lock.release()
+        session.close()
         raise
     return session
+
+
+STORED_PATHS = (("data", "train"), ("data", "validation"), ("model", "init_from"))
+
+
+def _paths_as_a_run_shows_them(stored: dict, checkpoint: Path) -> dict:
+    """The checkpoint's config with its absolute paths (the run stored them resolved) written
+    relative to the checkpoint's folder when they lie under the working directory: they name
+    the same files, and messages show them as a run from a config does (`data/train.csv`,
+    not `/home/…/data/train.csv`)."""
+    here, folder = os.path.abspath(os.curdir), os.path.abspath(checkpoint.parent)
+    for section, key in STORED_PATHS:
+        value = stored.get(section, {}).get(key) if isinstance(stored.get(section), dict) else None
+        if isinstance(value, str) and os.path.isabs(value) and _under(os.path.normpath(value), here):
+            stored[section][key] = os.path.relpath(value, folder)
+    return stored
+
+
+def _under(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # another drive (Windows)
+        return False
 
 
 def _reread(checkpoint: Checkpoint) -> Checkpoint:

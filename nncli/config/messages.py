@@ -155,11 +155,36 @@ def _display_path(loc: tuple) -> list:
 
 
 def _suggestion(loc: tuple) -> str:
-    _, parent = _walk_models(loc[:-1])
+    """A known key the unknown one was probably meant to be: the same name in another section
+    (`epochs` at the top level: training.epochs), a close spelling in its own section, or a
+    close spelling elsewhere; else the section's keys."""
+    here, parent = _walk_models(loc[:-1])
     if parent is None or not loc:
         return ""
+    key, paths = str(loc[-1]), [path for path in _key_paths() if path[:-1] != tuple(here)]
+    elsewhere = [path for path in paths if path[-1] == key]
+    if elsewhere:
+        return f"; did you mean {_either(elsewhere)}?"
     valid = list(parent.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"
+    close = difflib.get_close_matches(key, sorted({path[-1] for path in paths}), n=1, cutoff=0.8)
+    if close:
+        return f"; did you mean {_either([path for path in paths if path[-1] == close[0]])}?"
     return f"; expected one of: {', '.join(valid)}"
+
+
+def _key_paths(model: type[BaseModel] = Config, prefix: tuple = ()) -> list[tuple]:
+    """Every key a config can hold, as paths (('training', 'epochs'), ...)."""
+    paths = []
+    for name, info in model.model_fields.items():
+        paths.append(prefix + (name,))
+        for member in models_in(info.annotation):
+            paths.extend(_key_paths(member, prefix + (name,)))
+    return list(dict.fromkeys(paths))  # a key of several union members once
+
+
+def _either(paths: list[tuple]) -> str:
+    names = [dotted(path) + (" (at the top level)" if len(path) == 1 else "") for path in paths[:3]]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]

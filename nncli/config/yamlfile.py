@@ -34,12 +34,44 @@ def read_text(path: Path) -> str:
                 pieces.append(piece)  # a piece at a time: a raised budget is not allocated up front
                 size += len(piece)
             data = b"".join(pieces)
+    other = _other_file_kind(path, data)
+    if other:
+        raise ConfigError(f"{path}: {other}")
     if len(data) > limit:
         raise ConfigError(f"{path}: config file is larger than {human_bytes(limit)} (NNCLI_MAX_CONFIG_BYTES raises the limit)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected YAML") from None
+
+
+# Files people give where a config belongs, known by their first bytes or their name.
+_DATA_FILE = "not a YAML config; pass it in the config's data.train"
+_STARTER = " (`nncli init {path} --target COLUMN` writes a starter config)"
+_MODEL_FILE = ("looks like an .npz archive (an nncli model or checkpoint), not a YAML config; continue a run with "
+               "`nncli train --resume CHECKPOINT`, or start from a model's weights with --init-from MODEL")
+
+
+def _other_file_kind(path: Path, data: bytes) -> str | None:
+    """What the file is, when its first bytes or its name say it is data or a model, not a config."""
+    suffix = path.suffix.lower()
+    if data.startswith(b"PAR1") or suffix == ".parquet":
+        return "looks like a Parquet file, " + _DATA_FILE
+    if data.startswith(b"PK\x03\x04") or suffix == ".npz":
+        return _MODEL_FILE
+    if suffix in (".csv", ".tsv"):
+        return "looks like a CSV file, " + _DATA_FILE + _STARTER.format(path=path)
+    return None
+
+
+def _looks_like_csv(text: str) -> bool:
+    """A header and rows with the same number of commas, and no `key:` in the header: what a
+    CSV file looks like to someone who expected YAML (checked only when the YAML failed)."""
+    lines = [line for line in text.splitlines()[:20] if line.strip()][:5]
+    if not lines or ":" in lines[0] or lines[0].lstrip().startswith(("[", "{", "-", "#")):
+        return False
+    commas = [line.count(",") for line in lines]
+    return commas[0] > 0 and all(count == commas[0] for count in commas)
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -188,8 +220,13 @@ def parse_yaml(text: str, source: ConfigSource) -> dict:
     try:
         data = _yaml_value(text, source)
     except yaml.MarkedYAMLError as exc:
+        _refuse_csv(text, source)
         mark = exc.problem_mark or exc.context_mark
         where = f"{source.path}:{mark.line + 1}:{mark.column + 1}" if mark else str(source.path)
+        if mark is not None and not isinstance(exc, _Refused):
+            indentation = _indentation_problem(exc.problem or "", text.splitlines(), mark.line)
+            if indentation:
+                raise ConfigError(f"{source.path}:{mark.line + 1}: {indentation}") from None
         kind = "" if isinstance(exc, _Refused) else "YAML syntax error: "
         raise ConfigError(f"{where}: {kind}{_problem(exc)}") from None
     except yaml.reader.ReaderError as exc:
@@ -197,15 +234,59 @@ def parse_yaml(text: str, source: ConfigSource) -> dict:
             f"{source.path}: not YAML text: character {exc.character!r} at position {exc.position} is not allowed"
         ) from None
     except yaml.YAMLError as exc:
+        _refuse_csv(text, source)
         raise ConfigError(f"{source.path}: YAML error: {_problem(exc)}") from None
     if data is None:
         raise ConfigError(f"{source.path}: config is empty; expected a mapping with at least data.train")
     if not isinstance(data, dict):
+        _refuse_csv(text, source)
         raise ConfigError(
             f"{source.path}:1: expected a mapping of settings (seed, data, model, training, "
             f"output) at the top level, got a {type(data).__name__}"
         )
     return data
+
+
+def _refuse_csv(text: str, source: ConfigSource) -> None:
+    if _looks_like_csv(text):
+        raise ConfigError(f"{source.path}: looks like a CSV file, " + _DATA_FILE + _STARTER.format(path=source.path))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _spaces(count: int) -> str:
+    return f"{count} space{'s' * (count != 1)}"
+
+
+def _indentation_problem(problem: str, lines: list[str], number: int) -> str | None:
+    """PyYAML's report of a misplaced line (``number``, 0-based), as a sentence about its
+    indentation; None when the problem is not one of indentation."""
+    if number >= len(lines):
+        return None
+    line = lines[number]
+    if "'\\t'" in problem or line[: _indent(line) + 1].endswith("\t"):
+        return "bad indentation: this line is indented with a tab; YAML indents with spaces only"
+    above = [i for i in range(number - 1, -1, -1) if lines[i].strip() and not lines[i].lstrip().startswith("#")]
+    if not above:
+        return None
+    previous, indent = above[0], _indent(line)
+    before = _indent(lines[previous])
+    if problem == "mapping values are not allowed here":
+        # `key: value` and then a key indented deeper: YAML reads the second line as the rest
+        # of the first one's value, and then finds a second `:` in it.
+        if indent > before and not lines[previous].split("#")[0].rstrip().endswith(":"):
+            return (f"bad indentation: this line is indented by {_spaces(indent)}, more than line {previous + 1} "
+                    f"({_spaces(before)}), which already has a value; indent the keys of one section alike")
+        return None
+    if problem.startswith(("expected <block end>", "expected '<document start>'")):
+        if indent == before and lines[previous].lstrip().startswith("- "):
+            return (f"bad indentation: this line is indented like the list item on line {previous + 1} but does not "
+                    "start with '- '; make it an item, or indent it under the item")
+        return (f"bad indentation: this line is indented by {_spaces(indent)}, which lines up with no section above it "
+                f"(line {previous + 1} has {_spaces(before)}); the keys of one section must start in the same column")
+    return None
 
 
 def _check_nodes(root: yaml.Node, source: ConfigSource) -> None:
