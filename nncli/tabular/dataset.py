@@ -26,7 +26,7 @@ from nncli.core.preprocess import Scaler, class_targets, split_indices
 from nncli.core.tasks import LOSS_KINDS
 from nncli.errors import DataError
 from nncli.tabular.labels import check_class_count, class_order, encode_labels
-from nncli.tabular.parse import at_line, find_line, lines_after_header, listed, quoted, quoted_list
+from nncli.tabular.parse import at_line, find_line, lines_after_header, listed, python_number, quoted, quoted_list
 from nncli.tabular.selection import (
     ColumnChoice,
     TableReader,
@@ -364,14 +364,14 @@ def class_list(config: Config, table: CsvColumns, target: str) -> list[str]:
         problem = None
         if not label:
             problem = "empty label; every row needs a class"
-        elif _is_number(label) and not np.isfinite(float(label)):
+        elif python_number(label) and not np.isfinite(float(label)):
             problem = f"label {quoted(label)} is not a class (a missing or overflowing value?)"
         if problem:
             line = find_line(lines_after_header(table.path), table.header, target, label, name=str(table.path))
             raise DataError(f"{at_line(str(table.path), line)}: column {quoted(target)}: {problem}")
     numbers: dict[float, str] = {}
     for label in labels:
-        if _is_number(label):
+        if python_number(label):
             other = numbers.setdefault(float(label), label)
             if other != label:
                 raise DataError(
@@ -399,16 +399,8 @@ def class_list(config: Config, table: CsvColumns, target: str) -> list[str]:
     return classes
 
 
-def _is_number(label: str) -> bool:
-    try:
-        float(label)
-    except ValueError:
-        return False
-    return True
-
-
 def _is_fractional_number(label: str) -> bool:
-    return _is_number(label) and np.isfinite(float(label)) and float(label) != int(float(label))
+    return python_number(label) and np.isfinite(float(label)) and float(label) != int(float(label))
 
 
 def _label_codes(table: CsvColumns, target: str, classes: list[str]) -> np.ndarray:

@@ -611,6 +611,16 @@ def column_index(positions: list[int]) -> slice | list[int]:
     return positions
 
 
+def python_number(text: str) -> bool:
+    """Whether Python's float() takes ``text`` (looser than the parsers: "1_000", "infinity"):
+    enough to tell a label or a category that reads as a number from a word."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def as_number(cell: str) -> float:
     """A cell as NumPy's parser reads it, or NaN when that parser would refuse it (Python's
     float() also takes "1_000" and "infinity")."""

@@ -27,7 +27,17 @@ from nncli.core.encoding import Encoding
 from nncli.core.model import TrainedModel
 from nncli.errors import DataError
 from nncli.tabular.parquet import parquet_layout
-from nncli.tabular.parse import NotANumber, at_line, find_line, lines_after_header, listed, quoted, quoted_list, read_header
+from nncli.tabular.parse import (
+    NotANumber,
+    at_line,
+    find_line,
+    lines_after_header,
+    listed,
+    python_number,
+    quoted,
+    quoted_list,
+    read_header,
+)
 from nncli.tabular.source import CsvColumns
 from nncli.tabular.tables import is_parquet, sniff_text_columns
 
@@ -205,25 +215,17 @@ def categories_of(config: Config, table: CsvColumns, name: str, detected: str | 
     if len(categories) <= limit:
         return categories
     cells = int(np.count_nonzero(~np.isnan(table.column(name))))
-    numbers = [value for value in categories if _is_number(value)]
+    numbers = [value for value in categories if python_number(value)]
     if len(categories) == cells:
         advice = "every value distinct: looks like an ID; add it to data.drop"
     elif detected is not None and len(numbers) > len(categories) // 2:
-        words = [value for value in categories if not _is_number(value)]
+        words = [value for value in categories if not python_number(value)]
         advice = (f"it holds numbers and text such as {quoted(words[0])}, so it was read as categorical: fix those cells, "
                   "list them in data.missing_values if they mean a missing value, or add the column to data.drop")
     else:
         advice = "add it to data.drop, or raise data.max_categories if these are categories"
     raise DataError(f"{table.path}: column {quoted(name)} has {len(categories):,} distinct values, more than "
                     f"data.max_categories ({limit:,}); {advice}")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --- missing cells ----------------------------------------------------------------------------
