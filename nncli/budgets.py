@@ -3,8 +3,8 @@ model file, however written (or edited inside a checkpoint), can exhaust memory 
 process. Every wing reads them from here; this module imports nothing but the errors.
 
 Each is a named constant with the reason for its value; the ones a legitimate user could
-outgrow can be raised with an environment variable (documented in docs/config.md, docs/csv.md
-and docs/model-file.md, "Limits").
+outgrow can be raised with an environment variable (documented in docs/config.md, docs/csv.md,
+docs/parquet.md and docs/model-file.md, "Limits").
 """
 
 from __future__ import annotations
@@ -70,6 +70,26 @@ MAX_CLASSES = 1_000  # NNCLI_MAX_CLASSES
 
 def class_budget() -> int:
     return budget("NNCLI_MAX_CLASSES", MAX_CLASSES)
+
+
+# --- Parquet files: checked from the file's footer before polars decodes anything ------------
+# The footer (schema and row groups) is read whole, by nncli and then by polars: 64 MiB holds
+# ~400,000 column chunks (~160 bytes each with statistics): 100,000 columns in 4 row groups,
+# 1,000 in 400.
+MAX_PARQUET_METADATA_BYTES = 64 * MiB  # NNCLI_MAX_PARQUET_METADATA
+# Columns (schema elements below the root): as many as the CSV readers' line budget admits of
+# long floats (docs/csv.md, Limits); polars' cost grows with them (~14 µs and 2.4 KB a column
+# for every read). A CSV file's columns are bounded by its line budget instead.
+MAX_PARQUET_COLUMNS = 100_000  # NNCLI_MAX_COLUMNS
+
+
+def parquet_metadata_budget() -> int:
+    return budget("NNCLI_MAX_PARQUET_METADATA", MAX_PARQUET_METADATA_BYTES)
+
+
+def parquet_column_budget() -> int:
+    return budget("NNCLI_MAX_COLUMNS", MAX_PARQUET_COLUMNS)
+
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 

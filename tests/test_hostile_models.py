@@ -255,7 +255,7 @@ CASES = {
         {"m.npz": lambda: model(meta(activations=["identity"], loss="mse", classes=None, layers=[2, 1]), W1=np.full((2, 1), 1e200)),
          "data.csv": "a,b,label\n1,2,3\n3,4,4\n"},
         ["evaluate", "m.npz", "data.csv", "--json"], 2,
-        ["data.csv: in the rows from line 2, the errors of m.npz's predictions (up to 7e+200) against the targets (up to 4) "
+        ["data.csv:2: in the 2 rows from here, the errors of m.npz's predictions (up to 7e+200) against the targets (up to 4) "
          "overflow float64: the loss and MSE cannot be computed"], {}),
     # --- inspect --export ---
     "export over an existing file": ({"m.npz": lambda: model(), "out/W1.csv": "mine\n"}, ["inspect", "m.npz", "--export", "out"], 2,

@@ -202,7 +202,7 @@ def test_output_must_not_be_the_input_or_the_model(tmp_path):
     copy = tmp_path / "in.csv"
     copy.write_text((DATASETS / "iris.csv").read_text())
     before = copy.read_text()
-    assert "is the input CSV" in invoke("predict", path, copy, "-o", copy).stderr
+    assert "is the input file" in invoke("predict", path, copy, "-o", copy).stderr
     assert "is the model file" in invoke("predict", path, copy, "-o", path).stderr
     assert copy.read_text() == before
     result = invoke("predict", path, copy, "-o", str(tmp_path / "newdir") + "/")

@@ -99,7 +99,7 @@ def test_bad_csvs(tmp_path, name):
         (["train", "x.yaml", "--bogus"], "No such option: --bogus"),
         (["train", "x.yaml", "--log-every", "0"], "Invalid value for '--log-every'"),
         (["train", "x.yaml", "extra"], "Got unexpected extra argument(s) (extra)"),
-        (["predict", "m.npz"], "Missing argument 'CSV'."),
+        (["predict", "m.npz"], "Missing argument 'DATA'."),
     ],
 )
 def test_bad_invocation_is_one_line_and_exit_2(args, message):

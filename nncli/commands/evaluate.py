@@ -1,4 +1,4 @@
-"""The `evaluate` service: a model's metrics on labelled CSV data, and quality gates for CI.
+"""The `evaluate` service: a model's metrics on labelled CSV or Parquet data, and quality gates for CI.
 
 Rows are streamed chunk by chunk; only sums (counts per class, sums of errors) are kept,
 so a file of any size is evaluated in bounded memory, and a model of any width too: a chunk's
@@ -26,10 +26,9 @@ from nncli.tabular.columns import (
     outputs_for,
     text_columns_for,
 )
-from nncli.tabular.labels import encode_labels
-from nncli.tabular.parse import quoted
+from nncli.tabular.parse import listed, quoted
 from nncli.tabular.stream import Chunk, CsvStream
-from nncli.tabular.tables import open_table
+from nncli.tabular.tables import header_place, open_table
 
 HIGHER_IS_BETTER = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "r2"}
 FRACTIONS = HIGHER_IS_BETTER - {"r2"}
@@ -100,7 +99,7 @@ def evaluate_csv(model: TrainedModel, stream: CsvStream) -> Evaluation:
     missing_targets = [t for t in model.targets if t not in stream.header]
     if missing_targets:
         raise DataError(
-            f"{stream.name}:1: no target column {', '.join(map(repr, missing_targets))}; evaluation needs the labels"
+            f"{header_place(stream.name)}: no target column {', '.join(map(repr, missing_targets))}; evaluation needs the labels"
         )
     check_columns(model, stream, [])
     text_columns = text_columns_for(model, stream.header, [])
@@ -163,16 +162,7 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
             X, codes = X[chosen], codes[chosen]
             if not len(chosen):
                 continue
-        truth = encode_labels(
-            codes,
-            chunk.text[target],
-            model.classes,
-            column=target,
-            name=stream.name,
-            lines=chunk.lines,
-            header=stream.header,
-            first_line=chunk.first_line,
-        )
+        truth = _true_classes(model, chunk, codes, chosen)
         probabilities = outputs_for(model, stream, chunk, X, chosen)
         # The loss as training measured it: on the network's own output and target encoding.
         targets = class_targets(truth, k, kind, probabilities.dtype)
@@ -181,6 +171,25 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
         rows += len(truth)
     selection.require_some(stream, rows)
     return _classification_scores(model.classes, counts, loss_sum / rows)
+
+
+def _true_classes(model: TrainedModel, chunk: Chunk, codes: np.ndarray, chosen: np.ndarray | None) -> np.ndarray:
+    """The class index of each label (``codes`` into the chunk's text values, of its rows
+    ``chosen``: None for all); a label training never saw is an error naming its row."""
+    target = model.targets[0]
+    index = {label: i for i, label in enumerate(model.classes)}
+    distinct = [label.strip() for label in chunk.text[target]]  # " cat" in a file is the class "cat"
+    remap = np.array([index.get(label, -1) for label in distinct] or [-1], dtype=np.intp)
+    truth = remap[codes.astype(np.intp)]
+    unseen = np.flatnonzero(truth < 0)
+    if len(unseen):
+        row = int(unseen[0])
+        label = distinct[int(codes[row])]
+        raise DataError(
+            f"{chunk.where(row if chosen is None else int(chosen[row]))}: column {quoted(target)}: label {quoted(label)} "
+            f"does not occur in the training data (classes: {listed(model.classes)})"
+        )
+    return truth
 
 
 class _ClassCounts:
@@ -257,7 +266,7 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
                 sums.add(Y, prediction)
         except FloatingPointError:
             raise DataError(
-                f"{stream.name}: in the rows from line {chunk.first_line}, the errors of {model.source}'s predictions "
+                f"{chunk.where(0)}: in the {len(chunk.values):,} rows from here, the errors of {model.source}'s predictions "
                 f"(up to {np.abs(prediction).max():.3g}) against the targets (up to {np.abs(Y).max():.3g}) overflow "
                 "float64: the loss and MSE cannot be computed"
             ) from None

@@ -26,7 +26,10 @@ from nncli.errors import DataError, UsageError, escaped, quoted
 from nncli.files.atomic import atomic_write
 from nncli.files.paths import check_writable, same_file
 from nncli.tabular.labels import check_class_count
-from nncli.tabular.parse import as_number, listed, numbered_rows, read_header, read_line
+from nncli.tabular.parquet import text_blocks
+from nncli.tabular.parse import as_number, listed, numbered_rows, read_line
+from nncli.tabular.selection import table_header
+from nncli.tabular.tables import header_place, is_parquet
 
 # Guesses are made from at most this many cells of the file's first rows (all of a file of up
 # to a million cells: 15,000 rows of 64 columns, 1,275 rows of 784). Reading them with the csv
@@ -73,13 +76,13 @@ class ColumnStats:
     _last: int | None = None  # (for ordered: the last whole number, and whether they rise)
     _rising: bool | None = None
 
-    def add(self, cells: tuple[str, ...], missing_values: frozenset[str], limit: int) -> None:
-        """Count one block of the column's cells (in the file's order)."""
+    def add(self, cells: tuple[str | None, ...], missing_values: frozenset[str], limit: int) -> None:
+        """Count one block of the column's cells (in the file's order; None: a Parquet null)."""
         for cell, count in Counter(cells).items():
-            text = cell.strip()
-            if text in missing_values:
+            if cell is None or cell.strip() in missing_values:
                 self.missing += count
                 continue
+            text = cell.strip()
             self.cells += count
             if self.distinct is not None:
                 seen = self.distinct.get(cell, 0)
@@ -168,11 +171,8 @@ def init(data: Path, target: str, output: str | None = None, force: bool = False
     """`nncli init DATA --target COLUMN`: write a starter config for ``data`` to ``output``
     (default: ``<data stem>.yaml`` beside the data; ``-``: returned for stdout, nothing written).
     An existing config is replaced only with ``force``."""
-    if data.suffix.lower() == ".parquet":
-        raise UsageError(f"{data}: nncli init reads CSV files; run it on a CSV copy of the data (or of its first "
-                         "rows), then point data.train at the Parquet file")
     destination = _destination(data, output)
-    header = read_header(data)
+    header = table_header(data)
     _check_target(data, header, target)
     defaults = DataConfig.model_fields
     missing_values = frozenset(defaults["missing_values"].get_default(call_default_factory=True))
@@ -220,7 +220,7 @@ def _check_target(data: Path, header: list[str], target: str) -> None:
         close = [name for name in header if name.lower() == target.lower()]
         close += [name for name in difflib.get_close_matches(target, header, n=3) if name not in close]
     hint = f"did you mean {' or '.join(quoted(name) for name in close[:3])}?" if close else f"columns are: {listed(header, 8)}"
-    raise DataError(f"{data}:1: --target {quoted(target)}: no such column; {hint}")
+    raise DataError(f"{header_place(data)}: --target {quoted(target)}: no such column; {hint}")
 
 
 def read_sample(path: Path, header: list[str], target: str, missing_values: frozenset[str], limit: int) -> Sample:
@@ -228,28 +228,46 @@ def read_sample(path: Path, header: list[str], target: str, missing_values: froz
     columns = {name: ColumnStats(name, keep_all=name == target) for name in header}
     stats = list(columns.values())
     most = max(1, SAMPLE_CELLS // len(header))
-    rows, block, whole_file = 0, [], True
+    rows, whole_file = 0, True
+    blocks = _parquet_blocks(path, most + 1) if is_parquet(path) else _csv_blocks(path, header, most + 1)
+    for block in blocks:  # (one more row than the sample: is there more?)
+        count = len(block[0])
+        if rows + count > most:
+            whole_file, count = False, most - rows
+        for column, cells in zip(stats, block):
+            column.add(tuple(cells[:count]), missing_values, limit)
+        rows += count
+        if not whole_file:
+            break
+    return Sample(columns, rows, whole_file)
 
-    def count(block: list[list[str]]) -> None:
-        for column, cells in zip(stats, zip(*block)):
-            column.add(cells, missing_values, limit)
 
+def _csv_blocks(path: Path, header: list[str], rows: int) -> Iterator[list[tuple[str, ...]]]:
+    """The first ``rows`` rows of a CSV file, ROWS_PER_BLOCK at a time, as columns of cells."""
+    block: list[list[str]] = []
     with contextlib.closing(numbered_rows(_lines(path), str(path))) as records:
         for line, row in records:
             if not row:
                 continue  # a blank line, skipped as the readers skip it
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}: row has {len(row):,} field{'s' * (len(row) != 1)} but the header has {len(header):,} columns")
-            if rows == most:
-                whole_file = False
-                break
             block.append(row)
-            rows += 1
-            if len(block) == ROWS_PER_BLOCK:
-                count(block)
+            rows -= 1
+            if len(block) == ROWS_PER_BLOCK or rows == 0:
+                yield list(zip(*block))
                 block = []
-    count(block)
-    return Sample(columns, rows, whole_file)
+            if rows == 0:
+                return
+    if block:
+        yield list(zip(*block))
+
+
+def _parquet_blocks(path: Path, rows: int) -> Iterator[list[list[str | None]]]:
+    """The first ``rows`` rows of a Parquet file, ROWS_PER_BLOCK at a time, as columns of text
+    cells (as a CSV file of the same table holds them; None: a null, a missing cell)."""
+    for read in text_blocks(path, rows):
+        for start in range(0, len(read[0]), ROWS_PER_BLOCK):
+            yield [cells[start : start + ROWS_PER_BLOCK] for cells in read]
 
 
 def _lines(path: Path) -> Iterator[str]:

@@ -1,10 +1,11 @@
-"""The `predict` service: a trained model applied to the rows of a CSV or Parquet file, CSV rows out, chunk by chunk."""
+"""The `predict` service: a trained model applied to the rows of a CSV or Parquet file, chunk by chunk;
+CSV rows out (stdout or a file), or a Parquet file."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
@@ -12,7 +13,8 @@ from nncli.core.model import TrainedModel
 from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write
 from nncli.files.model import load_model
-from nncli.files.paths import check_writable, same_file
+from nncli.files.parquetsink import ParquetSink
+from nncli.files.paths import check_writable, is_device, same_file
 from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, model_chunks, text_columns_for
 from nncli.tabular.parse import listed
 from nncli.tabular.stream import Chunk, CsvStream
@@ -22,19 +24,30 @@ from nncli.tabular.write import csv_field, float_format
 
 def predict(model_path: Path, data: str, output: str | None, keep: list[str], proba: bool, stdout: TextIO) -> int:
     """`nncli predict`: predictions for every row of ``data`` (a CSV or Parquet file, or - for CSV on stdin) to
-    ``output`` (written atomically) or ``stdout``; returns the number of rows."""
+    ``output`` (written atomically: Parquet when its name ends in .parquet, else CSV) or ``stdout`` (CSV);
+    returns the number of rows."""
     destination = None if output is None else output_file(output)
     trained = load_model(model_path)
     if destination is not None:
         check_writable(destination)
-        for source, what in ((Path(data), "input CSV"), (model_path, "model file")):
+        for source, what in ((Path(data), "input file"), (model_path, "model file")):
             if (data != "-" or what == "model file") and same_file(destination, source):
                 raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
     with open_table(data, chunk_bytes_for(trained)) as stream:
         if destination is None:
             return predict_csv(trained, stream, stdout, keep, proba)
+        if writes_parquet(destination):
+            # (rows past 16 MiB wait in temporary files beside the output: on the disk that must hold it anyway)
+            spill_folder = None if is_device(destination) else destination.parent
+            with atomic_write(destination, "wb") as f:
+                return predict_parquet(trained, stream, f, keep, proba, spill_folder, name=output)
         with atomic_write(destination, "w") as f:
             return predict_csv(trained, stream, f, keep, proba)
+
+
+def writes_parquet(destination: Path) -> bool:
+    """An output named ``*.parquet`` (any case) is written as Parquet; any other as CSV."""
+    return destination.suffix.lower() == ".parquet"
 
 
 def output_file(text: str) -> Path:
@@ -58,22 +71,14 @@ def output_columns(model: TrainedModel, keep: list[str], proba: bool) -> list[st
 
 
 def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[str] = (), proba: bool = False) -> int:
-    """Write predictions for every row of ``stream`` to ``out``; returns the number of rows."""
-    keep = list(dict.fromkeys(keep))  # a column asked for twice is copied once
-    if proba and not model.is_classification:
-        raise UsageError(f"--proba needs a classification model; this one predicts {listed(model.targets)}")
-    clash = set(keep) & set(output_columns(model, [], proba))
-    if clash:
-        raise UsageError(f"--keep {sorted(clash)[0]}: the output already has a column of that name")
-    check_columns(model, stream, keep)
-    text_columns = text_columns_for(model, stream.header, keep)
+    """Write predictions for every row of ``stream`` to ``out`` as CSV; returns the number of rows."""
+    keep, text_columns = _checked(model, stream, keep, proba)
     # Written with the first rows: a file refused in its first chunk leaves no output at all.
     header = ",".join(csv_field(name) for name in output_columns(model, keep, proba)) + "\n"
     fmt = float_format(model.network.dtype)
     labels = None if model.classes is None else np.array([csv_field(c) for c in model.classes], dtype=object)
     rows = 0
-    for chunk in model_chunks(model, stream, text_columns, keep):
-        outputs = chunk_outputs(model, stream, chunk, text_columns)
+    for chunk, outputs in _outputs(model, stream, text_columns, keep):
         columns: list[list[str]] = [_kept_cells(chunk, stream.header, name) for name in keep]
         if labels is not None:
             columns.append(labels[outputs.argmax(axis=1)].tolist())
@@ -87,6 +92,49 @@ def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[
         out.write(header)
     out.flush()
     return rows
+
+
+def predict_parquet(model: TrainedModel, stream: CsvStream, out: BinaryIO, keep: list[str] = (), proba: bool = False,
+                    spill_folder: Path | None = None, name: str = "the output") -> int:
+    """Write predictions for every row of ``stream`` to ``out`` as Parquet, the CSV output's columns
+    and values (:func:`predict_csv`) typed: kept columns as text (null for a missing cell), a class
+    label as text, a regression value or a probability as a float of the model's dtype.
+    Returns the number of rows."""
+    keep, text_columns = _checked(model, stream, keep, proba)
+    dtype = model.network.dtype
+    predictions = [str] if model.is_classification else [dtype] * len(model.targets)
+    kinds = [str] * len(keep) + predictions + [dtype] * (len(model.classes) if proba else 0)
+    labels = None if model.classes is None else np.array(model.classes, dtype=object)
+    with ParquetSink(out, dict(zip(output_columns(model, keep, proba), kinds)), spill_folder, name=name) as sink:
+        for chunk, outputs in _outputs(model, stream, text_columns, keep):
+            columns: list = [chunk.text_column(stream.header, column) for column in keep]
+            if labels is not None:
+                columns.append(labels[outputs.argmax(axis=1)].tolist())
+            else:
+                columns += [outputs[:, j].astype(dtype) for j in range(outputs.shape[1])]
+            if proba:
+                columns += [outputs[:, j].astype(dtype) for j in range(outputs.shape[1])]
+            sink.write(columns)
+    return sink.rows
+
+
+def _checked(model: TrainedModel, stream: CsvStream, keep: list[str], proba: bool) -> tuple[list[str], list[str]]:
+    """The kept columns (each once) and the columns read as text, once the request is checked
+    against the model and the file's columns."""
+    keep = list(dict.fromkeys(keep))  # a column asked for twice is copied once
+    if proba and not model.is_classification:
+        raise UsageError(f"--proba needs a classification model; this one predicts {listed(model.targets)}")
+    clash = set(keep) & set(output_columns(model, [], proba))
+    if clash:
+        raise UsageError(f"--keep {sorted(clash)[0]}: the output already has a column of that name")
+    check_columns(model, stream, keep)
+    return keep, text_columns_for(model, stream.header, keep)
+
+
+def _outputs(model: TrainedModel, stream: CsvStream, text_columns: list[str], keep: list[str]) -> Iterator[tuple[Chunk, np.ndarray]]:
+    """Each chunk of the stream, with the model's outputs for its rows."""
+    for chunk in model_chunks(model, stream, text_columns, keep):
+        yield chunk, chunk_outputs(model, stream, chunk, text_columns)
 
 
 def _kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str]:

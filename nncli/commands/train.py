@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.budgets import available_memory
+from nncli.budgets import available_memory, human_bytes
 from nncli.commands.parse_cache import CacheUse, ParseCache
 from nncli.config import Config, check_network_budget, resolve_path
 from nncli.core.activations import get_activation
@@ -31,7 +31,9 @@ from nncli.files.paths import check_writable
 from nncli.files.runfiles import config_yaml, finite_record, settled
 from nncli.tabular.dataset import TrainingData, data_path, load_training_data, preview
 from nncli.tabular.outofcore import NeedsMemory, load_training_data_on_disk, memory_only
+from nncli.tabular.parquet_layout import parquet_layout
 from nncli.tabular.selection import table_header
+from nncli.tabular.tables import is_parquet
 
 
 @dataclass
@@ -303,26 +305,41 @@ def prepare_training(config: Config, output: Path | None = None, writes: bool = 
 # table, the training copies); `data.in_memory: auto` reads from disk when that would not fit.
 PARSE_MEMORY_PER_CSV_BYTE = 5
 CACHED_MEMORY_PER_CACHE_BYTE = 2  # a cached table: mapped, plus the training rows taken from it
+# A Parquet file is read into one float64 table, rows × columns × 8 bytes, known from its footer
+# before anything is decoded (the figure read_parquet itself checks); its size on disk says
+# little (compressed, a column of zeros takes nothing).
+PARQUET_MEMORY_PER_VALUE = 8
 
 
 def _in_memory(config: Config, cache: ParseCache, reference: TrainedModel | None = None) -> bool:
     """`data.in_memory`; auto: in memory unless the data would not fit in the memory this
     process may take (the machine's, its container's, its ulimit), or must be in memory
-    (categorical features, missing cells filled or dropped: outofcore.memory_only)."""
+    (categorical features, missing cells filled or dropped: outofcore.memory_only). A Parquet
+    file is only ever read into memory: data that would not fit with one is a ConfigError."""
     setting = config.data.in_memory
     if setting != "auto":
         return setting
     if config.data.cache == "off" or memory_only(config, reference) is not None:
         return True
-    need = 0
+    need, parquet = 0, None
     for key in ("data.train", "data.validation"):
         if getattr(config.data, key.split(".")[1]) is None:
             continue
         path = data_path(config, key)
+        if is_parquet(path):
+            layout = parquet_layout(path)
+            need += PARQUET_MEMORY_PER_VALUE * layout.rows * len(layout.header)
+            parquet = parquet or path
+            continue
         targets = config.data.target_columns or table_header(path)[-1:]
         cached = cache.cached_bytes(path, targets if config.is_classification else (), np.dtype(config.model.dtype))
         need += CACHED_MEMORY_PER_CACHE_BYTE * cached if cached else PARSE_MEMORY_PER_CSV_BYTE * path.stat().st_size
-    return need <= available_memory()
+    room = available_memory()
+    if need > room and parquet is not None:
+        raise config.error("data.in_memory", f"is auto, and the data (about {human_bytes(need)} in memory) would not fit in the "
+                           f"{human_bytes(room)} this process may take; training from disk reads CSV files only, and {parquet} "
+                           "is a Parquet file: give the process more memory, or convert the file to CSV")
+    return need <= room
 
 
 def _check_validation_rows(config: Config, data: TrainingData) -> None:

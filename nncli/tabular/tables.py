@@ -13,8 +13,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from nncli.tabular.parquet import MAGIC, ParquetStream, open_parquet, read_parquet
+from nncli.tabular.parquet import ParquetStream, open_parquet, read_parquet
 from nncli.tabular.parquet import sniff_text_columns as sniff_parquet
+from nncli.tabular.parquet_footer import MAGIC
 from nncli.tabular.parse import sniff_text_columns as sniff_csv
 from nncli.tabular.source import CsvColumns, open_csv, read_csv
 from nncli.tabular.stream import CHUNK_BYTES, CsvStream
@@ -34,6 +35,12 @@ def is_parquet(path: str | Path) -> bool:
             return f.read(len(MAGIC)) == MAGIC
     except OSError:
         return False
+
+
+def header_place(path: str | Path) -> str:
+    """Where a message about a file's column names points: a CSV file's header line
+    (``data.csv:1``), a Parquet file itself (its schema: ``data.parquet``)."""
+    return str(path) if is_parquet(path) else f"{path}:1"
 
 
 def read_table(path: Path, text_columns: Iterable[str] = (), dtype=np.float64, missing_values: Iterable[str] = ()) -> CsvColumns:
