@@ -157,7 +157,7 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Train, evaluate and ship small fully-connected neural networks from YAML configs and CSV data.
+    """Train, evaluate and ship small fully-connected neural networks from YAML configs and CSV or Parquet data.
 
     Exit codes: 0 ok, 1 the run failed (e.g. training diverged), 2 bad invocation, config, data or model file, 130 interrupted.
     """
@@ -271,19 +271,19 @@ def _split_names(values: List[str]) -> list[str]:
 @app.command()
 def predict(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
-    data: str = typer.Argument(..., metavar="CSV", help="Input CSV with the model's feature columns (any order), or - for stdin."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the CSV to this file (atomically) instead of stdout."),
+    data: str = typer.Argument(..., metavar="DATA", help="Input CSV or Parquet file with the model's feature columns (any order), or - for CSV on stdin."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the predictions to this file (atomically; Parquet when its name ends in .parquet) instead of CSV on stdout."),
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class (classification)."),
     keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated (e.g. id,name); repeatable."),
     threads: Optional[str] = typer.Option(
         None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto: one for small products, the free cores for large ones). Results are the same whatever N."
     ),
 ) -> None:
-    """Apply a model to CSV rows: a CSV of predictions out (streamed, so any size of input works).
+    """Apply a model to CSV or Parquet rows: predictions out (streamed, so any size of input works).
 
     Output columns: the --keep columns, then `prediction` (or `prediction_<target>` per target),
     then with --proba `proba_<class>` per class. Exit codes: 0 ok, 1 the output could not be
-    written, 2 bad invocation, model file or CSV, 130 interrupted.
+    written, 2 bad invocation, model file or data file, 130 interrupted.
     """
     with user_errors():
         from nncli.commands.predict import predict as predict_rows
@@ -310,7 +310,7 @@ def _utf8_stdout() -> Iterator:
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
-    data: str = typer.Argument(..., metavar="CSV", help="Labelled CSV (features and target columns), or - for stdin."),
+    data: str = typer.Argument(..., metavar="DATA", help="Labelled CSV or Parquet file (features and target columns), or - for CSV on stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document and nothing else."),
     fail_under: List[str] = typer.Option(
         [], "--fail-under", metavar="METRIC=VALUE", help="Exit 1 if a metric is below VALUE, e.g. accuracy=0.95 (a fraction, not a percentage); repeatable."
@@ -324,7 +324,7 @@ def evaluate(
 ) -> None:
     """Measure a model on labelled data: loss, accuracy, per-class scores and confusion matrix (or MSE, MAE, R²).
 
-    Exit codes: 0 ok, 1 a --fail-under/--fail-over gate failed, 2 bad invocation, model file or CSV.
+    Exit codes: 0 ok, 1 a --fail-under/--fail-over gate failed, 2 bad invocation, model file or data file.
     """
     with user_errors():
         from nncli.commands.evaluate import evaluate as evaluate_model
@@ -402,19 +402,19 @@ def _show_untrained(preview, title: str, as_json: bool, with_config: bool = Fals
 
 @app.command()
 def init(
-    data: Path = typer.Argument(..., metavar="CSV", help="The data: a CSV file with a header row."),
+    data: Path = typer.Argument(..., metavar="DATA", help="The data: a CSV file with a header row, or a Parquet file."),
     target: str = typer.Option(..., "--target", "-t", metavar="COLUMN", help="The column to predict."),
     output: Optional[str] = typer.Option(
-        None, "--output", "-o", metavar="CONFIG", help="Where to write the config (default: <CSV name>.yaml beside the CSV; given a folder, in it); - prints it."
+        None, "--output", "-o", metavar="CONFIG", help="Where to write the config (default: <data name>.yaml beside the data; given a folder, in it); - prints it."
     ),
     force: bool = typer.Option(False, "--force", help="Replace CONFIG if it exists."),
 ) -> None:
-    """Write a starter config for a CSV file, guessed from its first rows, each guess explained.
+    """Write a starter config for a CSV or Parquet file, guessed from its first rows, each guess explained.
 
     Classification or regression from the target's values; numbers are features, text columns
     categorical, IDs, free text and one-value columns dropped; empty cells filled. The config
     trains as written: nncli train CONFIG. Exit codes: 0 ok, 1 the config could not be
-    written, 2 bad invocation or CSV, or CONFIG exists (--force replaces it).
+    written, 2 bad invocation or data file, or CONFIG exists (--force replaces it).
     """
     with user_errors():
         from nncli.commands.init import init as starter_config
@@ -425,6 +425,71 @@ def init(
                 stdout.write(result.text)
         else:
             print("\n".join(result.summary()))
+
+
+@app.command()
+def gradcheck(
+    target: Path = typer.Argument(..., metavar="CONFIG|MODEL", help="A YAML config (its network as training starts) or a model file (its trained weights, on the data its stored config names)."),
+    rows: int = typer.Option(16, "--rows", min=1, metavar="N", help="Check on the first N training rows, as the network sees them (encoded, scaled)."),
+    eps: float = typer.Option(1e-6, "--eps", metavar="STEP", help="Step ε of the central differences (L(θ+ε) − L(θ−ε)) / 2ε."),
+    tol: float = typer.Option(1e-6, "--tol", metavar="ERROR", help="Largest relative error that passes."),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, metavar="N", help="Check N entries of each weight matrix and bias vector, drawn with the seed (default: every entry; for big layers)."),
+    random: bool = typer.Option(False, "--random", help="Random inputs from N(0, 1) instead of the training rows (targets and class weights of random training rows)."),
+    overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With a config: override a key, as for train."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document and nothing else."),
+) -> None:
+    """Check backpropagation against central finite differences in float64, array by array.
+
+    The loss is the config's, with its class weights and weight decay; dropout is off. Entries
+    whose ±ε steps straddle a kink (ReLU at 0, MAE at 0, Huber at ±δ) are skipped and counted.
+    Exit codes: 0 every relative error within --tol, 1 one is not (a CI gate; the layer is
+    named), 2 bad invocation, config, data or model file.
+    """
+    with user_errors():
+        _check_overrides(overrides)
+        from nncli.commands.gradcheck import gradcheck as check_gradients
+
+        result = check_gradients(target, rows, eps, tol, samples, random, list(overrides))
+        if as_json:
+            print(json.dumps(result.to_json(), indent=2, allow_nan=False))
+        else:
+            from nncli.render import gradient_check_report, make_console
+
+            gradient_check_report(make_console(), result)
+        if not result.passed:
+            from nncli.errors import GateError
+
+            raise GateError(result.failure_message)
+
+
+@app.command()
+def explain(
+    target: Path = typer.Argument(..., metavar="CONFIG|MODEL", help="A YAML config (the first step train takes) or a model file (a step from its weights, on the data its stored config names)."),
+    rows: Optional[int] = typer.Option(None, "--rows", min=1, metavar="N", help="Take the step on the first N training rows, as one batch (default: 1)."),
+    row: List[int] = typer.Option([], "--row", metavar="N", help="Take it on training row N instead (1 = the first, in file order after the validation split); repeatable."),
+    layer: Optional[int] = typer.Option(None, "--layer", metavar="K", help="Show only layer K (1 = the first weight matrix)."),
+    overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config key, as for train (e.g. --set training.optimizer=adam)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every number of the step as one JSON document."),
+) -> None:
+    """Watch one step of gradient descent: inputs, forward, loss, backward and update, in the guide's notation.
+
+    The numbers are the ones train computes (its data, initial weights, loss, optimizer and
+    learning rate for epoch 1): the weights after the step equal those of `train` on the same
+    rows as its first batch, to the last bit. Big matrices show their corners; --json has
+    everything. Exit codes: 0 ok, 1 the loss is not finite, 2 bad invocation, config, data or
+    model file.
+    """
+    with user_errors():
+        _check_overrides(overrides)
+        from nncli.commands.explain import explain as explain_step
+
+        result = explain_step(target, rows, row, layer, list(overrides))
+        if as_json:
+            print(json.dumps(result.to_json(), indent=2, allow_nan=False))
+        else:
+            from nncli.render import explanation, make_console
+
+            explanation(make_console(), result)
 
 
 def main() -> None:

@@ -552,3 +552,290 @@ def feature_columns(console: Console, encoding: dict) -> None:
     if any(column["kind"] == "categorical" for column in columns):
         line += f"; unknown categories: {encoding['unknown_category']}"
     console.print(line, markup=False)
+
+
+# --- gradcheck -------------------------------------------------------------------------------
+# gradcheck's table on a narrow terminal: columns left out in this order until it fits (the
+# relative error decides; the absolute one and the shape are context).
+GRADCHECK_COLUMNS_TO_DROP = ("max abs error", "shape", "at kinks")
+
+
+def gradient_check_report(console: Console, result) -> None:
+    """Backpropagation against central differences (a commands.gradcheck.GradcheckResult): what
+    was checked, one row per weight matrix and bias vector, the kinks skipped, the verdict."""
+    weights = "trained weights" if result.trained else "initial weights (as training starts)"
+    console.print(f"Gradient check of {shown(result.target, 400)}: {weights}", markup=False)
+    loss = result.loss + "".join(f" {key} {value:g}" for key, value in result.loss_params.items())
+    setup = [f"{result.rows:,} {'random' if result.random_rows else 'training'} row{'s' * (result.rows != 1)}",
+             f"{loss} loss"]
+    setup += ["class weights"] if result.class_weights else []
+    setup += [f"weight decay {result.weight_decay:g}"] if result.weight_decay else []
+    setup += ["dropout off"] if any(result.dropout) else []
+    console.print(", ".join(setup), markup=False)
+    console.print(f"central differences with ε {result.eps:g} in float64"
+                  + (f" (the {result.dtype} network copied)" if result.dtype != "float64" else ""), markup=False)
+    if result.samples:
+        console.print(f"at most {result.samples:,} entries of each array, drawn with seed {result.seed}", markup=False)
+    console.print(_fitting(console, lambda hidden: _gradient_table(console, result, hidden), GRADCHECK_COLUMNS_TO_DROP))
+    if result.skipped:
+        console.print(f"{result.skipped:,} entr{'ies' if result.skipped != 1 else 'y'} skipped: ±ε falls on both sides of a kink "
+                      "(ReLU at 0, MAE at 0, Huber at ±δ), where there is no derivative to compare", markup=False)
+    if result.passed:
+        worst = result.worst
+        console.print(f"passed: every relative error ≤ {result.tol:g} (largest {worst.max_rel_error:.1e}, {worst.label})", markup=False)
+    else:
+        failed = ", ".join(check.label for check in result.failures)
+        layers = sorted({check.layer for check in result.failures})
+        console.print(f"FAILED in layer{'s' * (len(layers) > 1)} {', '.join(map(str, layers))}: "
+                      f"relative error above {result.tol:g} in {failed}", markup=False)
+
+
+def _gradient_table(console: Console, result, hidden: list[str]) -> Table:
+    table = _table(console)
+    columns = [("array", "left"), ("shape", "left"), ("checked", "right"), ("at kinks", "right"),
+               ("max abs error", "right"), ("max rel error", "right"), ("worst at", "left"), ("", "left")]
+    shown_columns = [(name, justify) for name, justify in columns if name not in hidden]
+    for name, justify in shown_columns:
+        table.add_column(name, justify=justify, no_wrap=True)
+    for check in result.checks:
+        compared = check.worst is not None
+        ok = check.passes(result.tol)
+        status = "ok" if ok else "FAIL" if is_plain(console) else "[bold red]FAIL[/]"
+        values = {
+            "array": check.label,
+            "shape": " × ".join(map(str, check.shape)),
+            "checked": f"{check.checked:,}",
+            "at kinks": f"{check.skipped:,}",
+            "max abs error": f"{check.max_abs_error:.1e}" if compared else "-",
+            "max rel error": f"{check.max_rel_error:.1e}" if compared else "-",
+            "worst at": Text(f"[{', '.join(map(str, check.worst))}]" if compared else "-"),  # an index, not markup
+            "": status,
+        }
+        table.add_row(*(values[name] for name, _ in shown_columns))
+    return table
+
+
+# --- explain ---------------------------------------------------------------------------------
+EXPLAIN_COLUMNS = 80  # an explanation fits an 80-column terminal, and a plain log is written for one
+EXPLAIN_FORMULA_ROWS = 4  # rows whose loss is written out; the mean takes them all
+
+
+def explanation(console: Console, result) -> None:
+    """`nncli explain`: one step of gradient descent (a commands.explain.Explanation) in the
+    guide's notation, section by section: inputs, forward, loss, backward, update. A 1 × 1
+    array is written inline, with the numbers substituted (``z1 = x·W1 = 2·5 = 10``); a bigger
+    one as a table of its corners, with its shape."""
+    from nncli.core.explain import figure
+
+    out = _Explaining(console)
+    trace, shown_layers = result.trace, result.shown_layers
+    sizes = " → ".join(str(n) for n in [trace.X.shape[1]] + [layer.W.shape[1] for layer in trace.layers])
+    activations = ", ".join(layer.activation for layer in trace.layers)
+    out.text(f"One step of gradient descent ({trace.X.dtype.name}): {shown(result.source, 48)}", heading=True)
+    out.text(f"{_row_numbers(result.rows)}; network {sizes} ({activations}); {result.loss_name} loss; "
+             f"{trace.optimizer.name}")
+    if result.layer is not None:
+        out.text(f"layer {result.layer} only (--layer {result.layer})")
+    row_labels = [shown(label, 32) for label in result.row_labels]
+    if 1 in shown_layers:
+        out.section(f"1. Inputs x, as the network sees them: {result.scaling}")
+        if trace.X.size == 1:
+            out.text(f"x = {figure(trace.X[0, 0])}  ({shown(result.input_names[0], 24)}, {row_labels[0]})", 2)
+        else:
+            out.matrix("x", trace.X, row_labels, result.input_names, indent=2)
+    out.section("2. Forward: z = x·W + b, h = σ(z)")
+    for k in shown_layers:
+        _forward(out, result, k, row_labels)
+    _loss(out, result, row_labels)
+    out.section("4. Backward: δ = ∂L/∂z, from the output down")
+    for k in reversed(shown_layers):
+        _backward(out, result, k, row_labels)
+    out.section(f"5. Update ({trace.optimizer.name})")
+    for rule in result.update_rules:
+        out.text(rule, 2)
+    out.text(result.update_symbols, 2)
+    for k in shown_layers:
+        _update(out, result, k)
+    out.text("loss after the step, on the same rows:", 2)
+    _losses(out, result, row_labels, after=True)
+    if result.notes:
+        out.console.print()
+    for note in result.notes:
+        out.text(f"note: {note}")
+
+
+def _forward(out: "_Explaining", result, k: int, row_labels: list[str]) -> None:
+    from nncli.core.explain import figure
+
+    layers = result.trace.layers
+    layer, last = layers[k - 1], k == len(layers)
+    x, h = _input_name(k), "ŷ" if last else f"h{k}"
+    bias = f" + b{k}" if layer.b is not None else ""
+    out.text(f"layer {k}{' (output)' if last else ''}: z{k} = {x}·W{k}{bias}, {h} = {layer.activation}(z{k})", 2)
+    rows, neurons = _neuron_rows(result, k), result.neuron_names[k - 1]
+    if k > 1 and (result.layer == k or not np.array_equal(layers[k - 2].h, layer.x)):  # not shown above, or dropped out
+        out.matrix(x + (" after dropout" if not np.array_equal(layers[k - 2].h, layer.x) else ""), layer.x, row_labels, rows)
+    if layer.x.size == layer.W.size == layer.z.size == 1:
+        terms = f"{figure(layer.x[0, 0])}·{figure(layer.W[0, 0])}" + (f" + {figure(layer.b[0])}" if bias else "")
+        out.text(f"z{k} = {x}·W{k}{bias} = {terms} = {figure(layer.z[0, 0])}", 4)
+        out.text(f"{h} = {layer.activation}({figure(layer.z[0, 0])}) = {figure(layer.h[0, 0])}"
+                 + ("  (the prediction)" if last else ""), 4)
+        return
+    out.matrix(f"W{k}", layer.W, rows, neurons)
+    if layer.b is not None:
+        out.matrix(f"b{k}", layer.b, [f"b{k}"], neurons)
+    out.matrix(f"z{k}", layer.z, row_labels, neurons)
+    out.matrix(f"{h} = {layer.activation}(z{k})", layer.h, row_labels, neurons)
+
+
+def _loss(out: "_Explaining", result, row_labels: list[str]) -> None:
+    targets = ", ".join(shown(name, 24) for name in result.target_names[:3]) + (", …" if len(result.target_names) > 3 else "")
+    mean = ", their mean over the rows" if len(result.rows) > 1 else ""
+    out.section(f"3. Loss: {result.loss_notation.formula} (y: {targets}){mean}")
+    _losses(out, result, row_labels, after=False)
+
+
+def _losses(out: "_Explaining", result, row_labels: list[str], after: bool) -> None:
+    from nncli.core.explain import figure
+
+    trace = result.trace
+    formulas = result.row_formulas(after)
+    values, mean = (trace.losses_after, trace.loss_after) if after else (trace.losses, trace.loss)
+    written = result.mean_formula(after)
+    if written is None:  # one row: its loss is L
+        out.text(f"L = {formulas[0]} = {figure(mean)}", 4 if after else 2)
+        return
+    for label, formula, value in list(zip(row_labels, formulas, values))[:EXPLAIN_FORMULA_ROWS]:
+        out.text(f"{label}: {formula} = {figure(value)}", 4 if after else 2)
+    if len(formulas) > EXPLAIN_FORMULA_ROWS:
+        more = len(formulas) - EXPLAIN_FORMULA_ROWS
+        out.text(f"… {more:,} more row{'s' * (more != 1)} (--json has each)", 4 if after else 2)
+    out.text(f"L = {written} = {figure(mean)}", 4 if after else 2)
+
+
+def _backward(out: "_Explaining", result, k: int, row_labels: list[str]) -> None:
+    from nncli.core.explain import figure
+
+    trace = result.trace
+    layers = trace.layers
+    layer, last = layers[k - 1], k == len(layers)
+    neurons = result.neuron_names[k - 1]
+    if last:
+        out.text(f"layer {k} (output): {result.output_delta}", 2)
+        if trace.loss_gradient is not None:
+            out.matrix("∂L/∂ŷ", trace.loss_gradient, row_labels, neurons)
+    else:
+        dropped = "" if np.array_equal(layer.h, layers[k].x) else " ⊙ dropout mask"
+        out.text(f"layer {k}: δ{k} = (δ{k + 1}·W{k + 1}ᵀ){dropped} ⊙ {layer.activation}′(z{k})", 2)
+        out.matrix(f"δ{k + 1}·W{k + 1}ᵀ", layer.grad_h, row_labels, neurons)
+        out.matrix(f"{layer.activation}′(z{k})", layer.derivative, row_labels, neurons)
+    out.matrix(f"δ{k}", layer.delta, row_labels, neurons)
+    x = _input_name(k)
+    if layer.x.size == layer.delta.size == 1:
+        out.text(f"∂L/∂W{k} = {x}ᵀ·δ{k} = {figure(layer.x[0, 0])}·{figure(layer.delta[0, 0])} = {figure(layer.grad_W[0, 0])}", 4)
+    else:
+        out.matrix(f"∂L/∂W{k} = {x}ᵀ·δ{k}", layer.grad_W, _neuron_rows(result, k), neurons)
+    if layer.grad_b is not None:
+        out.matrix(f"∂L/∂b{k} = Σ δ{k} over the rows", layer.grad_b, [f"b{k}"], neurons)
+
+
+def _update(out: "_Explaining", result, k: int) -> None:
+    from nncli.core.explain import figure
+
+    trace = result.trace
+    layer = trace.layers[k - 1]
+    neurons = result.neuron_names[k - 1]
+    out.text(f"layer {k}", 2)
+    plain_step = trace.optimizer.name == "sgd" and set(result.update_values) == {"learning_rate"}
+    for name, before, gradient, after, rows in (("W", layer.W, layer.grad_W, layer.W_after, _neuron_rows(result, k)),
+                                                 ("b", layer.b, layer.grad_b, layer.b_after, [f"b{k}"])):
+        if before is None:
+            continue
+        if before.size == 1 and plain_step:
+            rate = figure(trace.optimizer.learning_rate)
+            out.text(f"{name}{k} ← {figure(before.flat[0])} − {rate}·{_operand(figure(gradient.flat[0]))} = {figure(after.flat[0])}", 4)
+            continue
+        out.matrix(f"{name}{k} after the step", after, rows, neurons)
+        for slot, arrays in layer.state.items():
+            out.matrix(f"{slot} of {name}{k}", arrays[name], rows, neurons)
+
+
+def _operand(text: str) -> str:
+    return f"({text})" if text.startswith("−") else text
+
+
+def _input_name(k: int) -> str:
+    return "x" if k == 1 else f"h{k - 1}"
+
+
+def _neuron_rows(result, k: int) -> list[str]:
+    """Names of W_k's rows: the inputs, or the neurons of the layer below."""
+    return result.input_names if k == 1 else result.neuron_names[k - 2]
+
+
+def _row_numbers(rows: list[int]) -> str:
+    if len(rows) == 1:
+        return f"training row {rows[0]}"
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return f"training rows {rows[0]}–{rows[-1]}"
+    return "training rows " + ", ".join(str(row) for row in rows[:6]) + (", …" if len(rows) > 6 else "")
+
+
+class _Explaining:
+    """Writes an explanation within EXPLAIN_COLUMNS: lines wrapped, matrices cut to corners."""
+
+    # A big matrix shows its first and last rows, and as many of its first and last columns as fit.
+    HEAD_ROWS, TAIL_ROWS, HEAD_COLUMNS, TAIL_COLUMNS = 4, 1, 6, 3
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.width = min(console.width, EXPLAIN_COLUMNS)
+        self.plain = is_plain(console)
+
+    def section(self, text: str) -> None:
+        self.console.print()
+        self.text(text, heading=True)
+
+    def text(self, text: str, indent: int = 0, heading: bool = False) -> None:
+        import textwrap
+
+        style = "bold" if heading and not self.plain else ""
+        for line in textwrap.wrap(text, self.width - indent, subsequent_indent="  ", break_on_hyphens=False) or [""]:
+            self.console.print(Text(" " * indent + line, style=style))
+
+    def matrix(self, title: str, values, row_names, column_names, indent: int = 4) -> None:
+        from rich.padding import Padding
+
+        from nncli.core.explain import figure
+
+        vector = np.ndim(values) == 1
+        values = np.atleast_2d(values)
+        rows, columns = values.shape
+        if values.size == 1:
+            self.text(f"{title} = {figure(values[0, 0])}", indent)
+            return
+        head, tail = self.HEAD_ROWS, self.TAIL_ROWS
+        keep_rows = list(range(rows)) if rows <= head + tail + 1 else list(range(head)) + [-1] + list(range(rows - tail, rows))
+        wide = columns > self.HEAD_COLUMNS + self.TAIL_COLUMNS
+        candidates = list(range(self.HEAD_COLUMNS)) + list(range(columns - self.TAIL_COLUMNS, columns)) if wide else list(range(columns))
+        heading = f"{title}  ({columns})" if vector else f"{title}  ({rows} × {columns})"
+
+        def table_of(keep_columns: list[int]) -> Padding:
+            # Compact at a terminal too (a rule under the header, no frame): a step has many matrices.
+            table = Table(box=None if self.plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+            table.add_column("", no_wrap=True)
+            for j in keep_columns:
+                table.add_column("…" if j < 0 else cell(column_names[j], 12), justify="right", no_wrap=True)
+            for i in keep_rows:
+                if i < 0:
+                    table.add_row("…", *["…"] * len(keep_columns))
+                else:
+                    table.add_row(cell(row_names[i], 24), *("…" if j < 0 else figure(values[i, j]) for j in keep_columns))
+            return Padding(table, (0, 0, 0, indent + 2))
+
+        for count in range(len(candidates), 0, -1):
+            shown_table = table_of(_corner_columns(candidates, count, columns))
+            if natural_width(self.console, shown_table) <= self.width:
+                break
+        self.text(heading, indent)
+        self.console.print(shown_table)

@@ -46,6 +46,7 @@ class MLP:
         self._cache: tuple | None = None  # what the last forward(keep=True) left for backward
         self._workspace: dict[int, _Buffers] = {}
         self._gradients: tuple[list, list] | None = None  # see _gradient_buffers
+        self.observer: Observer | None = None  # sees each pass as it is computed (nncli explain); training sets none
 
     @classmethod
     def initialise(
@@ -145,6 +146,8 @@ class MLP:
             z = gemm_into(out, a, W)  # rounded the same on any thread count (core/blas.py)
             if b is not None:
                 z += b
+            if self.observer is not None:
+                self.observer.forward(layer, a, z)  # before σ, which may overwrite z
             a = activation.forward(z)  # may reuse z's memory: z is ours
             activations.append(a)
             mask = None
@@ -157,6 +160,16 @@ class MLP:
         if keep:
             self._cache = (inputs, activations, masks)
         return a
+
+    def layer_outputs(self, X: Array) -> list[Array]:
+        """Each layer's activation output for ``X``, first hidden layer to output (the last is
+        ``forward(X)``), without dropout: the values backward differentiates through. Copies:
+        a training forward pass reuses its buffers. (gradcheck reads which side of a ReLU's
+        kink each unit is on.)"""
+        self.forward(X, keep=True)
+        _, activations, _ = self._cache
+        self._cache = None
+        return [a.copy() for a in activations]
 
     def backward(self, output_delta: Array, *, layer_step: LayerStep | None = None) -> None:
         """Fill the gradient buffers from dL/dz of the output layer (after ``forward(keep=True)``).
@@ -185,6 +198,8 @@ class MLP:
             else:
                 threads.for_product(W.shape[0], len(delta), W.shape[1], W.dtype)
                 gemm_into(gW, inputs[layer].T, delta)
+            if self.observer is not None:
+                self.observer.backward(layer, delta, upstream)  # before σ′ turns upstream into the next delta
             if upstream is not None:
                 if masks[layer - 1] is not None:
                     upstream *= masks[layer - 1]
@@ -231,6 +246,19 @@ class LayerStep(Protocol):
     delta_scale: float
 
     def __call__(self, W: Array, b: Array | None, A: Array, delta: Array, bias_gradient: Array | None) -> None: ...
+
+
+class Observer(Protocol):
+    """Watches a forward and backward pass of the real code (``MLP.observer``; nncli explain
+    shows what it sees). It is handed views of buffers that the next pass overwrites: it copies
+    what it keeps and changes nothing. ``layer`` counts from 0."""
+
+    def forward(self, layer: int, x: Array, z: Array) -> None:
+        """The layer's input (after the layer below's dropout) and ``z = x·W + b``."""
+
+    def backward(self, layer: int, delta: Array, upstream: Array | None) -> None:
+        """The layer's ``δ = ∂L/∂z`` and ``δ·Wᵀ`` (None for the first layer), before the
+        layer below's dropout mask and σ′ are applied to it."""
 
 
 class _Buffers:
