@@ -339,6 +339,9 @@ def evaluation_report(console: Console, evaluation, model_path: str, data_name: 
         else:
             console.print(f"per class: {classes:,} classes, too many for a table (--json lists them all)", markup=False)
         if evaluation.confusion is not None and classes <= CONFUSION_TABLE_MAX_CLASSES:
+            # The caption as its own line, not the table's title: a title wraps to the table's
+            # width, and a matrix of a few narrow classes is narrower than the caption.
+            console.print(CONFUSION_CAPTION, markup=False, soft_wrap=True)
             console.print(confusion_table(console, evaluation.per_class, evaluation.confusion))
         else:
             console.print(f"confusion matrix: {classes:,} classes, too many to show"
@@ -367,10 +370,14 @@ def per_class_table(console: Console, per_class: list[dict]) -> Table:
     return table
 
 
+CONFUSION_CAPTION = "confusion matrix (rows: true class, columns: predicted)"
+
+
 def confusion_table(console: Console, per_class: list[dict], confusion: list[list[int]]) -> Table:
-    """Rows are the true classes, columns the predicted ones; the diagonal is right."""
+    """Rows are the true classes, columns the predicted ones; the diagonal is right (the
+    caption, CONFUSION_CAPTION, is printed above it)."""
     labels = [row["class"] for row in per_class]
-    table = _table(console, title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    table = _table(console)
     table.add_column("true \\ predicted")
     for label in labels:
         table.add_column(cell(label, 24), justify="right")
@@ -438,7 +445,9 @@ def _layer_statistics(console: Console, info: dict, hidden: list[str]) -> Table:
     for row in info["layers"]:
         table.add_row(*(columns[name][1](row) for name in shown_columns))
     table.add_section()
-    table.add_row(*("total" if name == "layer" else f"{info['parameters']:,}" if name == "parameters" else ""
+    # Under some of the layers (--layer N), the model's total is not theirs: say whose it is.
+    label = "total" if sum(row["parameters"] for row in info["layers"]) == info["parameters"] else "model total"
+    table.add_row(*(label if name == "layer" else f"{info['parameters']:,}" if name == "parameters" else ""
                     for name in shown_columns))
     return table
 
@@ -839,3 +848,146 @@ class _Explaining:
                 break
         self.text(heading, indent)
         self.console.print(shown_table)
+
+
+# --- sweep -----------------------------------------------------------------------------------
+def sweep_value(metric: str, value: float | None) -> str:
+    """A sweep's metric as the tables show it: accuracy in percent, the others as numbers."""
+    return metric_text("accuracy" if metric.endswith("accuracy") else metric, value)
+
+
+def sweep_labels(keys: list[str]) -> dict[str, str]:
+    """Column labels for the swept keys: the last part (`learning_rate`), or more of the key
+    where that is a list index (`layers.1`) or two keys would share a label."""
+    def label(key: str, parts: int) -> str:
+        return ".".join(key.split(".")[-parts:])
+
+    labels = {}
+    for key in keys:
+        parts = 2 if key.split(".")[-1].isdigit() else 1
+        while parts < key.count(".") + 1 and sum(label(other, parts) == label(key, parts) for other in keys) > 1:
+            parts += 1
+        labels[key] = label(key, parts)
+    return labels
+
+
+class SweepDisplay:
+    """The sweep's live table: a row per trial as it finishes, under a live progress line at a
+    terminal (trials done, in progress, time left); rows only, plain, when piped."""
+
+    VALUE_CHARS = 24  # a swept value's column at most (a long list is cut in the middle)
+    REASON_CHARS = 160
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = not is_plain(console)
+        self.progress: Progress | None = None
+        self._task = None
+        self._running: set[str] = set()
+        self._done = 0
+        self._failed = 0
+
+    def begin(self, plan) -> None:
+        """``plan``: a commands.sweep.SweepPlan."""
+        self.metric, self.keys = plan.metric, plan.keys
+        self.labels = sweep_labels(plan.keys)
+        self.show_seed = len({trial.seed for trial in plan.trials}) > 1
+        earlier = f", {plan.earlier} finished earlier" if plan.earlier else ""
+        if not plan.to_run:
+            self.console.print(f"Sweep {shown(plan.folder, 400)}: all {len(plan.trials)} trials finished earlier", markup=False)
+            return
+        self.console.print(f"Sweep {shown(plan.folder, 400)}: {len(plan.trials)} trials{earlier}; "
+                           f"running {plan.to_run} in {plan.executor}; ranked by {plan.metric}", markup=False)
+        self.widths = [max(len("trial"), *(len(t.name) for t in plan.trials))]
+        for key in plan.keys:
+            values = [len(shown(trial.settings[key], self.VALUE_CHARS)) for trial in plan.trials]
+            self.widths.append(max(len(self.labels[key]), *values))
+        self.widths += [4] * self.show_seed + [max(len(plan.metric), 8), 8]
+        header = self._row(["trial", *(self.labels[key] for key in plan.keys), *["seed"] * self.show_seed, plan.metric, "seconds"])
+        self.console.print(Text(header, style="bold" if self.live else ""))
+        if self.live and plan.to_run:
+            self.progress = Progress(
+                TextColumn("{task.completed}/{task.total} trials"), BarColumn(bar_width=20), TextColumn("{task.fields[state]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left"), console=self.console, transient=True)
+            self.progress.start()
+            self._task = self.progress.add_task("sweep", total=plan.to_run, state="")
+
+    def trial_started(self, name: str) -> None:
+        self._running.add(name)
+        self._update()
+
+    def trial_finished(self, record) -> None:
+        """``record``: a commands.sweeps.ranking.TrialRecord."""
+        self._running.discard(record.name)
+        self._done += 1
+        self._failed += record.status != "ok"
+        trial = record.trial
+        cells = [record.name, *(shown(trial.settings[key], self.VALUE_CHARS) for key in self.keys),
+                 *[str(trial.seed)] * self.show_seed,
+                 sweep_value(self.metric, record.value(self.metric)) if record.status == "ok" else "failed",
+                 f"{record.seconds:.1f}"]
+        row = self._row(cells)
+        if record.status != "ok":
+            row += f"  {shown(record.reason, self.REASON_CHARS)}"
+        self.console.print(row, markup=False, highlight=False)
+        self._update()
+
+    def _update(self) -> None:
+        if self.progress is not None:
+            failed = f", {self._failed} failed" if self._failed else ""
+            self.progress.update(self._task, completed=self._done, state=f"{len(self._running)} in progress{failed}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __enter__(self) -> "SweepDisplay":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _row(self, cells: list[str]) -> str:
+        # Names and swept values read left to right; numbers line up on the right.
+        numbers = 1 + self.show_seed + 1
+        text = [c.ljust(w) for c, w in zip(cells[:-numbers], self.widths)]
+        text += [c.rjust(w) for c, w in zip(cells[-numbers:], self.widths[-numbers:])]
+        return "  ".join(text)
+
+
+def sweep_summary(console: Console, result, limit: int = 15) -> None:
+    """The ranking (best first, mean ± std over seeds), the best trial's folder and results.csv
+    (``result``: a commands.sweep.SweepResult)."""
+    metric, points = result.metric, result.points
+    seeds = max((len(point.trials) for point in points), default=1)
+    labels = sweep_labels(result.keys)
+    direction = "lower" if result.minimize else "higher"
+    over = f", mean ± std over seeds" if seeds > 1 else ""
+    table = _table(console, title=f"Ranking by {metric} ({direction} is better{over})", title_justify="left")
+    table.add_column("rank", justify="right")
+    for key in result.keys:
+        table.add_column(cell(labels[key]))
+    table.add_column(cell(metric), justify="right")
+    if seeds > 1:
+        table.add_column("ok", justify="right")
+    table.add_column("best trial")
+    for point in points[:limit]:
+        value = sweep_value(metric, point.mean)
+        if point.std is not None:
+            value += f" ± {sweep_value(metric, point.std)}"
+        ok = sum(record.status == "ok" for record in point.trials)
+        table.add_row("-" if point.rank is None else str(point.rank), *(cell(point.settings[key], 24) for key in result.keys),
+                      value if point.mean is not None else "failed", *[f"{ok}/{len(point.trials)}"] * (seeds > 1),
+                      cell(point.best.name if point.best is not None else point.trials[0].name))
+    console.print(table)
+    if len(points) > limit:
+        console.print(f"… and {len(points) - limit} more point(s) in {shown(result.results, 400)}", markup=False)
+    failed = len(result.records) - result.succeeded
+    skipped = sum(record.earlier for record in result.records)
+    counts = f"{result.succeeded} of {result.planned} trials succeeded" + (f", {failed} failed" if failed else "")
+    counts += f" ({skipped} finished earlier)" if skipped else ""
+    best = result.best
+    if best is not None:
+        console.print(f"Best: {best.name}, {metric} {sweep_value(metric, best.value(metric))}: {shown(best.path, 400)}", markup=False)
+    console.print(f"{counts}; results in {shown(result.results, 400)}", markup=False)

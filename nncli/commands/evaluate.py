@@ -8,6 +8,7 @@ outputs (rows × classes) fit one block (``chunk_bytes_for``), and the confusion
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from nncli.core.model import TrainedModel
 from nncli.core.preprocess import class_targets, network_output
 from nncli.errors import DataError, UsageError
-from nncli.files.model import load_model
+from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.tabular.columns import (
     check_columns,
     chunk_bytes_for,
@@ -88,7 +89,7 @@ def evaluate(model_path: Path, data: str, fail_under: list[str] = (), fail_over:
     """`nncli evaluate`: the model's metrics on labelled data (a CSV or Parquet file, or - for CSV on stdin), and
     which of the gates (``METRIC=VALUE`` bounds) fail."""
     gates = [parse_gate(g, True) for g in fail_under] + [parse_gate(g, False) for g in fail_over]
-    trained = load_model(model_path)
+    trained = load_model(model_path, MODEL_THEN_DATA)
     check_gate_metrics(trained, gates)
     with open_table(data, chunk_bytes_for(trained)) as stream:
         evaluation = evaluate_csv(trained, stream)
@@ -326,6 +327,11 @@ class Gate:
     metric: str
     bound: float
     higher_is_better: bool
+    text: str = ""  # as given on the command line, for messages
+
+    @property
+    def flag(self) -> str:
+        return "--fail-under" if self.higher_is_better else "--fail-over"
 
     def passes(self, value: float) -> bool:
         return value >= self.bound if self.higher_is_better else value <= self.bound
@@ -354,7 +360,7 @@ def parse_gate(text: str, higher_is_better: bool) -> Gate:
         raise UsageError(f"{flag} {text}: higher {metric} is better; use --fail-under {metric}={number}")
     if base in FRACTIONS and not 0 <= bound <= 1:
         raise UsageError(f"{flag} {text}: {metric} is a fraction from 0 to 1 (95% is 0.95)")
-    return Gate(metric, bound, higher_is_better)
+    return Gate(metric, bound, higher_is_better, text)
 
 
 def metric_names(model: TrainedModel) -> list[str]:
@@ -372,7 +378,11 @@ def check_gate_metrics(model: TrainedModel, gates: list[Gate]) -> None:
     available = metric_names(model)
     for gate in gates:
         if gate.metric not in available:
-            raise UsageError(f"no metric {gate.metric!r} for this model; available: {', '.join(available)}")
+            close = difflib.get_close_matches(gate.metric, available, n=1) or [
+                name for name in available if name.lower() == gate.metric.lower()]
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"{gate.flag} {gate.text.strip()}: no metric {gate.metric!r} for this model; "
+                             f"available: {', '.join(available)}{hint}")
 
 
 def failed_gates(evaluation: Evaluation, gates: list[Gate]) -> list[str]:

@@ -204,7 +204,9 @@ def _destination(data: Path, output: str | None) -> Path | None:
     if output is not None and not output.strip():
         raise UsageError("-o: the config's file name is empty")
     path = Path(output) if output is not None else data.parent
-    if path.is_dir():  # the config's usual name, in that folder
+    # An existing folder, or a name ending in a separator (a folder, created when the config
+    # is written): the config's usual name, in that folder.
+    if path.is_dir() or (output is not None and output.endswith(tuple(filter(None, ("/", os.sep, os.altsep))))):
         path = path / f"{data.stem}.yaml"
     if same_file(path, data):
         raise UsageError(f"{path}: is the data file; write the config elsewhere")
@@ -345,9 +347,9 @@ def _values(values: list[str], shown: int = 4, noun: str = "value") -> str:
 
 
 def _names(names: list[str], shown: int = 3, total: bool = True) -> str:
-    """"a, b, c" or "a, b, c, … (12 in all)"."""
-    if len(names) <= shown:
-        return listed(names)
+    """"a, b, c" or "a, b, c, … (12 in all)"; a single name left is shown, not hidden by "…"."""
+    if len(names) <= shown + 1:
+        return listed(names, shown + 1)
     return listed(names[:shown]) + (f", … ({len(names):,} in all)" if total else ", …")
 
 

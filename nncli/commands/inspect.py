@@ -69,7 +69,7 @@ def inspect(target: Path, *, weights: bool = False, layer: int | None = None, fu
     _check_flags(target, weights, layer, full, as_json, export, fmt, overrides, force)
     if looks_like_config(target):
         return prepare_training(load_config(target, list(overrides)), writes=False).preview()
-    trained, meta = read_model(target)
+    trained, meta = read_model(target, "inspect takes a model file or a YAML config")
     n_layers = len(trained.network.weights)
     if layer is not None and layer > n_layers:
         raise UsageError(f"--layer {layer}: {target} has {n_layers} layer{'s' * (n_layers != 1)}")

@@ -12,7 +12,7 @@ import numpy as np
 from nncli.core.model import TrainedModel
 from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write
-from nncli.files.model import load_model
+from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.parquetsink import ParquetSink
 from nncli.files.paths import check_writable, is_device, same_file
 from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, model_chunks, text_columns_for
@@ -27,7 +27,7 @@ def predict(model_path: Path, data: str, output: str | None, keep: list[str], pr
     ``output`` (written atomically: Parquet when its name ends in .parquet, else CSV) or ``stdout`` (CSV);
     returns the number of rows."""
     destination = None if output is None else output_file(output)
-    trained = load_model(model_path)
+    trained = load_model(model_path, MODEL_THEN_DATA)
     if destination is not None:
         check_writable(destination)
         for source, what in ((Path(data), "input file"), (model_path, "model file")):

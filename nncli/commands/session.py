@@ -37,6 +37,8 @@ from nncli.files.checkpoint import (
     check_resumable,
     file_hash,
     load_checkpoint,
+    output_hashes,
+    replaced_files,
     restore,
     save_checkpoint,
 )
@@ -106,6 +108,9 @@ class Session:
     lock: OutputLock | None = None  # held from open_session to the end of train
     _hashes: dict[str, str] | None = None
     _saving: FileSet | None = None  # the run's files, once training is over
+    # Hashes of another run's files this run was started (with --force) to replace, by kind:
+    # its checkpoints record them, so that --resume replaces them too without a new --force.
+    replaces: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> Config:
@@ -125,7 +130,8 @@ class Session:
             return None
         with self._final_files().collect() if self.trainer.finished else contextlib.nullcontext():
             save_checkpoint(
-                self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state(), self.files
+                self.files.checkpoint, self.run.resolved_config(), self.data_hashes(), self.trainer.state(), self.files,
+                self.replaces,
             )
         return self.files.checkpoint
 
@@ -250,6 +256,8 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
     if writes:
         session.data_hashes()  # of the data as read now, for the checkpoints to come
         session.lock = _claim(files, request.force)
+        if request.force:
+            session.replaces = output_hashes(files)
     return session
 
 
@@ -296,7 +304,12 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
     session = Session(run, trainer, files, checkpoint)
     check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
     if writes:
-        session.lock = _claim(files, request.force, allowed=[request.resume] if own else [])
+        # Its own checkpoint, and the files the run was started with --force to replace
+        # (unchanged since), are the run's to overwrite; anything else needs --force.
+        replaceable = replaced_files(checkpoint, files)
+        session.lock = _claim(files, request.force, allowed=([request.resume] if own else []) + replaceable)
+        session.replaces = output_hashes(files) if request.force else {
+            kind: digest for kind, digest in output_hashes(files).items() if getattr(files, kind) in replaceable}
     try:
         if writes:  # a commit finished under the lock may have replaced the checkpoint
             session.resumed = checkpoint = _reread(checkpoint)

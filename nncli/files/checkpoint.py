@@ -13,6 +13,10 @@ network and the data as read now dictate (never the shapes the file declares); e
 array must be finite; and a checkpoint cannot say where a run writes: its ``files`` entry
 holds names only (covered by ``files_sha256``), and they must agree with the checkpoint's
 own name — the run's files go into the folder the checkpoint is in now.
+
+A run started with ``--force`` over another run's files records their hashes (``replaces``):
+resuming it replaces those files — the ones the user agreed to overwrite, unchanged since —
+without a second ``--force``; any other existing file still needs one.
 """
 
 from __future__ import annotations
@@ -123,8 +127,31 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+REPLACEABLE = tuple(kind for kind in FOLDER_NAMES if kind != "checkpoint")  # kinds `replaces` may name
+
+
+def output_hashes(files: RunFiles) -> dict[str, str]:
+    """SHA-256 of the run's outputs that exist now (not its checkpoint: that one is its own),
+    by kind: what a run started with --force replaces, recorded so that --resume may too."""
+    found = {}
+    for kind in REPLACEABLE:
+        path = getattr(files, kind)
+        if path is not None and path.is_file():
+            found[kind] = file_hash(path)
+    return found
+
+
+def replaced_files(checkpoint: "Checkpoint", files: RunFiles) -> list[Path]:
+    """The existing outputs the checkpoint's run was started to replace (with --force), still
+    as they were then: resuming replaces them without asking again."""
+    recorded = checkpoint.meta.get("replaces") or {}
+    current = output_hashes(files)
+    return [getattr(files, kind) for kind, digest in recorded.items() if current.get(kind) == digest]
+
+
 def save_checkpoint(
-    path: Path, resolved_config: dict, data_hashes: dict[str, str], state: tuple[dict, dict], files: RunFiles
+    path: Path, resolved_config: dict, data_hashes: dict[str, str], state: tuple[dict, dict], files: RunFiles,
+    replaces: dict[str, str] | None = None,
 ) -> None:
     scalars, arrays = state
     layout = files.layout()
@@ -141,6 +168,8 @@ def save_checkpoint(
         "trainer": _encode(scalars),
         "arrays": {name: [list(a.shape), a.dtype.name] for name, a in arrays.items()},
     }
+    if replaces:  # optional (absent: the run replaces nothing it did not write)
+        meta["replaces"] = dict(replaces)
     write_archive(path, meta, arrays)
 
 
@@ -169,9 +198,23 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint's metadata, every field checked (the arrays are read by :func:`restore`,
     once the network and the data they must fit are known)."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise ModelFileError(f"{path}: checkpoint not found; {_where_checkpoints_come_from(path)}")
     meta, _ = read_archive(path, kind="checkpoint", error=ModelFileError, parse_meta=lambda data: _parse_meta(path, data),
                            expected=lambda meta: {})
     return Checkpoint(path, meta)
+
+
+def _where_checkpoints_come_from(path: Path) -> str:
+    """The hint for a checkpoint that is not there: when nncli writes one, and whether the
+    run it would belong to has finished (a finished run's checkpoint is removed)."""
+    name = path.name
+    model = (path.with_name("model.npz") if name == "checkpoint.npz" else
+             path.with_name(name[: -len(".ckpt.npz")] + ".npz") if name.endswith(".ckpt.npz") else None)
+    finished = (f" ({model} exists: that run finished, and a finished run keeps its checkpoint only with "
+                "training.checkpoint_every)") if model is not None and model.is_file() else ""
+    return ("nncli train writes one when a run is interrupted (Ctrl-C or SIGTERM), and every N epochs with "
+            f"training.checkpoint_every: N{finished}")
 
 
 # --- the schema of the metadata ----------------------------------------------------------------
@@ -297,6 +340,7 @@ def _parse_meta(path: Path, data: dict) -> dict:
     elif data.get("files_sha256") != layout_hash(data["files"]):
         raise ModelFileError(f"{path}: the checkpoint's files entry does not match its recorded hash (edited?)")
     data["files"] = _check_layout(path, data["files"])
+    _check_replaces(path, data.get("replaces", {}))
     data["trainer"] = _decode(data["trainer"]) if version > 1 else data["trainer"]
     try:
         _TrainerState.model_validate(data["trainer"])
@@ -329,6 +373,17 @@ def _check_layout(path: Path, layout: dict) -> dict:
     ):
         raise ModelFileError(f"{path}: checkpoint field files.model: {name[:80]!r} is not a plain file name (edited?)")
     return checked.model_dump()
+
+
+def _check_replaces(path: Path, replaces: Any) -> None:
+    if not isinstance(replaces, dict):
+        raise ModelFileError(f"{path}: checkpoint field replaces: expected a mapping of file kind to SHA-256 (edited?)")
+    for kind, digest in replaces.items():
+        if kind not in REPLACEABLE:
+            raise ModelFileError(
+                f"{path}: checkpoint field replaces: {str(kind)[:40]!r} is not one of {', '.join(REPLACEABLE)} (edited?)")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ModelFileError(f"{path}: checkpoint field replaces.{kind}: not a SHA-256 (edited?)")
 
 
 def _layout_of_version_1(path: Path, files: dict) -> dict:

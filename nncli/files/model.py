@@ -144,14 +144,19 @@ def save_model(path: Path, model: TrainedModel) -> None:
     write_archive(path, meta, arrays)
 
 
-def load_model(path: Path) -> TrainedModel:
-    return read_model(path)[0]
+# What a command taking MODEL then DATA says when its MODEL is a data file or a config.
+MODEL_THEN_DATA = "the arguments are MODEL then DATA"
 
 
-def read_model(path: Path) -> tuple[TrainedModel, ModelMeta]:
-    """The model and its validated metadata (versions, date), from one read of the file."""
+def load_model(path: Path, misplaced: str = "") -> TrainedModel:
+    return read_model(path, misplaced)[0]
+
+
+def read_model(path: Path, misplaced: str = "") -> tuple[TrainedModel, ModelMeta]:
+    """The model and its validated metadata (versions, date), from one read of the file.
+    ``misplaced``: what to say when the file is data or a config (see npz.read_archive)."""
     path = Path(path)
-    meta, arrays = _read_archive(path)
+    meta, arrays = _read_archive(path, misplaced)
     sizes = meta.layers
     for name, array in arrays.items():
         if not _all_finite(array):
@@ -187,9 +192,10 @@ def _all_finite(array: np.ndarray, block: int = 1 << 22) -> bool:
     return all(np.isfinite(flat[start : start + block]).all() for start in range(0, flat.size, block))
 
 
-def _read_archive(path: Path) -> tuple[ModelMeta, dict[str, np.ndarray]]:
+def _read_archive(path: Path, misplaced: str = "") -> tuple[ModelMeta, dict[str, np.ndarray]]:
     return read_archive(
         path,
+        misplaced=misplaced,
         kind="model file",
         error=ModelFileError,
         parse_meta=lambda data: _parse_meta(path, data),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -78,14 +79,16 @@ def read_archive(
     error: type[Exception],
     parse_meta: Callable[[dict], Meta],
     expected: Callable[[Meta], Expected],
+    misplaced: str = "",
 ) -> tuple[Meta, dict[str, np.ndarray]]:
     """The validated meta and the arrays ``expected(meta)`` names, each checked before loading.
 
     ``kind`` ("model file", "checkpoint") and ``error`` (the NncliError to raise) make the
     messages; ``parse_meta`` validates the JSON (format, version, fields) and may raise itself.
+    ``misplaced`` is said when the file is data or a config (given in the wrong place, say).
     """
     path = Path(path)
-    size = _check_signature(path, kind, error)
+    size = _check_signature(path, kind, error, misplaced)
     try:
         _check_directory(path, size, kind, error)
         with zipfile.ZipFile(path) as archive:
@@ -158,11 +161,36 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _check_signature(path: Path, kind: str, error: type[Exception]) -> int:
+SNIFF_BYTES = 1024  # the first bytes read to tell what a file that is no archive is
+_YAML_KEY = re.compile(rb"(?:#[^\n]*\n|\s)*[A-Za-z_][\w.-]*:(?:\s|$)")
+
+
+def other_file_kind(path: Path, head: bytes) -> str | None:
+    """What a file that is not an archive looks like, when it is one a user would give nncli
+    instead: "a Parquet file", "a CSV file", "a YAML config" (from its first bytes and its name)."""
+    suffix = path.suffix.lower()
+    if head.startswith(b"PAR1") or suffix == ".parquet":
+        return "a Parquet file"
+    if suffix in (".yaml", ".yml"):
+        return "a YAML config"
+    if suffix in (".csv", ".tsv"):
+        return "a CSV file"
+    lines = head.split(b"\n")
+    if b"\0" in head:
+        return None
+    if _YAML_KEY.match(head):
+        return "a YAML config"
+    rows = [line for line in lines[:-1] if line.strip()][:4]  # (whole lines only)
+    if len(rows) >= 2 and rows[0].count(b",") > 0 and len({row.count(b",") for row in rows}) == 1:
+        return "a CSV file"
+    return None
+
+
+def _check_signature(path: Path, kind: str, error: type[Exception], misplaced: str = "") -> int:
     """The file's size, once its first bytes say it is a zip archive."""
     with reading(path, error, kind):
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(SNIFF_BYTES)
             size = os.fstat(f.fileno()).st_size
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return size
@@ -172,6 +200,10 @@ def _check_signature(path: Path, kind: str, error: type[Exception]) -> int:
         what = "a Python pickle (nncli never loads pickles: they can run code)"
     elif head.startswith(b"\x93NUMPY"):
         what = "a single .npy array, not an .npz archive"
+    elif (other := other_file_kind(path, head)) is not None:
+        if misplaced and path.suffix.lower() != ".npz":  # (named .npz: in its place, but damaged)
+            raise error(f"{path}: looks like {other}, not an .npz {kind}; {misplaced}")
+        what = f"not a zip/.npz archive (it looks like {other})"
     else:
         what = "not a zip/.npz archive"
     raise error(f"{path}: {what}; expected an .npz {kind} written by nncli train")
