@@ -492,6 +492,127 @@ def explain(
             explanation(make_console(), result)
 
 
+@app.command()
+def export(
+    model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="The ONNX file to write (default: MODEL with the suffix .onnx)."),
+    force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (the file, opset, inputs and outputs) and nothing else."),
+) -> None:
+    """Write a model as a standard ONNX graph (opset 17), to serve it without Python or nncli.
+
+    The graph takes the raw feature values and does what predict does: missing cells filled,
+    categories one-hot, the stored scaling, every layer, then `probabilities` and `label` (or
+    `prediction`, in the targets' units). Inputs, outputs and serving: docs/export.md. Needs
+    the onnx extra: pip install "nncli[onnx]". Exit codes: 0 ok, 1 the file could not be
+    written, 2 bad invocation or model file, FILE exists (--force replaces it), or no onnx.
+    """
+    with user_errors():
+        from nncli.commands.export import export as export_model
+
+        result = export_model(model, output, force)
+        print(json.dumps(result.to_json(), indent=2) if as_json else "\n".join(result.summary()))
+
+
+@app.command()
+def plot(
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="RUN | MODEL DATA", help="Runs to draw the curves of (model files, history.csv files or run folders; several are overlaid), or a MODEL and labelled DATA (CSV or Parquet, or - for CSV on stdin)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="The picture file: PNG, SVG or PDF by its suffix (default: curves.png, weights-W1.png, confusion.png, mistakes.png or predictions.png here)."),
+    terminal: bool = typer.Option(False, "--terminal", help="Draw a Unicode chart in the terminal instead of a file (what plot does without matplotlib)."),
+    weights: bool = typer.Option(False, "--weights", help="Draw MODEL's weights: each neuron's incoming weights as an image when the inputs form a square or --shape, else the matrix as a heat map."),
+    layer: Optional[int] = typer.Option(None, "--layer", min=1, metavar="N", help="With --weights: this layer (1 = the first weight matrix; default 1)."),
+    shape: Optional[str] = typer.Option(None, "--shape", metavar="HxW", help="With --weights or --errors: the inputs' image shape, e.g. 8x8."),
+    confusion: bool = typer.Option(False, "--confusion", help="With MODEL DATA: the confusion matrix (what a classifier's DATA draws by default)."),
+    normalize: bool = typer.Option(False, "--normalize", help="With --confusion: each true class's row as fractions of it."),
+    errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="N", help="With MODEL DATA: the N most confident mistakes, their inputs drawn as images with true and predicted labels."),
+) -> None:
+    """Draw training curves, a layer's weights, or a model's confusion matrix, mistakes or predictions on labelled data.
+
+    Pictures need matplotlib (pip install "nncli[plot]"); without it, a Unicode chart is printed
+    instead. A regression model's DATA draws predicted against true values with R². Exit codes:
+    0 ok, 1 the file could not be written, 2 bad invocation, model, history or data file, or -o
+    without matplotlib.
+    """
+    with user_errors():
+        import shutil
+
+        from nncli.commands.plot import PlotRequest
+        from nncli.commands.plot import plot as draw
+
+        width = 80 if plain_output() else min(160, shutil.get_terminal_size((80, 24)).columns)
+        result = draw(PlotRequest(list(inputs or []), output, terminal, weights, layer, shape, confusion, normalize, errors, width))
+        if result.text is None:
+            print(result.summary)
+            return
+        if result.no_matplotlib:
+            error_line('matplotlib is not installed, so the chart is text; for a picture file: pip install "nncli[plot]"', "note")
+        with _utf8_stdout() as stdout:
+            stdout.write(result.text)
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML config every trial starts from (every key: docs/config.md)."),
+    grid: List[str] = typer.Option(
+        [], "--grid", metavar="KEY=V1,V2", help="Try each value of a config key, as --set reads it (YAML: 'model.layers=[auto,32,auto],[auto,64,auto]'); several --grid: every combination."
+    ),
+    sample: List[str] = typer.Option(
+        [], "--sample", metavar="KEY=DIST", help="With --random: draw a key's value from uniform:A..B, log-uniform:A..B, int:A..B or choice:V1,V2 (repeatable)."
+    ),
+    random: Optional[int] = typer.Option(None, "--random", min=1, metavar="N", help="Run N points drawn from the --sample distributions (and the --grid values) instead of every combination."),
+    random_seed: int = typer.Option(0, "--random-seed", min=0, metavar="N", help="Seed of --random's draws."),
+    seeds: int = typer.Option(1, "--seeds", min=1, metavar="K", help="Train every point with K seeds (the config's seed, the next, …); the ranking shows mean ± std."),
+    overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config key for every trial, e.g. --set training.epochs=5 (repeatable)."),
+    metric: Optional[str] = typer.Option(
+        None, "--metric", metavar="NAME", help="Rank by val_accuracy, val_r2, val_loss, train_accuracy, train_r2 or train_loss (default: the validation accuracy or R²); losses rank lowest first."
+    ),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The sweep's folder is sweeps/NAME (default: the config's name)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FOLDER", help="Put the sweep in FOLDER instead of sweeps/NAME."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Trials at once, in local processes with one BLAS thread each (default: one per core)."),
+    executor: str = typer.Option("local", "--executor", metavar="local|ray", help="Run trials on this machine, or as Ray tasks (pip install 'nncli[ray]'; the data must be reachable from every worker)."),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR", help="With --executor ray: the cluster (default: RAY_ADDRESS, else a Ray instance started here for the sweep)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the failed trials again (a rerun skips every finished trial otherwise)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (ranking, best trial, every trial) and nothing else."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success (errors still go to stderr)."),
+) -> None:
+    """Train many variants of a config and rank them: a grid, a random search, repeated seeds; in local processes or on Ray.
+
+    Each trial is an ordinary training run with --set overrides, in its own folder
+    (sweeps/NAME/trial-007: model, history, metrics, config); a failing trial is recorded with
+    its reason and the sweep goes on; results.csv and the ranking come at the end. Rerunning
+    the command skips finished trials (the folder records the plan; another plan there is
+    refused). Exit codes: 0 at least one trial succeeded, 1 none did, 2 bad invocation or
+    config, 130 interrupted (finished trials kept: rerun to go on).
+    """
+    with user_errors():
+        _check_overrides(overrides)
+        from nncli.commands.sweep import SweepRequest
+
+        request = SweepRequest(config, list(grid), list(sample), random, random_seed, seeds, list(overrides), metric,
+                               name, output, jobs, executor, address, retry_failed)
+        _sweep(request, as_json, quiet)
+
+
+def _sweep(request, as_json: bool, quiet: bool) -> None:
+    from nncli.commands.sweep import sweep as run_sweep
+    from nncli.errors import InterruptedRun, TrainingError
+    from nncli.render import SweepDisplay, make_console, sweep_summary
+
+    console = make_console()
+    display = None if (as_json or quiet) else SweepDisplay(console)
+    with display or contextlib.nullcontext():
+        result = run_sweep(request, display)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, allow_nan=False))
+    elif not quiet:
+        sweep_summary(console, result)
+    if result.interrupted:
+        raise InterruptedRun(f"stopped with {len(result.records)} of {result.planned} trials finished, kept in {result.folder}; "
+                             "rerun the same command to go on")
+    if not result.succeeded:
+        raise TrainingError(result.failure_message)
+
+
 def main() -> None:
     # SIGTERM (a CI runner cancelling a job) ends the run like Ctrl-C: cleanly, exit 130.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
