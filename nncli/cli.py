@@ -523,7 +523,7 @@ def plot(
     layer: Optional[int] = typer.Option(None, "--layer", min=1, metavar="N", help="With --weights: this layer (1 = the first weight matrix; default 1)."),
     shape: Optional[str] = typer.Option(None, "--shape", metavar="HxW", help="With --weights or --errors: the inputs' image shape, e.g. 8x8."),
     confusion: bool = typer.Option(False, "--confusion", help="With MODEL DATA: the confusion matrix (what a classifier's DATA draws by default)."),
-    normalize: bool = typer.Option(False, "--normalize", help="With --confusion: each true class's row as fractions of it."),
+    normalize: bool = typer.Option(False, "--normalize", help="With a classifier's MODEL DATA: each true class's row of the confusion matrix as fractions of it."),
     errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="N", help="With MODEL DATA: the N most confident mistakes, their inputs drawn as images with true and predicted labels."),
 ) -> None:
     """Draw training curves, a layer's weights, or a model's confusion matrix, mistakes or predictions on labelled data.

@@ -13,8 +13,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nncli"
 # budgets.py (the size limits every loader checks) sits beside errors.py, below everything.
 ALLOWED = {
     "cli": {"commands", "render", "errors", "budgets"},
-    "commands": {"commands", "tabular", "files", "core", "config", "errors", "budgets"},
+    "commands": {"commands", "tabular", "files", "plots", "core", "config", "errors", "budgets"},
     "render": {"core", "errors", "budgets"},
+    # Pictures: plain descriptions of what to draw, and their drawers (matplotlib, Unicode text).
+    "plots": {"plots", "core", "errors", "budgets"},
     "tabular": {"tabular", "core", "config", "errors", "budgets"},
     "files": {"files", "core", "config", "errors", "budgets"},
     # The config validates loss/output pairings from the core's one table of losses, a module
@@ -62,7 +64,7 @@ def test_every_module_lives_in_a_known_wing():
     top_level = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     assert top_level == {"cli", "render", "errors", "budgets"}
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
-        "commands", "tabular", "files", "core", "config"}
+        "commands", "tabular", "files", "plots", "core", "config"}
 
 
 @pytest.mark.parametrize("module", sorted(_modules()), ids=str)
