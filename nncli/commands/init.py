@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shlex
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,10 +85,10 @@ class ColumnStats:
                 continue
             text = cell.strip()
             self.cells += count
-            if self.distinct is not None:
-                seen = self.distinct.get(cell, 0)
+            if self.distinct is not None:  # (without surrounding spaces: train reads " red" as "red")
+                seen = self.distinct.get(text, 0)
                 self.repeated |= seen > 0 or count > 1
-                self.distinct[cell] = seen + count
+                self.distinct[text] = seen + count
             if not math.isfinite(as_number(text)):
                 self.text_cells += count
                 self.text_example = self.text_example if self.text_example is not None else cell
@@ -171,6 +172,7 @@ def init(data: Path, target: str, output: str | None = None, force: bool = False
     """`nncli init DATA --target COLUMN`: write a starter config for ``data`` to ``output``
     (default: ``<data stem>.yaml`` beside the data; ``-``: returned for stdout, nothing written).
     An existing config is replaced only with ``force``."""
+    _check_data_file(data)
     destination = _destination(data, output)
     header = table_header(data)
     _check_target(data, header, target)
@@ -196,6 +198,21 @@ def init(data: Path, target: str, output: str | None = None, force: bool = False
         with atomic_write(destination, "w") as f:
             f.write(result.text)
     return result
+
+
+def _check_data_file(data: Path) -> None:
+    """init reads a file, twice (its header, then its rows), and writes the config beside it:
+    standard input, a pipe or a device (``/dev/stdin``) is neither read twice nor a place for
+    a config."""
+    if str(data) == "-":
+        raise UsageError("nncli init needs a data file: standard input ('-') is not supported; save the data to a file first")
+    try:
+        mode = os.stat(data).st_mode
+    except OSError:
+        return  # (not found, not readable: table_header says so)
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise DataError(f"{data}: not a regular file (a pipe or a device); nncli init reads a data file, "
+                        "twice, and writes the config beside it: save the data to a file first")
 
 
 def _destination(data: Path, output: str | None) -> Path | None:

@@ -32,6 +32,7 @@ from nncli.files.runfiles import config_yaml, finite_record, settled
 from nncli.tabular.dataset import TrainingData, data_path, load_training_data, preview
 from nncli.tabular.outofcore import NeedsMemory, load_training_data_on_disk, memory_only
 from nncli.tabular.parquet_layout import parquet_layout
+from nncli.tabular.parse import quoted_list
 from nncli.tabular.selection import table_header
 from nncli.tabular.tables import is_parquet
 
@@ -87,6 +88,11 @@ class TrainingRun:
         if dropped:
             found.append(f"data.missing: drop_rows left out {dropped:,} row{'s' * (dropped != 1)} with a missing cell "
                          f"(of {', '.join(str(path) for path in self.data.files)})")
+        lost = self.data.classes_lost
+        if lost:
+            found.append(f"data.missing: drop_rows left out every row of class{'es' * (len(lost) != 1)} {quoted_list(lost)} "
+                         f"in {self.data.files[0]} (each has a missing cell): the model never learns "
+                         f"{'them' if len(lost) != 1 else 'it'}; fill the cells instead (data.missing: mean, median or most_frequent)")
         return found
 
     @property

@@ -457,6 +457,21 @@ def check_config_before_loading(checkpoint: Checkpoint, config) -> None:
     _refuse(checkpoint, differences(stored, current))
 
 
+def check_data_unchanged(checkpoint: Checkpoint) -> dict[str, str]:
+    """The hashes of the checkpoint's data files that are still there, refused if one changed:
+    checked before the data is read, so that a changed file is named as such (read first, a
+    gained category would surface as a layer size that no longer fits). A file no longer there
+    is left for :func:`check_resumable` to name."""
+    hashes = {}
+    for name, digest in checkpoint.meta["data_sha256"].items():
+        path = Path(name)
+        if path.is_file():
+            hashes[name] = file_hash(path)
+            if hashes[name] != digest:
+                raise ConfigError(f"{checkpoint.path}: {name} has changed since the checkpoint; resuming would not reproduce the run")
+    return hashes
+
+
 def check_resumable(checkpoint: Checkpoint, resolved: dict, data_hashes: dict[str, str], batches: int) -> None:
     """Refuse to resume a checkpoint with a different config, changed data or too few epochs."""
     _refuse(checkpoint, differences(checkpoint.config, settled(copy.deepcopy(resolved))))

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from nncli import __version__
 from nncli.budgets import DTYPE_BYTES, MAX_LAYERS, class_budget, human_bytes, network_bytes
+from nncli.config.schema import MAX_CATEGORIES, MAX_MISSING_TOKENS, MAX_TOKEN_CHARS
 from nncli.core.activations import ACTIVATIONS, get_activation
 from nncli.core.blas import fused_available
 from nncli.core.encoding import Encoding
@@ -230,6 +231,7 @@ def _parse_meta(path: Path, data: dict) -> ModelMeta:
     _check_names(path, meta)
     _check_encoding(path, meta)
     _check_scalers(path, meta)
+    _check_fills(path, meta)
     _check_record(path, "metrics", meta.metrics)
     for epoch, record in enumerate(meta.history):
         _check_record(path, f"history.{epoch}", record)
@@ -377,6 +379,15 @@ def _check_encoding(path: Path, meta: ModelMeta) -> None:
     categorical column makes one per category)."""
     if meta.encoding is None:
         return
+    tokens = meta.encoding.get("missing_values") if isinstance(meta.encoding, dict) else None
+    if isinstance(tokens, list):  # (what a config may list: train never writes more)
+        if len(tokens) > MAX_MISSING_TOKENS:
+            raise ModelFileError(f"{path}: metadata field encoding.missing_values lists {len(tokens):,} tokens; a config "
+                                 f"lists at most {MAX_MISSING_TOKENS:,} (data.missing_values), so training never writes more")
+        longest = max((len(token) for token in tokens if isinstance(token, str)), default=0)
+        if longest > MAX_TOKEN_CHARS:
+            raise ModelFileError(f"{path}: metadata field encoding.missing_values has a token of {longest:,} characters; "
+                                 f"a config's are at most {MAX_TOKEN_CHARS:,} (data.missing_values)")
     try:
         encoding = Encoding.from_json(meta.encoding)
     except ValueError as exc:
@@ -385,6 +396,10 @@ def _check_encoding(path: Path, meta: ModelMeta) -> None:
         raise ModelFileError(f"{path}: metadata field encoding: its {len(encoding.names):,} columns are not the model's "
                              f"{len(meta.features):,} features, in order")
     for column in encoding.columns:
+        if len(column.categories or ()) > MAX_CATEGORIES:
+            raise ModelFileError(f"{path}: metadata field encoding: column {quoted(column.name)} has "
+                                 f"{len(column.categories):,} categories; a config allows at most {MAX_CATEGORIES:,} "
+                                 "(data.max_categories), so training never writes more")
         for value in column.categories or ():
             if len(value) > MAX_NAME_CHARS:
                 raise ModelFileError(f"{path}: metadata field encoding: column {quoted(column.name)} has a category of "
@@ -403,6 +418,29 @@ def _check_scalers(path: Path, meta: ModelMeta) -> None:
             raise ModelFileError(f"{path}: normalisation statistics are not finite numbers")
         if scaler is not None and not all(v > 0 for v in scaler.scale):
             raise ModelFileError(f"{path}: normalisation scales must be positive")
+
+
+def _check_fills(path: Path, meta: ModelMeta) -> None:
+    """A numeric column's fill value, normalised as its cells are, must be a number the model's
+    dtype holds (training fills with a statistic of the column's values, which always is): else
+    every missing cell would fail, blamed on the data."""
+    if meta._plan is None:
+        return
+    scaler, dtype, position = meta.feature_scaler, np.dtype(meta.dtype), 0
+    for column in meta._plan.columns:
+        if column.categories is None and column.fill is not None:
+            value = column.fill
+            if scaler.method != "none":
+                value = (column.fill - scaler.offset[position]) / scaler.scale[position]
+            with np.errstate(over="ignore"):
+                held = np.isfinite(np.asarray(value, dtype=np.float64).astype(dtype))
+            if not held:
+                raise ModelFileError(
+                    f"{path}: metadata field encoding: column {quoted(column.name)}: its fill value {column.fill:g} "
+                    f"(a missing cell's value) is {value:g} after normalisation, more than a {dtype.name} model holds; "
+                    "training never writes such a value (retrain the model)"
+                )
+        position += column.width
 
 
 def _expected_arrays(path: Path, meta: ModelMeta) -> dict[str, tuple[tuple, str]]:

@@ -13,6 +13,7 @@ encodings: its feature columns are the inputs, with no copy beyond the split's.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -56,6 +57,7 @@ class TrainingData:
     files: list[Path] = field(default_factory=list)  # the CSV files read
     encoding: Encoding | None = None  # how the feature columns became X's inputs
     rows_dropped: int = 0  # rows left out by data.missing: drop_rows (training and validation files)
+    classes_lost: list[str] = field(default_factory=list)  # classes drop_rows left no training row of
 
     @property
     def validation_rows(self) -> int:
@@ -120,7 +122,7 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     # encoded inputs; the all-numeric path makes neither.
     train_path = data_path(config, "data.train")
     choice = select_columns(config, train_path, reference)
-    plan = None if reference is None else reference.plan
+    plan = None if reference is None else warm_start_plan(config, reference)
     table = _read(config, train_path, choice, read, f"the model.init_from model {reference.source} reads it as a number" if plan else None)
     kept = missing_cells(config, table, choice, plan)
     table = kept.table
@@ -137,7 +139,7 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
                       for name in features]
         known = None
     rows = _rows(table, choice, classes, categories, kept.where, plan.unknown_category if plan else "error", known)
-    dropped = kept.dropped
+    dropped, lost = kept.dropped, kept.lost
     del table, kept  # (the rows' views keep what they need)
     files = [train_path]
     if config.data.validation is not None:
@@ -172,7 +174,18 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
         files=files,
         encoding=encoding,
         rows_dropped=dropped,
+        classes_lost=lost,
     )
+
+
+def warm_start_plan(config: Config, reference: TrainedModel) -> Encoding:
+    """The encoding a run warm-started from ``reference`` (model.init_from) trains with: the
+    reference's columns, categories and fill values (what its weights were learned on), and
+    this config's policies, which nothing was learned from: the missing-value tokens the data
+    is read with (so the model reads its own training file as training did) and
+    data.unknown_category."""
+    return dataclasses.replace(reference.plan, unknown_category=config.data.unknown_category,
+                               missing_values=tuple(config.data.missing_values))
 
 
 def _read(config: Config, path: Path, choice: ColumnChoice, read: TableReader, fixed: str | None) -> CsvColumns:

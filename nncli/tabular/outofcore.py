@@ -43,6 +43,7 @@ from nncli.tabular.dataset import (
     split_rows,
     too_large_for,
     too_large_to_normalise,
+    warm_start_plan,
 )
 from nncli.tabular.labels import encode_labels
 from nncli.tabular.parse import lines_after_header, listed, numbered_rows, quoted, quoted_list
@@ -265,7 +266,7 @@ def load_training_data_on_disk(config: Config, split_rng: np.random.Generator, r
     else:
         Y_train, Y_val = (scaled_values(values, target_scaler, dtype, targets, train_path) for values in (target_values, val_targets))
     data = config.data
-    encoding = reference.plan if reference is not None else Encoding.numeric(features)
+    encoding = warm_start_plan(config, reference) if reference is not None else Encoding.numeric(features)
     if reference is None:  # (numbers only, no fill: the policies are recorded for predict)
         encoding = Encoding(encoding.columns, "error", data.unknown_category, tuple(data.missing_values))
     return TrainingData(

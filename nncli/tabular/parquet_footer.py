@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from nncli.budgets import human_bytes, parquet_column_budget, parquet_metadata_budget
-from nncli.errors import DataError, reading
+from nncli.budgets import KiB, human_bytes, parquet_column_budget, parquet_metadata_budget
+from nncli.errors import DataError, quoted, reading
+from nncli.tabular.parse import LINE_BYTES_VARIABLE, line_budget
 
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"  # a file whose footer is encrypted
@@ -178,18 +179,32 @@ class Group(NamedTuple):
     stored: int  # bytes in the file (total_compressed_size; the decoded size when not given)
 
 
+class Chunk(NamedTuple):
+    """A column chunk (one column of one row group), as the footer describes it: enough to
+    bound the size of its largest value before anything decodes it."""
+
+    group: int  # the row group's index
+    column: str  # the column's path in the schema, its parts joined with "."
+    rows: int  # the row group's rows
+    decoded: int  # bytes, uncompressed (total_uncompressed_size)
+    start: int  # where its first page (the dictionary page, if any) begins in the file
+    stored: int  # bytes in the file, page headers included (total_compressed_size)
+
+
 @dataclass
 class Footer:
     rows: int
     columns: int  # schema elements below the root: the columns, and the parts of nested ones
     groups: list[Group]  # in order
+    chunks: list[Chunk] = field(default_factory=list)  # in order, row group by row group
 
 
-def read_footer(data: bytes) -> Footer:
+def read_footer(data: bytes, chunks_above: int = -1) -> Footer:
     """The rows, column count and row groups of a Parquet footer (FileMetaData); ValueError if it
-    is malformed or its counts disagree."""
+    is malformed or its counts disagree. The column chunks are listed for the row groups of
+    more than ``chunks_above`` bytes (decoded) only: a smaller one has no larger chunk."""
     thrift = _Thrift(data)
-    rows, elements, groups = None, 0, []
+    rows, elements, groups, chunks = None, 0, [], []
     for number, kind in thrift.fields():
         if number == 2 and kind == thrift.LIST:  # the schema: one element per node, the root first
             elements, _ = thrift.sequence()
@@ -200,14 +215,24 @@ def read_footer(data: bytes) -> Footer:
         elif number == 4 and kind == thrift.LIST:
             size, _ = thrift.sequence()
             for _ in range(size):
-                group = {}  # RowGroup: 2 total_byte_size, 3 num_rows, 6 total_compressed_size
+                group = {}  # RowGroup: 1 columns, 2 total_byte_size, 3 num_rows, 6 total_compressed_size
+                columns_at = None
                 for inner, inner_kind in thrift.fields():
                     if inner in (2, 3, 6) and inner_kind == thrift.I64:
                         group[inner] = thrift.integer()
+                    elif inner == 1 and inner_kind == thrift.LIST:
+                        columns_at = thrift.at
+                        thrift.skip(inner_kind)
                     else:
                         thrift.skip(inner_kind)
                 if group.get(3, -1) < 0 or group.get(2, 0) < 0 or group.get(6, 0) < 0:
                     raise ValueError("a row group without a valid number of rows")
+                if columns_at is not None and group.get(2, chunks_above + 1) > chunks_above:  # (its chunks may be larger)
+                    after, thrift.at = thrift.at, columns_at
+                    count, _ = thrift.sequence()
+                    found = [_column_chunk(thrift) for _ in range(count)]
+                    thrift.at = after
+                    chunks.extend(Chunk(len(groups), column, group[3], *sizes) for column, *sizes in found)
                 groups.append(Group(group[3], group.get(2, 0), group.get(6, group.get(2, 0))))
         else:
             thrift.skip(kind)
@@ -215,7 +240,95 @@ def read_footer(data: bytes) -> Footer:
         raise ValueError("no number of rows, or no schema")
     if sum(group.rows for group in groups) != rows:
         raise ValueError(f"its row groups hold {sum(group.rows for group in groups):,} rows, not the {rows:,} it says")
-    return Footer(rows, elements - 1, groups)
+    return Footer(rows, elements - 1, groups, chunks)
+
+
+def _column_chunk(thrift: _Thrift) -> tuple[str, int, int, int]:
+    """A ColumnChunk's (column path, uncompressed bytes, first page's offset, stored bytes):
+    its ColumnMetaData's 3 path_in_schema, 6 total_uncompressed_size, 7 total_compressed_size,
+    9 data_page_offset and 11 dictionary_page_offset."""
+    path: list[str] = []
+    sizes: dict[int, int] = {}
+    for number, kind in thrift.fields():
+        if number != 3 or kind != thrift.STRUCT:
+            thrift.skip(kind)
+            continue
+        for inner, inner_kind in thrift.fields():
+            if inner in (6, 7, 9, 11) and inner_kind == thrift.I64:
+                sizes[inner] = thrift.integer()
+            elif inner == 3 and inner_kind == thrift.LIST:
+                count, element = thrift.sequence()
+                for _ in range(count):
+                    if element != thrift.BINARY:
+                        thrift.skip(element)
+                        continue
+                    size = thrift.varint()
+                    if size > len(thrift.data) - thrift.at:
+                        raise ValueError("a name longer than the metadata")
+                    path.append(thrift.data[thrift.at:thrift.at + size].decode("utf-8", "replace"))
+                    thrift.at += size
+            else:
+                thrift.skip(inner_kind)
+    if any(value < 0 for value in sizes.values()):
+        raise ValueError("a column chunk with a negative size or offset")
+    dictionary = sizes.get(11, 0)
+    start = dictionary if 0 < dictionary < sizes.get(9, dictionary + 1) else sizes.get(9, 0)
+    return ".".join(path), sizes.get(6, 0), start, sizes.get(7, 0)
+
+
+_PAGE_HEADER_BYTES = 64 * KiB  # read for a page header (its statistics are truncated by writers)
+_MAX_PAGES_WALKED = 100_000  # page headers read per file, at most (~1 MiB pages: 100 GB of data)
+
+
+def _page_headers(f, chunk: Chunk, size: int, walked: list[int]) -> Iterator[tuple[int, int]]:
+    """(uncompressed bytes, values) of each page of ``chunk``, from the page headers in the file:
+    PageHeader's 2 uncompressed_page_size, 3 compressed_page_size and the num_values (field 1)
+    of its 5 data_page_header, 7 dictionary_page_header or 8 data_page_header_v2."""
+    at, end = chunk.start, min(chunk.start + chunk.stored, size)
+    while at < end and walked[0] < _MAX_PAGES_WALKED:
+        walked[0] += 1
+        f.seek(at)
+        thrift = _Thrift(f.read(min(_PAGE_HEADER_BYTES, size - at)))
+        sizes: dict[int, int] = {}
+        values = 0
+        for number, kind in thrift.fields():
+            if number in (2, 3) and kind == thrift.I32:
+                sizes[number] = thrift.integer()
+            elif number in (5, 7, 8) and kind == thrift.STRUCT:
+                for inner, inner_kind in thrift.fields():
+                    if inner == 1 and inner_kind == thrift.I32:
+                        values = thrift.integer()
+                    else:
+                        thrift.skip(inner_kind)
+            else:
+                thrift.skip(kind)
+        if sizes.get(2, -1) < 0 or sizes.get(3, -1) < 0:
+            raise ValueError(f"column {chunk.column!r}: a page header without valid sizes")
+        yield sizes[2], values
+        at += thrift.at + sizes[3]
+
+
+def check_cell_sizes(f, name: str, footer: Footer, size: int) -> None:
+    """Refuse a file whose values may not fit the CSV readers' line budget (no cell of a CSV
+    line may be longer than the line): before anything decodes them, from the sizes the file
+    declares. A column chunk whose rows take more than the budget each on average holds such a
+    value; so does a page (a dictionary page, or a page of values) whose values do. Only the
+    chunks larger than the budget can hold one: their page headers are read, nothing else."""
+    limit = line_budget()
+    advice = (f"more than {human_bytes(limit)}, the longest line nncli reads from a CSV file "
+              f"(set {LINE_BYTES_VARIABLE}, e.g. {LINE_BYTES_VARIABLE}=64M, if the file is right)")
+    walked = [0]
+    for chunk in footer.chunks:
+        if chunk.decoded <= limit:
+            continue
+        where = f"{name}: column {quoted(chunk.column)}, row group {chunk.group + 1}"
+        if chunk.decoded > limit * max(chunk.rows, 1):
+            raise DataError(f"{where}: its {chunk.rows:,} rows decode to {human_bytes(chunk.decoded)}, "
+                            f"so at least one value is {advice}")
+        for decoded, values in _page_headers(f, chunk, size, walked):
+            if decoded > limit * max(values, 1):
+                raise DataError(f"{where}: a page of {values:,} values decodes to {human_bytes(decoded)}, "
+                                f"so at least one value is {advice}")
 
 
 def read_file_footer(path: str | Path) -> Footer:
@@ -231,8 +344,10 @@ def read_file_footer(path: str | Path) -> Footer:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(len(MAGIC))
-            if size < 2 * len(MAGIC) + 4 or head != MAGIC:
+            if head != MAGIC:
                 raise DataError(f"{name}: not a Parquet file (it does not start with the Parquet signature PAR1)")
+            if size < 2 * len(MAGIC) + 4:
+                raise DataError(f"{name}: not a whole Parquet file ({size} bytes: too short to hold a Parquet footer; cut short?)")
             f.seek(size - 8)
             tail = f.read(8)
             if tail[4:] == ENCRYPTED_MAGIC:
@@ -248,12 +363,13 @@ def read_file_footer(path: str | Path) -> Footer:
                 )
             f.seek(size - 8 - length)
             data = f.read(length)
-    try:
-        footer = read_footer(data)
-    except (ValueError, RecursionError) as exc:
-        raise DataError(f"{name}: corrupt Parquet metadata ({exc})") from None
-    except IndexError:
-        raise DataError(f"{name}: corrupt Parquet metadata (it ends early)") from None
+            try:
+                footer = read_footer(data, chunks_above=line_budget())
+                check_cell_sizes(f, name, footer, size)
+            except (ValueError, RecursionError) as exc:
+                raise DataError(f"{name}: corrupt Parquet metadata ({exc})") from None
+            except IndexError:
+                raise DataError(f"{name}: corrupt Parquet metadata (it ends early)") from None
     limit = parquet_column_budget()
     if footer.columns > limit:
         raise DataError(

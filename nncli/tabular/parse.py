@@ -621,6 +621,12 @@ def python_number(text: str) -> bool:
     return True
 
 
+def parser_number(text: str) -> bool:
+    """Whether the parsers read ``text`` (without surrounding spaces) as a number: stricter than
+    Python's float(), which also takes "1_000" and non-ASCII digits such as "\uff15"."""
+    return bool(_NUMBER.fullmatch(text.strip()))
+
+
 def as_number(cell: str) -> float:
     """A cell as NumPy's parser reads it, or NaN when that parser would refuse it (Python's
     float() also takes "1_000" and "infinity")."""

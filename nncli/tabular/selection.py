@@ -33,6 +33,7 @@ from nncli.tabular.parse import (
     find_line,
     lines_after_header,
     listed,
+    parser_number,
     python_number,
     quoted,
     quoted_list,
@@ -215,11 +216,13 @@ def categories_of(config: Config, table: CsvColumns, name: str, detected: str | 
     if len(categories) <= limit:
         return categories
     cells = int(np.count_nonzero(~np.isnan(table.column(name))))
+    # Numbers as Python's float() reads them (so "1_000" counts as one), and the cells the
+    # parsers refused as numbers (which made the column categorical): "1_000" is among those.
     numbers = [value for value in categories if python_number(value)]
+    words = [value for value in categories if not parser_number(value)]
     if len(categories) == cells:
         advice = "every value distinct: looks like an ID; add it to data.drop"
-    elif detected is not None and len(numbers) > len(categories) // 2:
-        words = [value for value in categories if not python_number(value)]
+    elif detected is not None and len(numbers) > len(categories) // 2 and words:
         advice = (f"it holds numbers and text such as {quoted(words[0])}, so it was read as categorical: fix those cells, "
                   "list them in data.missing_values if they mean a missing value, or add the column to data.drop")
     else:
@@ -244,6 +247,7 @@ class Kept:
     table: CsvColumns
     rows: np.ndarray | None = None  # the file's row of each kept row; None: every row kept
     dropped: int = 0
+    lost: list[str] = field(default_factory=list)  # classes of which every row was dropped
 
     def where(self, row: int) -> str:
         """``file:line`` of a (kept) row, for a message."""
@@ -269,7 +273,10 @@ def missing_cells(config: Config, table: CsvColumns, choice: ColumnChoice, plan:
                             + ("; add the column to data.drop" if name in choice.features else ""))
     strategy = config.data.missing
     if strategy == "drop_rows":
-        return _drop_rows(table, choice, holes)
+        kept = _drop_rows(table, choice, holes)
+        if config.is_classification:
+            kept.lost = _lost_classes(table, kept, choice.targets[0])
+        return kept
     fills = {column.name: column.fill is not None for column in plan.columns} if plan is not None else {}
     refused = [name for name in holes if name in choice.targets or strategy == "error" or not fills.get(name, True)]
     if refused:
@@ -317,6 +324,19 @@ def _drop_rows(table: CsvColumns, choice: ColumnChoice, holes: list[str]) -> Kep
         if name in used:
             kept.text_values[name] = _renumber(kept, name)
     return Kept(kept, rows, len(table.values) - len(rows))
+
+
+def _lost_classes(table: CsvColumns, kept: Kept, target: str) -> list[str]:
+    """The labels of ``target`` found in ``table`` but in none of the rows ``kept``."""
+    def labels(part: CsvColumns) -> set[str]:
+        column = part.column(target)
+        present = column[~np.isnan(column)]
+        if target in part.text_values:
+            distinct = part.text_values[target]
+            return {distinct[int(code)].strip() for code in np.unique(present)}
+        return {f"{value:g}" for value in np.unique(present)}
+
+    return sorted(labels(table) - labels(kept.table))
 
 
 def _renumber(table: CsvColumns, name: str) -> list[str]:
