@@ -176,6 +176,9 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="CHECKPOINT", help="Continue a run from its checkpoint (CONFIG optional; only training.epochs may change)."),
     init_from: Optional[str] = typer.Option(None, "--init-from", metavar="MODEL", help="Start from a trained model's weights (fine-tuning); shapes must match."),
     force: bool = typer.Option(False, "--force", help="Overwrite the model and run files if they exist."),
+    plot: Optional[str] = typer.Option(
+        None, "--plot", metavar="FILE", help="Draw the run's training curves into FILE (PNG, SVG or PDF by its suffix) when it ends or is interrupted; needs matplotlib (pip install \"nncli[plot]\")."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the config against the data, show the network and resolved config, train nothing."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the config with every default filled in, and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (config, history, metrics) and nothing else."),
@@ -196,7 +199,7 @@ def train(
         _check_overrides(overrides)
         from nncli.commands.session import TrainRequest
 
-        request = TrainRequest(config, list(overrides), output, run_dir, resume, init_from, force)
+        request = TrainRequest(config, list(overrides), output, run_dir, resume, init_from, force, plot)
         if print_config:
             return _print_config(request, as_json)
         from nncli.commands.threads import blas_threads, thread_setting

@@ -419,3 +419,24 @@ def test_without_matplotlib_a_chart_in_the_terminal_or_one_line_for_a_file(histo
     assert result.exit_code == 0 and result.stdout.startswith("Training curves: fixed\n")
     assert result.stderr == 'nncli: note: matplotlib is not installed, so the chart is text; for a picture file: pip install "nncli[plot]"\n'
     assert not (tmp_path / "c.png").exists()
+
+
+def test_train_plot_draws_the_runs_curves_and_a_run_folder_gets_curves_png(tmp_path):
+    out = tmp_path / "curves.png"
+    result = runner.invoke(app, ["train", str(CONFIGS / "xor.yaml"), "-o", str(tmp_path / "m.npz"), "--plot", str(out),
+                                 "--set", "training.epochs=5", "-q"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"\x89PNG")
+    # the same picture as plot draws from the finished run's history.csv
+    again = tmp_path / "again.png"
+    assert invoke(tmp_path / "m.history.csv", "-o", again).exit_code == 0
+    assert again.read_bytes() == out.read_bytes()
+    folder = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(CONFIGS / "xor.yaml"), "--run-dir", str(folder), "--set", "training.epochs=3", "-q"])
+    assert result.exit_code == 0 and (folder / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_plot_is_checked_before_the_data_is_read(tmp_path):
+    result = runner.invoke(app, ["train", str(CONFIGS / "xor.yaml"), "--dry-run", "--plot", str(tmp_path / "c.gif")])
+    assert result.exit_code == 2
+    assert "c.gif" in result.output and not (tmp_path / "c.gif").exists()

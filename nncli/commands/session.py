@@ -29,11 +29,13 @@ from nncli.config import Config, config_from_dict, load_config, resolve_path
 from nncli.config.source import ConfigSource
 from nncli.core.model import TrainedModel, layer_table
 from nncli.core.trainer import Reporter, StopRequested, Trainer
-from nncli.errors import InterruptedRun, UsageError
+from nncli.commands.plot import check_plot_path, training_curves
+from nncli.errors import InterruptedRun, OutputError, UsageError
 from nncli.files.atomic import FileSet
 from nncli.files.checkpoint import (
     Checkpoint,
     check_config_before_loading,
+    check_data_unchanged,
     check_resumable,
     file_hash,
     load_checkpoint,
@@ -63,6 +65,7 @@ class TrainRequest:
     resume: Path | None = None
     init_from: str | None = None
     force: bool = False
+    plot: str | None = None  # train --plot FILE: the curves, drawn when the run ends or stops
 
 
 @dataclass
@@ -111,16 +114,19 @@ class Session:
     # Hashes of another run's files this run was started (with --force) to replace, by kind:
     # its checkpoints record them, so that --resume replaces them too without a new --force.
     replaces: dict[str, str] = field(default_factory=dict)
+    plot: Path | None = None  # train --plot FILE (checked before any data is read)
 
     @property
     def config(self) -> Config:
         return self.run.config
 
-    def data_hashes(self) -> dict[str, str]:
-        """SHA-256 of every file the run depends on: the CSVs it read and its init model."""
+    def data_hashes(self, known: dict[str, str] | None = None) -> dict[str, str]:
+        """SHA-256 of every file the run depends on: the CSVs it read and its init model
+        (``known``: hashes already taken, by resolved path)."""
         if self._hashes is None:
             files = list(self.run.data.files) + ([self.run.init_from] if self.run.init_from else [])
-            self._hashes = {str(path.resolve()): file_hash(path) for path in files}
+            known = known or {}
+            self._hashes = {str(path.resolve()): known.get(str(path.resolve())) or file_hash(path) for path in files}
         return self._hashes
 
     def checkpoint(self, trainer: Trainer | None = None) -> Path | None:
@@ -169,6 +175,7 @@ class Session:
                 self._stopped()
             model = self.run.model(self.trainer)
             self._write(model)
+            self._curves(model.history)  # (after the commit: a drawing that fails loses no model)
         finally:
             self.close()
         files = {name: str(path) for name, path in vars(self.files).items() if path is not None and path.exists()}
@@ -178,6 +185,7 @@ class Session:
     def _stopped(self) -> None:
         """Asked to stop: save a checkpoint and say where the run stopped and how to go on."""
         path = self.checkpoint()
+        self._curves([record.to_json(self.run.metric_name) for record in self.trainer.history], interrupted=True)
         trainer = self.trainer
         if trainer.batch == 0:
             where = f"before epoch {trainer.epoch}"
@@ -188,6 +196,15 @@ class Session:
         if path is None:
             raise InterruptedRun(f"stopped {where}; no checkpoint (the model goes to a device)") from None
         raise InterruptedRun(f"stopped {where}; checkpoint saved to {path}; resume with: nncli train --resume {path}") from None
+
+    def _curves(self, history: list[dict], interrupted: bool = False) -> None:
+        """train --plot FILE, and a run folder's curves.png when matplotlib is installed."""
+        in_folder = self.files.checkpoint is not None and self.files == RunFiles.in_folder(self.files.model.parent)
+        try:
+            training_curves(history, self.files.model, self.plot, run_folder=in_folder)
+        except OutputError:
+            if not interrupted:
+                raise  # (on Ctrl-C the checkpoint and the resume line matter more)
 
     def _write(self, model: TrainedModel) -> None:
         """The run's files as one set: all written to temporary files, then renamed together
@@ -241,8 +258,11 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
     """A run ready to train; ``writes=False`` (a dry run) checks everything but touches no file.
     With ``writes``, the session holds its outputs' lock until :meth:`Session.train` ends."""
     overrides = resolved_overrides(request)
+    plot = None if request.plot is None else check_plot_path(request.plot)  # (a dry run checks it too)
     if request.resume is not None:
-        return _resume_session(request, overrides, writes)
+        session = _resume_session(request, overrides, writes)
+        session.plot = plot
+        return session
     if request.config is None:
         raise UsageError("give a CONFIG file to train from, or --resume CHECKPOINT")
     config = load_config(request.config, overrides)
@@ -252,7 +272,7 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
     # is the error to report, not the previous run's files (a dry run never claims them).
     run = prepare_training(config, files.model, writes)
     _refuse_inputs_as_outputs(files, _run_inputs(run))
-    session = Session(run, run.trainer(), files)
+    session = Session(run, run.trainer(), files, plot=plot)
     if writes:
         session.data_hashes()  # of the data as read now, for the checkpoints to come
         session.lock = _claim(files, request.force)
@@ -290,6 +310,7 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
     else:
         config = config_from_dict(_paths_as_a_run_shows_them(checkpoint.config, request.resume), ConfigSource(request.resume), overrides)
     check_config_before_loading(checkpoint, config)  # name changed keys before any data is read
+    unchanged = check_data_unchanged(checkpoint)  # and changed data before it is read
     if request.output is None and request.run_dir is None:
         files = checkpoint.run_files()  # the interrupted run's files, in the checkpoint's folder
         for path in files.all():
@@ -302,7 +323,7 @@ def _resume_session(request: TrainRequest, overrides: list[str], writes: bool) -
     _refuse_inputs_as_outputs(files, _run_inputs(run))
     trainer = run.trainer()
     session = Session(run, trainer, files, checkpoint)
-    check_resumable(checkpoint, run.resolved_config(), session.data_hashes(), trainer.batches)
+    check_resumable(checkpoint, run.resolved_config(), session.data_hashes(unchanged), trainer.batches)
     if writes:
         # Its own checkpoint, and the files the run was started with --force to replace
         # (unchanged since), are the run's to overwrite; anything else needs --force.
