@@ -25,7 +25,7 @@ from nncli.files.checkpoint import config_hash, layout_hash
 from tests.conftest import CONFIGS
 from tests.test_hostile import snapshot
 from tests.test_subprocess import NNCLI
-from tests.test_training import StopAt
+from tests.test_training import RUN_FOLDER_FILES, StopAt
 
 MEMORY_CAP = 3 << 29  # 1.5 GiB: far more than any case here needs once it is refused
 
@@ -213,7 +213,7 @@ def test_a_moved_checkpoint_and_a_renamed_run_folder_continue_where_they_are(ori
     (tmp_path / "rd").rename(tmp_path / "renamed")
     assert nncli("train", "--resume", tmp_path / "renamed" / "checkpoint.npz", "--quiet").returncode == 0
     assert not (tmp_path / "rd").exists()
-    assert sorted(p.name for p in (tmp_path / "renamed").iterdir()) == ["config.yaml", "history.csv", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in (tmp_path / "renamed").iterdir()) == RUN_FOLDER_FILES
 
 
 def test_a_renamed_checkpoint_needs_to_be_told_where_to_write(original, tmp_path):

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from nncli.commands.plot import matplotlib_available
 from nncli.commands.session import TrainRequest, open_session
 from nncli.commands.train import prepare_training
 from nncli.config import load_config
@@ -14,6 +15,9 @@ from nncli.errors import ConfigError, InterruptedRun
 from nncli.files.checkpoint import load_checkpoint
 from nncli.files.model import load_model
 from tests.conftest import CONFIGS, DATASETS
+
+# A run folder's files (curves.png is drawn when matplotlib, the plot extra, is installed).
+RUN_FOLDER_FILES = sorted(["config.yaml", "history.csv", "metrics.json", "model.npz"] + ["curves.png"] * matplotlib_available())
 
 
 def _run(path, *overrides):
@@ -196,7 +200,7 @@ def test_resume_refuses_changed_data(tmp_path, write):
 def test_run_files_and_their_contents(tmp_path):
     model = open_session(TrainRequest(CONFIGS / "iris.yaml", ["training.epochs=3"], run_dir=tmp_path / "run")).train().model
     folder = tmp_path / "run"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "history.csv", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == RUN_FOLDER_FILES
     lines = (folder / "history.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss,") and len(lines) == 4
     assert json.loads((folder / "metrics.json").read_text()) == model.metrics
@@ -313,7 +317,7 @@ def test_resume_alone_continues_in_the_runs_own_files(tmp_path):
     with pytest.raises(InterruptedRun):
         first.train(StopAt(first.trainer, 2, 3))
     open_session(TrainRequest(resume=tmp_path / "rd" / "checkpoint.npz")).train()
-    assert sorted(p.name for p in (tmp_path / "rd").iterdir()) == ["config.yaml", "history.csv", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in (tmp_path / "rd").iterdir()) == RUN_FOLDER_FILES
 
 
 def test_resume_with_a_seedless_config_uses_the_checkpoints_seed(tmp_path, write):
