@@ -311,6 +311,30 @@ def _utf8_stdout() -> Iterator:
 
 
 @app.command()
+def embed(
+    model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train` (an autoencoder, or any model with a hidden layer)."),
+    data: str = typer.Argument(..., metavar="DATA", help="Input CSV or Parquet file with the model's feature columns (any order), or - for CSV on stdin."),
+    layer: Optional[int] = typer.Option(None, "--layer", metavar="K", help="Hidden layer whose activations are written, 1 = the first (default: the narrowest)."),
+    keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated (e.g. id,label); repeatable."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the codes to this file (atomically; Parquet when its name ends in .parquet) instead of CSV on stdout."),
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto). Results are the same whatever N."
+    ),
+) -> None:
+    """Write each row's code: its activations at a hidden layer, as columns code_1 … code_m (streamed, so any size of input works).
+
+    Output columns: the --keep columns, then code_1 … code_m (m: the layer's width). Exit codes:
+    0 ok, 1 the output could not be written, 2 bad invocation (a --layer the model lacks), model file or data file, 130 interrupted.
+    """
+    with user_errors():
+        from nncli.commands.embed import embed as embed_rows
+        from nncli.commands.threads import blas_threads
+
+        with _utf8_stdout() as stdout, blas_threads(threads):
+            embed_rows(model, data, layer, _split_names(keep), output, stdout)
+
+
+@app.command()
 def evaluate(
     model: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `nncli train`."),
     data: str = typer.Argument(..., metavar="DATA", help="Labelled CSV or Parquet file (features and target columns), or - for CSV on stdin."),
@@ -614,6 +638,55 @@ def _sweep(request, as_json: bool, quiet: bool) -> None:
                              "rerun the same command to go on")
     if not result.succeeded:
         raise TrainingError(result.failure_message)
+
+
+@app.command()
+def cluster(
+    first: str = typer.Argument(..., metavar="DATA|MODEL", help="CSV or Parquet rows to cluster (or - for CSV on stdin); or a model file, whose codes for DATA (a layer's activations) are clustered."),
+    data: Optional[str] = typer.Argument(None, metavar="DATA", help="With a MODEL first: the rows to cluster."),
+    k: str = typer.Option(..., "--k", metavar="K|LOW..HIGH", help="Number of clusters, or a range (e.g. 2..15): each k is tried and the best silhouette wins."),
+    layer: Optional[int] = typer.Option(None, "--layer", metavar="K", help="With MODEL: cluster the codes of hidden layer K (1 = the first; default: the narrowest)."),
+    labels: Optional[str] = typer.Option(None, "--labels", metavar="COLUMN", help="Score the clusters against this column's known labels: adjusted Rand index, normalised mutual information, purity (not a feature)."),
+    keep: List[str] = typer.Option([], "--keep", metavar="COLUMNS", help="Input columns to copy to the output as written, comma-separated; repeatable (not features)."),
+    ignore: List[str] = typer.Option([], "--ignore", metavar="COLUMNS", help="Columns that are not features (ids, text), comma-separated; repeatable."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the rows with their cluster to this CSV file (atomically) instead of stdout."),
+    save: Optional[str] = typer.Option(None, "--save", metavar="FILE", help="Save the centroids and scaling as an .npz file, for `nncli predict FILE new.csv`."),
+    n_init: int = typer.Option(10, "--n-init", min=1, metavar="N", help="Restarts from new k-means++ seeds; the lowest inertia wins."),
+    max_iter: int = typer.Option(300, "--max-iter", min=1, metavar="N", help="Most Lloyd iterations per restart."),
+    seed: int = typer.Option(0, "--seed", min=0, metavar="N", help="Seed of the k-means++ draws and the silhouette sample (same seed, same clusters)."),
+    scale: str = typer.Option("standard", "--scale", metavar="standard|minmax|none", help="Scaling of each column before clustering (none for pixels and other columns in one unit)."),
+    sample: int = typer.Option(2000, "--sample", min=2, max=10_000, metavar="N", help="Rows in the silhouette's sample (its cost grows with N²: 10,000 take 800 MB)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON document on stdout (the rows then go only to --output)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No report on stderr."),
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N|auto", help="BLAS threads for large matrix products (default: NNCLI_THREADS, else auto)."
+    ),
+) -> None:
+    """Group rows with k-means: by their scaled numeric columns, or by a model's codes for them.
+
+    Output: the --keep columns and a `cluster` column (0 to k−1) per row, as CSV on stdout or
+    in --output; on stderr the cluster sizes, inertia and a sampled silhouette (and with
+    --labels, how well the clusters match them). Exit codes: 0 ok, 1 the output could not be
+    written, 2 bad invocation, model file or data (k above the rows, constant or non-numeric
+    columns), 130 interrupted.
+    """
+    with user_errors():
+        if scale not in ("standard", "minmax", "none"):
+            raise UsageError(f"--scale {scale}: expected standard, minmax or none")
+        from nncli.commands.cluster import ClusterRequest
+        from nncli.commands.cluster import cluster as cluster_rows
+        from nncli.commands.threads import blas_threads
+
+        request = ClusterRequest([first] if data is None else [first, data], k, n_init, max_iter, seed, scale, layer, labels, _split_names(keep),
+                                 _split_names(ignore), output, save, sample, write_rows=not as_json or output is not None)
+        with _utf8_stdout() as stdout, blas_threads(threads):
+            result = cluster_rows(request, stdout)
+        if as_json:
+            print(json.dumps(result.to_json(), indent=2, allow_nan=False))
+        elif not quiet:
+            from nncli.render import cluster_report, make_console
+
+            cluster_report(make_console(stderr=True), result)
 
 
 def main() -> None:

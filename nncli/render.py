@@ -903,7 +903,8 @@ class SweepDisplay:
             values = [len(shown(trial.settings[key], self.VALUE_CHARS)) for trial in plan.trials]
             self.widths.append(max(len(self.labels[key]), *values))
         self.widths += [4] * self.show_seed + [max(len(plan.metric), 8), 8]
-        header = self._row(["trial", *(self.labels[key] for key in plan.keys), *["seed"] * self.show_seed, plan.metric, "seconds"])
+        header = self._row(["trial", *(self.labels[key] for key in plan.keys), *["seed"] * self.show_seed, plan.metric,
+                            "seconds"])
         self.console.print(Text(header, style="bold" if self.live else ""))
         if self.live and plan.to_run:
             self.progress = Progress(
@@ -963,7 +964,7 @@ def sweep_summary(console: Console, result, limit: int = 15) -> None:
     seeds = max((len(point.trials) for point in points), default=1)
     labels = sweep_labels(result.keys)
     direction = "lower" if result.minimize else "higher"
-    over = f", mean ± std over seeds" if seeds > 1 else ""
+    over = ", mean ± std over seeds" if seeds > 1 else ""
     table = _table(console, title=f"Ranking by {metric} ({direction} is better{over})", title_justify="left")
     table.add_column("rank", justify="right")
     for key in result.keys:
@@ -972,7 +973,7 @@ def sweep_summary(console: Console, result, limit: int = 15) -> None:
     if seeds > 1:
         table.add_column("ok", justify="right")
     table.add_column("best trial")
-    for point in points[:limit]:
+    for point in points[:limit]:  # (no row, no table: a sweep stopped before any trial finished)
         value = sweep_value(metric, point.mean)
         if point.std is not None:
             value += f" ± {sweep_value(metric, point.std)}"
@@ -980,7 +981,8 @@ def sweep_summary(console: Console, result, limit: int = 15) -> None:
         table.add_row("-" if point.rank is None else str(point.rank), *(cell(point.settings[key], 24) for key in result.keys),
                       value if point.mean is not None else "failed", *[f"{ok}/{len(point.trials)}"] * (seeds > 1),
                       cell(point.best.name if point.best is not None else point.trials[0].name))
-    console.print(table)
+    if points:
+        console.print(table)
     if len(points) > limit:
         console.print(f"… and {len(points) - limit} more point(s) in {shown(result.results, 400)}", markup=False)
     failed = len(result.records) - result.succeeded
@@ -989,5 +991,31 @@ def sweep_summary(console: Console, result, limit: int = 15) -> None:
     counts += f" ({skipped} finished earlier)" if skipped else ""
     best = result.best
     if best is not None:
-        console.print(f"Best: {best.name}, {metric} {sweep_value(metric, best.value(metric))}: {shown(best.path, 400)}", markup=False)
+        value = sweep_value(metric, best.value(metric))
+        console.print(f"Best: {best.name}, {metric} {value}: {shown(best.path, 400)}", markup=False)
     console.print(f"{counts}; results in {shown(result.results, 400)}", markup=False)
+
+
+def cluster_report(console: Console, result) -> None:
+    """A clustering (a commands.cluster.ClusterResult): what was clustered, the scan of k if
+    there was one, the sizes, inertia and silhouette, and the scores against known labels."""
+    console.print(f"k-means on {result.rows:,} rows, {result.space}", markup=False)
+    if result.scanned:
+        table = _table(console)
+        for name in ("k", "inertia", "silhouette", "iterations"):
+            table.add_column(name, justify="right")
+        for point in result.scan:
+            mark = " ←" if point.k == result.k else ""
+            table.add_row(str(point.k), number(point.inertia), number(point.silhouette) + mark, str(point.iterations))
+        console.print(table)
+        console.print(f"best silhouette at k = {result.k}: using it", markup=False)
+    sizes = ", ".join(f"{cluster}: {size:,}" for cluster, size in enumerate(result.sizes))
+    console.print(f"clusters (k = {result.k}) sizes {sizes}", markup=False)
+    silhouette = "-" if result.silhouette is None else f"{result.silhouette:.4f}"
+    console.print(f"inertia {number(result.inertia)}  silhouette {silhouette} (on {result.sample:,} rows)", markup=False)
+    if result.scores is not None:
+        scores = result.scores
+        console.print(f"against {shown(result.labels_column, 200)}: adjusted Rand index {scores['ari']:.4f}, "
+                      f"normalised mutual information {scores['nmi']:.4f}, purity {scores['purity']:.4f}", markup=False)
+    if result.saved:
+        console.print(f"saved centroids to {shown(result.saved, 400)}", markup=False)

@@ -21,7 +21,7 @@ from nncli.cli import app
 from nncli.commands import threads as command_threads
 from nncli.commands.threads import CpuTimes, IdleCores, free_cores
 from nncli.core import threads
-from nncli.core.blas import K_BLOCK, exact_on_any_threads, gemm_into
+from nncli.core.blas import K_BLOCK, bundled_openblas, exact_on_any_threads, gemm_into
 from nncli.core.losses import get_loss
 from nncli.core.network import MLP
 from nncli.core.optimizers import get_optimizer
@@ -35,7 +35,10 @@ SMALL = threads.SMALL_PRODUCT
 
 @functools.lru_cache(maxsize=None)
 def openblas():
-    (library,) = ThreadpoolController().select(internal_api="openblas").lib_controllers  # NumPy's own
+    # NumPy's own (scikit-learn's SciPy, imported by other tests in this process, loads another)
+    bundled = {os.path.realpath(path) for path in bundled_openblas()}
+    libraries = ThreadpoolController().select(internal_api="openblas").lib_controllers
+    (library,) = [lib for lib in libraries if os.path.realpath(lib.filepath) in bundled] or libraries
     return library
 
 

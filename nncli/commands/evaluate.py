@@ -48,6 +48,7 @@ class Evaluation:
     confusion: list[list[int]] | None = None  # rows = true class, columns = predicted class (None beyond MAX_CONFUSION_CLASSES)
     per_target: list[dict] = field(default_factory=list)  # regression: one dict per target
     rows_dropped: int = 0  # rows left out for a missing cell (a model trained with data.missing: drop_rows)
+    reconstruction: bool = False  # an autoencoder's: per_target is the error per feature column
 
     @property
     def is_classification(self) -> bool:
@@ -60,6 +61,8 @@ class Evaluation:
             document["confusion_matrix"] = self.confusion
         else:
             document["per_target"] = self.per_target
+        if self.reconstruction:
+            document["reconstruction"] = True
         return document
 
 
@@ -110,6 +113,7 @@ def evaluate_csv(model: TrainedModel, stream: CsvStream) -> Evaluation:
     else:
         evaluation = _evaluate_regressor(model, stream, text_columns, selection)
     evaluation.rows_dropped = selection.dropped
+    evaluation.reconstruction = model.autoencoder
     return evaluation
 
 
@@ -246,8 +250,11 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
     sums = _RegressionSums(len(model.targets))
     loss_sum = 0.0
     for chunk in model_chunks(model, stream, text_columns):
-        Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)  # NaN: missing
         X = chunk_features(model, stream, chunk, text_columns)
+        if model.autoencoder:  # the targets are the (numeric) features themselves: the reconstruction error
+            Y = np.array(X, dtype=np.float64)
+        else:
+            Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)  # NaN: missing
         chosen = selection.complete(chunk, X, np.isnan(Y))
         if chosen is not None:
             X, Y = X[chosen], Y[chosen]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO, Iterator, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
 from nncli.core.model import TrainedModel
-from nncli.errors import UsageError
+from nncli.errors import ModelFileError, UsageError
 from nncli.files.atomic import atomic_write
+from nncli.files.clusters import is_clusters_file
 from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.parquetsink import ParquetSink
 from nncli.files.paths import check_writable, is_device, same_file
@@ -27,22 +28,43 @@ def predict(model_path: Path, data: str, output: str | None, keep: list[str], pr
     ``output`` (written atomically: Parquet when its name ends in .parquet, else CSV) or ``stdout`` (CSV);
     returns the number of rows."""
     destination = None if output is None else output_file(output)
-    trained = load_model(model_path, MODEL_THEN_DATA)
+    try:
+        trained = load_model(model_path, MODEL_THEN_DATA)
+    except ModelFileError:
+        if not is_clusters_file(model_path):
+            raise
+        from nncli.commands.assign import assign_rows  # a file of `nncli cluster --save`: rows to its clusters
+
+        return assign_rows(model_path, data, destination, keep, proba, stdout)
+    return write_rows(
+        model_path, data, output, destination, stdout, chunk_bytes_for(trained),
+        to_csv=lambda stream, f: predict_csv(trained, stream, f, keep, proba),
+        to_parquet=lambda stream, f, spill_folder: predict_parquet(trained, stream, f, keep, proba, spill_folder, name=output),
+    )
+
+
+def write_rows(model_path: Path, data: str, output: str | None, destination: Path | None, stdout: TextIO, chunk_bytes: int,
+               to_csv: Callable[[CsvStream, TextIO], int], to_parquet: Callable[[CsvStream, BinaryIO, Path | None], int],
+               what: str = "predictions") -> int:
+    """A model's rows out, for predict and embed: ``data`` opened in chunks of ``chunk_bytes``, and
+    written by ``to_csv`` to ``stdout`` or by ``to_csv`` / ``to_parquet`` to ``destination``
+    (atomically: Parquet when its name ends in .parquet, with the spill folder for its rows);
+    returns the number of rows. ``destination`` is the checked ``--output`` (:func:`output_file`)."""
     if destination is not None:
         check_writable(destination)
-        for source, what in ((Path(data), "input file"), (model_path, "model file")):
-            if (data != "-" or what == "model file") and same_file(destination, source):
-                raise UsageError(f"--output {output}: is the {what}; write the predictions elsewhere")
-    with open_table(data, chunk_bytes_for(trained)) as stream:
+        for source, role in ((Path(data), "input file"), (model_path, "model file")):
+            if (data != "-" or role == "model file") and same_file(destination, source):
+                raise UsageError(f"--output {output}: is the {role}; write the {what} elsewhere")
+    with open_table(data, chunk_bytes) as stream:
         if destination is None:
-            return predict_csv(trained, stream, stdout, keep, proba)
+            return to_csv(stream, stdout)
         if writes_parquet(destination):
             # (rows past 16 MiB wait in temporary files beside the output: on the disk that must hold it anyway)
             spill_folder = None if is_device(destination) else destination.parent
             with atomic_write(destination, "wb") as f:
-                return predict_parquet(trained, stream, f, keep, proba, spill_folder, name=output)
+                return to_parquet(stream, f, spill_folder)
         with atomic_write(destination, "w") as f:
-            return predict_csv(trained, stream, f, keep, proba)
+            return to_csv(stream, f)
 
 
 def writes_parquet(destination: Path) -> bool:
@@ -61,7 +83,9 @@ def output_file(text: str) -> Path:
 
 def output_columns(model: TrainedModel, keep: list[str], proba: bool) -> list[str]:
     columns = list(keep)
-    if model.is_classification or len(model.targets) == 1:
+    if model.autoencoder:  # its targets are its features: a column of the same name may be kept beside
+        columns += [f"reconstruction_{feature}" for feature in model.targets]
+    elif model.is_classification or len(model.targets) == 1:
         columns.append("prediction")
     else:
         columns += [f"prediction_{target}" for target in model.targets]
@@ -115,6 +139,34 @@ def predict_parquet(model: TrainedModel, stream: CsvStream, out: BinaryIO, keep:
             if proba:
                 columns += [outputs[:, j].astype(dtype) for j in range(outputs.shape[1])]
             sink.write(columns)
+    return sink.rows
+
+
+def numbers_csv(stream: CsvStream, out: TextIO, keep: list[str], names: list[str], dtype: np.dtype,
+                blocks: Iterable[tuple[Chunk, np.ndarray]]) -> int:
+    """Rows of numbers as CSV (embed's codes): the --keep columns as written, then one column per
+    name, from each chunk of ``stream`` with its matrix; returns the number of rows. As in
+    :func:`predict_csv`, the header goes out with the first rows."""
+    header = ",".join(csv_field(name) for name in [*keep, *names]) + "\n"
+    fmt = float_format(dtype)
+    rows = 0
+    for chunk, matrix in blocks:
+        columns = [_kept_cells(chunk, stream.header, name) for name in keep] + [_format_rows(matrix, fmt)]
+        out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns)))
+        rows += len(matrix)
+    if rows == 0:
+        out.write(header)
+    out.flush()
+    return rows
+
+
+def numbers_parquet(stream: CsvStream, out: BinaryIO, keep: list[str], names: list[str], dtype: np.dtype,
+                    blocks: Iterable[tuple[Chunk, np.ndarray]], spill_folder: Path | None = None, name: str = "the output") -> int:
+    """:func:`numbers_csv` as Parquet: kept columns as text (null for a missing cell), the numbers as ``dtype``."""
+    with ParquetSink(out, dict(zip([*keep, *names], [str] * len(keep) + [dtype] * len(names))), spill_folder, name=name) as sink:
+        for chunk, matrix in blocks:
+            sink.write([chunk.text_column(stream.header, column) for column in keep]
+                       + [matrix[:, j].astype(dtype) for j in range(matrix.shape[1])])
     return sink.rows
 
 

@@ -118,7 +118,8 @@ class TrainingRun:
         resolved["model"]["layers"] = self.network.sizes
         resolved["model"]["output_activation"] = self.network.activation_names[-1]
         data = resolved["data"]
-        data["target"] = self.targets[0] if len(self.targets) == 1 else self.targets
+        if not self.config.data.autoencoder:  # (`inputs` stays: the features, whatever their names)
+            data["target"] = self.targets[0] if len(self.targets) == 1 else self.targets
         data["in_memory"] = in_memory(self.data.X_train)  # as decided (auto), so a resume reads the same way
         for key in ("train", "validation"):
             if data[key] is not None:
@@ -194,6 +195,7 @@ class TrainingRun:
             history=[finite_record(record.to_json(self.metric_name)) for record in history],
             metrics=finite_record(self._final_metrics(trainer)),
             encoding=self.data.encoding,
+            autoencoder=self.config.data.autoencoder,
         )
 
     def _final_metrics(self, trainer: Trainer) -> dict:

@@ -157,6 +157,8 @@ def _check_loss(config: Config) -> None:
     if kind.targets == "binary" and layers[-1] not in ("auto", 1):
         raise config.error(f"model.layers.{len(layers) - 1}", f"{loss} has one output neuron (the probability of the second class); use 1 or 'auto'")
     targets = data.target_columns
+    if data.autoencoder:
+        _check_autoencoder(config)
     if kind.classification and targets is not None and len(targets) != 1:
         raise config.error("data.target", f"{loss} (classification) needs exactly one target column")
     if targets is not None and len(set(targets)) != len(targets):
@@ -167,6 +169,21 @@ def _check_loss(config: Config) -> None:
         raise config.error("training.class_weights", f"apply to classification only; {loss} is a regression loss")
     if data.validation is not None and "validation_split" in data.model_fields_set and data.validation_split > 0:
         raise config.error("data.validation_split", "give either a validation file or a validation_split, not both")
+
+
+def _check_autoencoder(config: Config) -> None:
+    """`data.target: inputs`: a regression of the features' scaled values onto themselves."""
+    data, loss = config.data, config.training.loss
+    if LOSS_KINDS[loss].classification:
+        regression = ", ".join(name for name, other in LOSS_KINDS.items() if not other.classification)
+        raise config.error("training.loss", f"{loss} predicts classes; data.target: inputs reconstructs the features, "
+                           f"which needs a regression loss ({regression})")
+    if data.normalize_target != "none":
+        raise config.error("data.normalize_target", "does not apply to data.target: inputs: the targets are the features "
+                           "scaled as data.normalize says; leave it out")
+    if data.categorical:
+        raise config.error("data.categorical", "data.target: inputs reconstructs numeric features only; "
+                           "drop the categorical columns (data.drop)")
 
 
 def _check_schedule(config: Config) -> None:

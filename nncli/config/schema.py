@@ -237,6 +237,11 @@ def _overlap(names: list[str] | None, others: list[str] | None, message: str) ->
 
 
 # --- sections --------------------------------------------------------------------------------
+# `data.target: inputs` makes an autoencoder: the targets are the (scaled) feature columns
+# themselves. A column that is really named "inputs" is still a target as a list: [inputs].
+RECONSTRUCT_INPUTS = "inputs"
+
+
 class DataConfig(Section):
     train: NonEmptyPath
     target: Union[str, list[str], None] = None
@@ -303,12 +308,22 @@ class DataConfig(Section):
         return tokens
 
     @property
+    def autoencoder(self) -> bool:
+        """`target: inputs`: the network learns to reproduce its own features."""
+        return self.target == RECONSTRUCT_INPUTS
+
+    @property
     def target_columns(self) -> list[str] | None:
+        """The target columns named (None: the last column, or the features of an autoencoder)."""
+        if self.autoencoder:
+            return None
         return [self.target] if isinstance(self.target, str) else self.target
 
 
 def _targets(info: ValidationInfo) -> list[str]:
     target = info.data.get("target")
+    if target == RECONSTRUCT_INPUTS:  # the features themselves: no column set apart
+        return []
     return [target] if isinstance(target, str) else list(target or ())
 
 

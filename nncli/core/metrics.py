@@ -32,6 +32,10 @@ def _r2(residual: np.ndarray, total: np.ndarray) -> float | None:
 
 
 def r2_score(prediction: np.ndarray, target: np.ndarray) -> float | None:
+    # In float64, as RunningR2: a float32 column of one repeated value (a pixel always blank in
+    # the validation rows) has a float32 mean a rounding away from it, a variance of ~1e-15
+    # instead of 0, and an R² of -1e11 that swamps the average.
+    target = target.astype(np.float64)
     return _r2(((target - prediction) ** 2).sum(axis=0), ((target - target.mean(axis=0)) ** 2).sum(axis=0))
 
 

@@ -53,6 +53,10 @@ class TrainedModel:
     metrics: dict = field(default_factory=dict)
     source: str = "the model"  # the file it was read from, for messages
     encoding: Encoding | None = None  # how the features become inputs; None: every feature a number (models before encodings)
+    # An autoencoder (`data.target: inputs`): its targets are its features. It learns the scaled
+    # features, and its target_scaler is the feature scaler, so :meth:`outputs` gives the
+    # reconstructions in the features' own units, as a regression model gives its targets'.
+    autoencoder: bool = False
 
     @property
     def plan(self) -> Encoding:
@@ -103,6 +107,30 @@ class TrainedModel:
         out = np.empty((len(X_raw), self.output_width), dtype=self.network.dtype)
         for start, X in blocks:
             out[start : start + len(X)] = self._apply(X, start)
+        return out
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        """The widths of the hidden layers, first to last (layer k is ``hidden_sizes[k - 1]``)."""
+        return self.network.sizes[1:-1]
+
+    def codes(self, X_raw: np.ndarray, layer: int) -> np.ndarray:
+        """Each row's activations at hidden layer ``layer`` (1 = the first): rows × its width.
+
+        The network runs over blocks of rows small enough that every layer's values of a block
+        together fit FORWARD_BLOCK_VALUES (``MLP.layer_outputs`` keeps them all), so memory does
+        not grow with the rows; errors are those of :meth:`outputs`."""
+        if not 1 <= layer <= len(self.hidden_sizes):
+            raise ValueError(f"layer {layer} is not a hidden layer of {self.hidden_sizes}")
+        step = max(1, FORWARD_BLOCK_VALUES // sum(self.network.sizes))
+        out = np.empty((len(X_raw), self.hidden_sizes[layer - 1]), dtype=self.network.dtype)
+        for start in range(0, len(X_raw), step):
+            for first, X in self._input_blocks(X_raw[start : start + step]):
+                try:
+                    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                        out[start + first : start + first + len(X)] = self.network.layer_outputs(X)[layer - 1]
+                except FloatingPointError:
+                    raise self._overflow(X, start + first) from None
         return out
 
     def _input_blocks(self, X_raw: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:

@@ -84,6 +84,7 @@ class ModelMeta(BaseModel):
     feature_scaler: _ScalerMeta
     target_scaler: Optional[_ScalerMeta] = None
     encoding: Optional[dict] = None  # Encoding.to_json(); absent in models from before encodings
+    autoencoder: bool = False  # targets are the features (data.target: inputs); absent before autoencoders
     _plan: Optional[Encoding] = PrivateAttr(None)  # the encoding, parsed and checked
     config: dict = Field(default_factory=dict)
     history: list[dict] = Field(default_factory=list)
@@ -137,6 +138,8 @@ def save_model(path: Path, model: TrainedModel) -> None:
     }
     if model.encoding is not None:
         meta["encoding"] = model.encoding.to_json()
+    if model.autoencoder:  # (only then: older nncli reads every other model file as before)
+        meta["autoencoder"] = True
     arrays: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(zip(network.weights, network.biases), start=1):
         arrays[f"W{i}"] = W
@@ -183,6 +186,7 @@ def read_model(path: Path, misplaced: str = "") -> tuple[TrainedModel, ModelMeta
         metrics=meta.metrics,
         source=str(path),
         encoding=meta._plan,
+        autoencoder=meta.autoencoder,
     )
     return model, meta
 
@@ -366,8 +370,10 @@ def _check_names(path: Path, meta: ModelMeta) -> None:
                 )
         if len(set(names)) != len(names):
             raise ModelFileError(f"{path}: metadata lists a name twice in {field!r}")
+    if meta.autoencoder and (meta.targets != meta.features or meta.classes is not None):
+        raise ModelFileError(f"{path}: metadata marks an autoencoder whose targets are not its features; training never does")
     both = set(meta.features) & set(meta.targets)
-    if both:
+    if both and not meta.autoencoder:
         raise ModelFileError(f"{path}: metadata names {quoted(sorted(both)[0])} both a feature and a target; training never does")
     if meta.encoding is None and len(meta.features) != meta.layers[0]:
         raise ModelFileError(f"{path}: metadata names {len(meta.features)} features for {meta.layers[0]} inputs")

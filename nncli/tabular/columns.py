@@ -9,7 +9,7 @@ and scales it; a cell it cannot take comes back as the row and column, placed he
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -58,12 +58,14 @@ def chunk_outputs(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_col
     return outputs_for(model, stream, chunk, chunk_features(model, stream, chunk, text_columns))
 
 
-def outputs_for(model: TrainedModel, stream: CsvStream, chunk: Chunk, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+def outputs_for(model: TrainedModel, stream: CsvStream, chunk: Chunk, X: np.ndarray, rows: np.ndarray | None = None,
+                apply: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """The model's outputs for ``X``, the raw matrix of the chunk's rows ``rows`` (default: all of
     them; evaluate leaves out the rows it drops); a cell the model cannot take is a DataError
-    naming its line and column."""
+    naming its line and column. ``apply``: what to compute instead of the outputs (embed's
+    hidden-layer codes), with the same errors placed the same way."""
     try:
-        return model.outputs(X)
+        return model.outputs(X) if apply is None else apply(X)
     except (FeatureOverflow, MissingCell, UnknownCategory) as exc:
         name = model.features[exc.column]
         row = exc.row if rows is None else int(rows[exc.row])
@@ -120,18 +122,19 @@ def skipped_columns(model: TrainedModel, header: list[str], keep: list[str]) -> 
     return {name for name in header if name not in used}
 
 
-def chunk_bytes_for(model: TrainedModel) -> int:
+def chunk_bytes_for(model: TrainedModel, rows: int | None = None) -> int:
     """CSV bytes to read at a time so that a chunk's outputs (rows × classes, or targets) fit
     one block: a row takes at least two bytes per numeric feature (`1,`), one per feature whose
     cell may be empty (a missing cell, a category), so this many bytes hold at most
     ``model.rows_per_output_block`` rows. The usual 2 MiB unless there are thousands of
-    outputs; the network itself runs in blocks whatever the chunk (TrainedModel.outputs)."""
+    outputs; the network itself runs in blocks whatever the chunk (TrainedModel.outputs).
+    ``rows``: the most rows a chunk may hold instead (embed's codes are as wide as their layer)."""
     plan = model.plan
     if "" in plan.missing_values:
         row_bytes = len(model.features)
     else:
         row_bytes = 2 * len(model.features) - len(plan.categorical)
-    return max(1, min(CHUNK_BYTES, model.rows_per_output_block * row_bytes))
+    return max(1, min(CHUNK_BYTES, (model.rows_per_output_block if rows is None else rows) * row_bytes))
 
 
 def _categories(model: TrainedModel) -> dict[str, tuple[str, ...]]:

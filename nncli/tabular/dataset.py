@@ -108,6 +108,7 @@ class _Rows:
 
 
 KEEP_BLOCK_BYTES = 1 << 20
+AUTOENCODER_NUMBERS = "data.target: inputs reconstructs the features, so each must be a number; add the column to data.drop"
 
 Categories = list[tuple[str, ...] | None]  # per feature column: its categories, or None for a number
 
@@ -123,7 +124,8 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     train_path = data_path(config, "data.train")
     choice = select_columns(config, train_path, reference)
     plan = None if reference is None else warm_start_plan(config, reference)
-    table = _read(config, train_path, choice, read, f"the model.init_from model {reference.source} reads it as a number" if plan else None)
+    table = _read(config, train_path, choice, read, f"the model.init_from model {reference.source} reads it as a number" if plan
+                  else AUTOENCODER_NUMBERS if config.data.autoencoder else None)
     kept = missing_cells(config, table, choice, plan)
     table = kept.table
     features, targets = choice.features, choice.targets
@@ -157,7 +159,9 @@ def load_training_data(config: Config, split_rng: np.random.Generator, reference
     else:
         feature_scaler = checked_scaler(train.X, config.data.normalize, inputs, train_path).leaving_alone(encoding.one_hot_inputs())
         target_scaler = None
-        if classes is None and config.data.normalize_target != "none":
+        if config.data.autoencoder:  # the targets are the inputs, scaled as the network sees them
+            target_scaler = feature_scaler
+        elif classes is None and config.data.normalize_target != "none":
             target_scaler = checked_scaler(train.Y, config.data.normalize_target, targets, train_path)
     X_train, Y_train = _encoded(config, train, classes, feature_scaler, target_scaler, inputs, targets, train_path)
     X_val, Y_val = _encoded(config, validation, classes, feature_scaler, target_scaler, inputs, targets, train_path)

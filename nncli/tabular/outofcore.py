@@ -193,6 +193,8 @@ class NeedsMemory(ConfigError):
 def memory_only(config: Config, reference: TrainedModel | None = None) -> str | None:
     """Why the config's data must be trained in memory, known before reading them (None: it need not)."""
     data = config.data
+    if data.autoencoder:  # (its targets are the feature columns: the disk path holds targets apart)
+        return "data.target: inputs (an autoencoder) needs the data in memory"
     if data.missing != "error":
         return f"data.missing: {data.missing} needs the data in memory"
     if data.categorical:

@@ -95,14 +95,17 @@ def select_columns(config: Config, path: Path, reference: TrainedModel | None = 
     for key, names in (("data.features", data.features or []), ("data.drop", data.drop), ("data.categorical", data.categorical)):
         for name in names:
             _check_present(config, key, name, path, header, present)
-    targets = _target_columns(config, path, header, present)
+    if data.autoencoder:  # the features are the targets: nothing is set apart
+        targets = []
+    else:
+        targets = _target_columns(config, path, header, present)
     if data.target is None:  # the last column: it may be one the config lists for another use
         for key, names in (("data.features", data.features or []), ("data.drop", data.drop), ("data.categorical", data.categorical)):
             if targets[0] in names:
                 raise config.error("data.target", f"is not set, so the target is the last column of {path}, {quoted(targets[0])}, "
                                    f"which {key} lists; set data.target")
     if reference is not None:
-        features = _reference_features(config, path, header, targets, reference)
+        features = _reference_features(config, path, header, list(reference.features) if data.autoencoder else targets, reference)
         categorical = list(reference.plan.categorical)
     else:
         taken = {*targets, *data.drop}
@@ -112,6 +115,8 @@ def select_columns(config: Config, path: Path, reference: TrainedModel | None = 
     if not features:
         raise DataError(f"{path}: no feature columns left after taking the target column(s) {quoted_list(targets)}"
                         + (" and data.drop" if data.drop else ""))
+    if data.autoencoder:
+        targets = list(features)
     return ColumnChoice(header, features, targets, config.is_classification, categorical)
 
 
@@ -176,6 +181,9 @@ def read_columns(config: Config, path: Path, choice: ColumnChoice, read: TableRe
         try:
             return read(path, text_columns=choice.text_columns, dtype=np.dtype(config.model.dtype), missing_values=tokens)
         except NotANumber as exc:
+            if config.data.autoencoder and exc.column in features:
+                raise DataError(f"{exc} (data.target: inputs reconstructs the features, so each must be a number; "
+                                "add the column to data.drop)") from None
             if exc.column in choice.targets:
                 raise DataError(f"{exc} (loss {config.training.loss} makes {quoted(exc.column)} a regression target; "
                                 "class labels need loss cross_entropy)") from None

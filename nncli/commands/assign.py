@@ -1,0 +1,126 @@
+"""`nncli predict clusters.npz DATA`: each new row's nearest saved centroid (the clusters file
+of `nncli cluster --save`), as a `cluster` column after the --keep columns, streamed chunk by
+chunk as predict streams.
+
+(predict dispatches here by the file's format; this module imports neither predict nor
+cluster, so that the dispatch makes no import circle.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from nncli.core.kmeans import assign
+from nncli.errors import DataError, ModelFileError, UsageError, quoted
+from nncli.files.atomic import atomic_write
+from nncli.files.clusters import Clusters, file_sha256, load_clusters
+from nncli.files.model import load_model
+from nncli.files.paths import check_writable, same_file
+from nncli.tabular.columns import check_columns, text_columns_for
+from nncli.tabular.embedding import chunk_bytes_for_codes, stream_codes
+from nncli.tabular.parse import NotANumber, listed
+from nncli.tabular.stream import CHUNK_BYTES, Chunk
+from nncli.tabular.tables import open_table
+from nncli.tabular.write import csv_field
+
+
+def assign_rows(clusters_path: Path, data: str, destination: Path | None, keep: list[str], proba: bool, stdout: TextIO) -> int:
+    """Write ``keep`` columns + ``cluster`` for every row of ``data`` to ``destination`` (atomically,
+    CSV) or ``stdout``; returns the number of rows."""
+    if proba:
+        raise UsageError(f"--proba needs a classification model; {clusters_path} holds cluster centroids")
+    if destination is not None and destination.suffix.lower() == ".parquet":
+        raise UsageError(f"--output {destination}: cluster assignments are written as CSV; name the file .csv")
+    clusters = load_clusters(clusters_path)
+    keep = list(dict.fromkeys(keep))
+    if "cluster" in keep:
+        raise UsageError("--keep cluster: the output already has a column of that name")
+    model = _saved_model(clusters_path, clusters)
+    if destination is not None:
+        check_writable(destination)
+        for source in (Path(data), clusters_path):
+            if str(source) != "-" and same_file(destination, source):
+                raise UsageError(f"--output {destination}: is an input file; write the clusters elsewhere")
+    chunk_bytes = CHUNK_BYTES if model is None else chunk_bytes_for_codes(model, clusters.model.layer)
+    with open_table(data, chunk_bytes) as stream:
+        if destination is None:
+            return _write(clusters, model, stream, keep, stdout)
+        with atomic_write(destination, "w") as f:
+            return _write(clusters, model, stream, keep, f)
+
+
+def _write(clusters: Clusters, model, stream, keep: list[str], out: TextIO) -> int:
+    # Written with the first rows: a file refused in its first chunk leaves no output at all.
+    header = ",".join(csv_field(name) for name in [*keep, "cluster"]) + "\n"
+    rows = 0
+    for chunk, X in _blocks(clusters, model, stream, keep):
+        labels, _ = assign(clusters.scaler.transform(X), clusters.centroids)
+        columns = [["" if cell is None else csv_field(cell) for cell in chunk.text_column(stream.header, name)] for name in keep]
+        out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns, labels.astype(str).tolist())))
+        rows += len(labels)
+    if rows == 0:
+        out.write(header)
+    out.flush()
+    return rows
+
+
+def _saved_model(path: Path, clusters: Clusters):
+    """The model whose codes the centroids are in, checked to be the very file that was clustered."""
+    if clusters.model is None:
+        return None
+    source = Path(clusters.model.path)
+    if not source.is_file():
+        raise ModelFileError(f"{path}: clusters of the codes of {source}, which no longer exists")
+    if file_sha256(source) != clusters.model.sha256:
+        raise ModelFileError(f"{path}: clusters of the codes of {source}, which has changed since (its SHA-256 differs); cluster again")
+    return load_model(source)
+
+
+def _blocks(clusters: Clusters, model, stream, keep: list[str]) -> Iterator[tuple[Chunk, np.ndarray]]:
+    """Each chunk with its rows in the centroids' space before scaling: features or codes."""
+    if model is not None:
+        check_columns(model, stream, keep)
+        for chunk, codes in stream_codes(model, stream, text_columns_for(model, stream.header, keep), clusters.model.layer, keep):
+            yield chunk, codes.astype(np.float64)
+        return
+    header, features = stream.header, clusters.features
+    missing = [name for name in features if name not in stream.positions]
+    if missing:
+        raise DataError(f"{stream.name}:1: missing feature column {quoted(missing[0])}; the clusters were made "
+                        f"from {len(features):,} columns: {listed(features)}")
+    check_named(stream.name, header, {"--keep": keep})
+    used = {*features, *keep}
+    skip = [name for name in header if name not in used]
+    kept_features = set(keep) & set(features)  # read as text (to copy as written), and as numbers
+    try:
+        for chunk in stream.chunks(keep, skip):
+            if not len(chunk.values):
+                continue
+            X = np.column_stack([chunk.numbers(header, name, stream.name, keep) if name in kept_features
+                                 else chunk.column(header, name) for name in features])
+            check_finite(X, chunk, features)
+            yield chunk, X
+    except NotANumber as exc:
+        raise DataError(f"{exc}; the clusters were made from numbers in this column") from None
+
+
+def check_named(name: str, header: list[str], options: dict[str, list[str]]) -> None:
+    """Every column an option names is in the file."""
+    present = set(header)
+    for option, columns in options.items():
+        unknown = [column for column in columns if column not in present]
+        if unknown:
+            raise DataError(f"{name}:1: {option} column {quoted(unknown[0])} is not in the file (columns: {listed(header)})")
+
+
+def check_finite(X: np.ndarray, chunk: Chunk, names: list[str]) -> None:
+    """k-means needs a number in every cell: the first missing or infinite one is named."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = map(int, np.argwhere(bad)[0])
+        raise DataError(f"{chunk.where(row)}: column {quoted(names[column])} is not a finite number; "
+                        "clustering needs a value in every cell (leave the column out with --ignore)")

@@ -1,0 +1,151 @@
+"""The clusters file (`nncli cluster --save`): centroids and what turns a row into the space
+they live in, so that `nncli predict clusters.npz new.csv` assigns new rows.
+
+The same safe ``.npz`` + JSON ``meta`` format as model files (files/npz.py: no pickles, every
+size checked before it is allocated). Arrays: ``centroids`` ``(k, dimensions)`` float64.
+Meta: the format, the feature columns read from the data, the scaler applied before the
+centroids (to the features, or to the model's codes), and for clusters of a model's codes the
+model file's path, SHA-256 and layer: the model is not copied, and a changed model is refused
+rather than silently giving other codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nncli import __version__
+from nncli.core.preprocess import Scaler
+from nncli.errors import ModelFileError
+from nncli.files.model import MAX_NAME_CHARS
+from nncli.files.npz import read_archive, write_archive
+
+FORMAT = "nncli-clusters"
+FORMAT_VERSION = 1
+# k: beyond a million centroids, nearest-centroid assignment is no longer a clustering anyone
+# reads; the centroid matrix itself is bounded by npz.MAX_ARRAY_ELEMENTS.
+MAX_CLUSTERS = 1_000_000
+
+
+@dataclass
+class ModelSource:
+    """The model whose codes were clustered."""
+
+    path: str
+    sha256: str
+    layer: int
+
+
+@dataclass
+class Clusters:
+    centroids: np.ndarray  # (k, dimensions): in scaled feature space, or scaled code space
+    features: list[str]  # the data's columns read, in order
+    scaler: Scaler  # applied to the features (no model) or to the codes (with a model)
+    model: ModelSource | None = None
+    record: dict | None = None  # inertia, rows, seed …: shown by inspect-like readers, not used
+
+
+class _ScalerMeta(BaseModel):
+    model_config = ConfigDict(strict=True)
+    method: Literal["standard", "minmax", "none"]
+    offset: list[float]
+    scale: list[float]
+
+
+class _ModelMeta(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    path: str = Field(max_length=MAX_NAME_CHARS)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    layer: int = Field(ge=1)
+
+
+class ClustersMeta(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    format: Literal["nncli-clusters"]
+    format_version: int
+    nncli_version: str
+    k: int = Field(ge=1, le=MAX_CLUSTERS)
+    dimensions: int = Field(ge=1)
+    features: list[str] = Field(min_length=1)
+    scaler: _ScalerMeta
+    model: _ModelMeta | None = None
+    record: dict = Field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_clusters(path: Path, clusters: Clusters) -> None:
+    k, dimensions = clusters.centroids.shape
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "nncli_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "k": k,
+        "dimensions": dimensions,
+        "features": clusters.features,
+        "scaler": clusters.scaler.to_json(),
+        "model": None if clusters.model is None else vars(clusters.model),
+        "record": clusters.record or {},
+    }
+    write_archive(path, meta, {"centroids": np.ascontiguousarray(clusters.centroids, dtype=np.float64)})
+
+
+def is_clusters_file(path: Path) -> bool:
+    """Whether ``path`` is a clusters file (read safely; any other file, or none, is not)."""
+    try:
+        is_ours, _ = read_archive(Path(path), kind="clusters file", error=ModelFileError,
+                                  parse_meta=lambda data: data.get("format") == FORMAT, expected=lambda meta: {})
+    except ModelFileError:
+        return False
+    return is_ours  # (the meta of a model file or a checkpoint reads too: its format says whose it is)
+
+
+def load_clusters(path: Path) -> Clusters:
+    path = Path(path)
+    meta, arrays = read_archive(path, kind="clusters file", error=ModelFileError,
+                                parse_meta=lambda data: _parse_meta(path, data),
+                                expected=lambda meta: {"centroids": ((meta.k, meta.dimensions), "float64")})
+    centroids = arrays["centroids"]
+    if not np.isfinite(centroids).all():
+        raise ModelFileError(f"{path}: the centroids hold NaN or infinite values; nncli cluster never writes those")
+    scaler = Scaler.from_json(meta.scaler.model_dump())
+    model = None if meta.model is None else ModelSource(**meta.model.model_dump())
+    return Clusters(centroids, list(meta.features), scaler, model, meta.record)
+
+
+def _parse_meta(path: Path, data: dict) -> ClustersMeta:
+    if data.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an nncli clusters file (metadata 'format' is not {FORMAT!r})")
+    version = data.get("format_version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise ModelFileError(f"{path}: clusters format version {version!r} is not supported by nncli {__version__} "
+                             f"(it reads version {FORMAT_VERSION}); upgrade nncli or cluster again")
+    try:
+        meta = ClustersMeta.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        raise ModelFileError(f"{path}: metadata field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if any(len(name) > MAX_NAME_CHARS for name in meta.features):
+        raise ModelFileError(f"{path}: a feature name is longer than {MAX_NAME_CHARS:,} characters")
+    if meta.model is None and len(meta.features) != meta.dimensions:
+        raise ModelFileError(f"{path}: {len(meta.features)} features but centroids of {meta.dimensions} dimensions")
+    scaler = meta.scaler
+    if len(scaler.offset) != meta.dimensions or len(scaler.scale) != meta.dimensions:
+        raise ModelFileError(f"{path}: the scaler has {len(scaler.offset)} offsets and {len(scaler.scale)} scales "
+                             f"for {meta.dimensions} dimensions")
+    if not all(np.isfinite(scaler.offset)) or not all(np.isfinite(scaler.scale)) or 0.0 in scaler.scale:
+        raise ModelFileError(f"{path}: the scaler holds a zero scale or a value that is not finite")
+    return meta
