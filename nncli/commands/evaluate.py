@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,9 +157,23 @@ class _RowFilter:
 def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: list[str], selection: _RowFilter) -> Evaluation:
     loss, kind = model.loss_function, model.loss_function.kind
     k = len(model.classes)
-    target = model.targets[0]
     counts = _ClassCounts(k)
     loss_sum, rows = 0.0, 0
+    for _, _, _, truth, probabilities in classified_chunks(model, stream, text_columns, selection):
+        # The loss as training measured it: on the network's own output and target encoding.
+        targets = class_targets(truth, k, kind, probabilities.dtype)
+        loss_sum += loss.value(network_output(probabilities, kind), targets) * len(truth)
+        counts.add(truth, probabilities.argmax(axis=1))
+        rows += len(truth)
+    return _classification_scores(model.classes, counts, loss_sum / rows)
+
+
+def classified_chunks(model: TrainedModel, stream: CsvStream, text_columns: list[str], selection: _RowFilter
+                      ) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]:
+    """Each chunk's rows as evaluate counts them (also what `nncli plot` draws): (chunk, their raw
+    features, which of the chunk's rows they are (None: all), true class indices, class
+    probabilities); at the end, an error if no row was left to count."""
+    target, rows = model.targets[0], 0
     for chunk in model_chunks(model, stream, text_columns):
         codes = chunk.column(stream.header, target)  # NaN: a missing label
         X = chunk_features(model, stream, chunk, text_columns)
@@ -169,13 +184,9 @@ def _evaluate_classifier(model: TrainedModel, stream: CsvStream, text_columns: l
                 continue
         truth = _true_classes(model, chunk, codes, chosen)
         probabilities = outputs_for(model, stream, chunk, X, chosen)
-        # The loss as training measured it: on the network's own output and target encoding.
-        targets = class_targets(truth, k, kind, probabilities.dtype)
-        loss_sum += loss.value(network_output(probabilities, kind), targets) * len(truth)
-        counts.add(truth, probabilities.argmax(axis=1))
         rows += len(truth)
+        yield chunk, X, chosen, truth, probabilities
     selection.require_some(stream, rows)
-    return _classification_scores(model.classes, counts, loss_sum / rows)
 
 
 def _true_classes(model: TrainedModel, chunk: Chunk, codes: np.ndarray, chosen: np.ndarray | None) -> np.ndarray:

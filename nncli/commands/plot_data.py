@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 # evaluate's own helpers, so that the rows and labels are the ones it counts (see the module's docstring)
-from nncli.commands.evaluate import MAX_CONFUSION_CLASSES, _ClassCounts, _RegressionSums, _RowFilter, _true_classes
+from nncli.commands.evaluate import MAX_CONFUSION_CLASSES, _ClassCounts, _RegressionSums, _RowFilter, classified_chunks
 from nncli.core.model import TrainedModel
 from nncli.errors import DataError, UsageError
 from nncli.plots.pictures import Confusion, Mistakes, Scatter
@@ -116,22 +116,7 @@ def _classified(model: TrainedModel, stream: CsvStream) -> Iterator[tuple[Chunk,
     chunk's rows they are (None: all), true class indices, class probabilities)."""
     _check_targets(model, stream)
     check_columns(model, stream, [])
-    text_columns = text_columns_for(model, stream.header, [])
-    selection = _RowFilter(model)
-    target, rows = model.targets[0], 0
-    for chunk in model_chunks(model, stream, text_columns):
-        codes = chunk.column(stream.header, target)  # NaN: a missing label
-        X = chunk_features(model, stream, chunk, text_columns)
-        chosen = selection.complete(chunk, X, np.isnan(codes)[:, None])
-        if chosen is not None:
-            X, codes = X[chosen], codes[chosen]
-            if not len(chosen):
-                continue
-        truth = _true_classes(model, chunk, codes, chosen)
-        probabilities = outputs_for(model, stream, chunk, X, chosen)
-        rows += len(truth)
-        yield chunk, X, chosen, truth, probabilities
-    selection.require_some(stream, rows)
+    yield from classified_chunks(model, stream, text_columns_for(model, stream.header, []), _RowFilter(model))
 
 
 def _check_targets(model: TrainedModel, stream: CsvStream) -> None:
