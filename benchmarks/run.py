@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import bigdata, environment, threads, workloads
+from benchmarks import bigdata, clustering, environment, sweep, threads, workloads
 from benchmarks.timing import ratios, stats
 
 RECORD = "benchmarks/results.json"
-WORKLOADS = ("training", "small_data", "inference", "csv_ingestion", "startup", "streaming_predict", "scaling", "end_to_end", "threads", "big_data")
+WORKLOADS = ("training", "small_data", "inference", "csv_ingestion", "startup", "streaming_predict", "scaling", "end_to_end", "threads", "big_data", "sweep", "clustering")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n… {name}", file=sys.stderr, flush=True)
         if name == "streaming_predict":
             result = workloads.streaming_predict(predict_mb)
-        else:  # the thread policy's workload lives in a module of its own
-            result = getattr({"threads": threads, "big_data": bigdata}.get(name, workloads), name)(rounds)
+        else:  # the thread policy's, big data's, the sweep's and k-means' workloads live in modules of their own
+            result = getattr({"threads": threads, "big_data": bigdata, "sweep": sweep, "clustering": clustering}.get(name, workloads), name)(rounds)
         results[name] = summarise(result)
         print(render(results[name]), flush=True)
     # Only a full run replaces the record that benchmarks/README.md quotes.
@@ -134,6 +134,7 @@ def render(result: dict) -> str:
         lines.append(f"  {result['seconds']:.1f} s, {result['rows'] / result['seconds']:,.0f} rows/s, "
                      f"{result['megabytes'] / result['seconds']:.0f} MB/s; first row after {result['first_row_seconds']:.2f} s; "
                      f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    lines.extend(f"  {note}" for note in result.get("notes", ()))  # figures a workload derives (sweep)
     return "\n".join(lines)
 
 

@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import textwrap
 
 import numpy as np
 import pytest

@@ -2,9 +2,7 @@
 init's shortened lists, a data file where a model goes, --fail-under typos, a missing
 checkpoint, the confusion matrix's caption, and inspect --layer's total."""
 
-import json
 import signal
-from pathlib import Path
 
 import pytest
 

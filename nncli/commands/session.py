@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from nncli.commands.plot import check_plot_path, training_curves
 from nncli.commands.train import (
     NetworkPreview,
     TrainingRun,
@@ -29,7 +30,6 @@ from nncli.config import Config, config_from_dict, load_config, resolve_path
 from nncli.config.source import ConfigSource
 from nncli.core.model import TrainedModel, layer_table
 from nncli.core.trainer import Reporter, StopRequested, Trainer
-from nncli.commands.plot import check_plot_path, training_curves
 from nncli.errors import InterruptedRun, OutputError, UsageError
 from nncli.files.atomic import FileSet
 from nncli.files.checkpoint import (
