@@ -95,6 +95,20 @@ class _Thrift:
             raise ValueError("a value longer than the metadata")
 
 
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The unsigned varint at ``at`` and the position after it (IndexError past the end)."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise ValueError("an integer longer than 64 bits")
+
+
 def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
     """The position after a value of type ``kind`` at ``at`` (the walk through a footer's
     column chunks, ~30 values each: kept to plain loops over bytes, ~0.3 s for 20,000 columns).
@@ -112,14 +126,8 @@ def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
     if kind in (_Thrift.DOUBLE, _Thrift.UUID):
         return at + (8 if kind == _Thrift.DOUBLE else 16)
     if kind == _Thrift.BINARY:
-        size, shift = 0, 0
-        while True:
-            byte = data[at]
-            at += 1
-            size |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return at + size
-            shift += 7
+        size, at = _varint(data, at)
+        return at + size
     if depth >= _Thrift.MAX_DEPTH:
         raise ValueError("structures nested too deep")
     if kind == _Thrift.STRUCT:
@@ -135,14 +143,7 @@ def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
             at = _skip(data, at, header & 0x0F, depth + 1)
     if kind in (_Thrift.LIST, _Thrift.SET, _Thrift.MAP):
         if kind == _Thrift.MAP:
-            size, shift = 0, 0
-            while True:
-                byte = data[at]
-                at += 1
-                size |= (byte & 0x7F) << shift
-                if not byte & 0x80:
-                    break
-                shift += 7
+            size, at = _varint(data, at)
             kinds = (data[at] >> 4, data[at] & 0x0F) if size else ()
             at += bool(size)
             size *= 2
@@ -151,14 +152,7 @@ def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
             at += 1
             size = header >> 4
             if size == 15:
-                size, shift = 0, 0
-                while True:
-                    byte = data[at]
-                    at += 1
-                    size |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        break
-                    shift += 7
+                size, at = _varint(data, at)
             kinds = (header & 0x0F,)
         if size > len(data) - at:  # every element takes a byte at least
             raise ValueError("a list longer than the metadata")
