@@ -260,18 +260,7 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
     loss = model.loss_function
     sums = _RegressionSums(len(model.targets))
     loss_sum = 0.0
-    for chunk in model_chunks(model, stream, text_columns):
-        X = chunk_features(model, stream, chunk, text_columns)
-        if model.autoencoder:  # the targets are the (numeric) features themselves: the reconstruction error
-            Y = np.array(X, dtype=np.float64)
-        else:
-            Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)  # NaN: missing
-        chosen = selection.complete(chunk, X, np.isnan(Y))
-        if chosen is not None:
-            X, Y = X[chosen], Y[chosen]
-            if not len(chosen):
-                continue
-        prediction = outputs_for(model, stream, chunk, X, chosen).astype(np.float64)
+    for chunk, Y, prediction in regressed_chunks(model, stream, text_columns, selection):
         # The loss is measured as in training (normalised units when the target was normalised),
         # so it compares with the training run's val_loss; MSE/MAE/R² are in the target's units.
         scaler = model.target_scaler
@@ -289,8 +278,29 @@ def _evaluate_regressor(model: TrainedModel, stream: CsvStream, text_columns: li
                 f"(up to {np.abs(prediction).max():.3g}) against the targets (up to {np.abs(Y).max():.3g}) overflow "
                 "float64: the loss and MSE cannot be computed"
             ) from None
-    selection.require_some(stream, sums.rows)
     return sums.evaluation(model.targets, loss_sum / sums.rows)
+
+
+def regressed_chunks(model: TrainedModel, stream: CsvStream, text_columns: list[str], selection: _RowFilter
+                     ) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray]]:
+    """Each chunk's rows as evaluate scores them (also what `nncli plot` draws): (chunk, their
+    true values, the model's predictions), both float64 in the targets' units; at the end, an
+    error if no row was left to score."""
+    rows = 0
+    for chunk in model_chunks(model, stream, text_columns):
+        X = chunk_features(model, stream, chunk, text_columns)
+        if model.autoencoder:  # the targets are the (numeric) features themselves: the reconstruction error
+            Y = np.array(X, dtype=np.float64)
+        else:
+            Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)  # NaN: missing
+        chosen = selection.complete(chunk, X, np.isnan(Y))
+        if chosen is not None:
+            X, Y = X[chosen], Y[chosen]
+            if not len(chosen):
+                continue
+        rows += len(Y)
+        yield chunk, Y, outputs_for(model, stream, chunk, X, chosen).astype(np.float64)
+    selection.require_some(stream, rows)
 
 
 class _RegressionSums:

@@ -14,11 +14,18 @@ from collections.abc import Iterator
 import numpy as np
 
 # evaluate's own helpers, so that the rows and labels are the ones it counts (see the module's docstring)
-from nncli.commands.evaluate import MAX_CONFUSION_CLASSES, _ClassCounts, _RegressionSums, _RowFilter, classified_chunks
+from nncli.commands.evaluate import (
+    MAX_CONFUSION_CLASSES,
+    _ClassCounts,
+    _RegressionSums,
+    _RowFilter,
+    classified_chunks,
+    regressed_chunks,
+)
 from nncli.core.model import TrainedModel
 from nncli.errors import DataError, UsageError
 from nncli.plots.pictures import Confusion, Mistakes, Scatter
-from nncli.tabular.columns import check_columns, chunk_features, model_chunks, outputs_for, text_columns_for
+from nncli.tabular.columns import check_columns, text_columns_for
 from nncli.tabular.stream import Chunk, CsvStream
 from nncli.tabular.tables import header_place
 
@@ -84,15 +91,7 @@ def scatter(model: TrainedModel, stream: CsvStream) -> Scatter:
     sums = _RegressionSums(len(model.targets))
     stride, truth, predicted = 1, np.zeros((0, len(model.targets))), np.zeros((0, len(model.targets)))
     numbers = np.zeros(0, dtype=np.int64)
-    for chunk in model_chunks(model, stream, text_columns):
-        Y = np.stack([chunk.numbers(stream.header, name, stream.name, text_columns) for name in model.targets], axis=1)
-        X = chunk_features(model, stream, chunk, text_columns)
-        chosen = selection.complete(chunk, X, np.isnan(Y))
-        if chosen is not None:
-            X, Y = X[chosen], Y[chosen]
-            if not len(chosen):
-                continue
-        outputs = outputs_for(model, stream, chunk, X, chosen).astype(np.float64)
+    for chunk, Y, outputs in regressed_chunks(model, stream, text_columns, selection):
         with np.errstate(over="raise", invalid="raise"):
             try:
                 sums.add(Y, outputs)
@@ -106,7 +105,6 @@ def scatter(model: TrainedModel, stream: CsvStream) -> Scatter:
                 break
             stride *= 2
         numbers, truth, predicted = numbers[keep], truth[keep], predicted[keep]
-    selection.require_some(stream, sums.rows)
     r2 = [row["r2"] for row in sums.evaluation(model.targets, 0.0).per_target]
     return Scatter(list(model.targets), truth, predicted, r2, sums.rows, stream.name)
 
