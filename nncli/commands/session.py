@@ -37,13 +37,13 @@ from nncli.files.checkpoint import (
     check_config_before_loading,
     check_data_unchanged,
     check_resumable,
-    file_hash,
     load_checkpoint,
     output_hashes,
     replaced_files,
     restore,
     save_checkpoint,
 )
+from nncli.files.filehash import BackgroundHashes, file_hash
 from nncli.files.lock import OutputLock
 from nncli.files.model import save_model
 from nncli.files.paths import check_writable, same_file
@@ -270,11 +270,12 @@ def open_session(request: TrainRequest, writes: bool = True) -> Session:
     _refuse_inputs_as_outputs(files, _inputs(config, request))
     # The config and the data are checked before the outputs are claimed: a mistake in either
     # is the error to report, not the previous run's files (a dry run never claims them).
+    hashing = BackgroundHashes(_data_inputs(config, request)) if writes else None  # (while the data is parsed)
     run = prepare_training(config, files.model, writes)
     _refuse_inputs_as_outputs(files, _run_inputs(run))
     session = Session(run, run.trainer(), files, plot=plot)
     if writes:
-        session.data_hashes()  # of the data as read now, for the checkpoints to come
+        session.data_hashes(hashing.result())  # of the data as read now, for the checkpoints to come
         session.lock = _claim(files, request.force)
         if request.force:
             session.replaces = output_hashes(files)
@@ -386,6 +387,12 @@ def _inputs(config: Config, request: TrainRequest, own_checkpoint: bool = False)
         if value is not None:
             inputs.append((resolve_path(config, key, value), key))
     return inputs
+
+
+def _data_inputs(config: Config, request: TrainRequest) -> list[Path]:
+    """The data files and init model the run will read, when they are regular files (a pipe
+    must not be read by anyone but the parser)."""
+    return [path for path, what in _inputs(config, request) if what.startswith(("data.", "model.")) and path.is_file()]
 
 
 def _run_inputs(run: TrainingRun) -> list[tuple[Path, str]]:

@@ -39,6 +39,7 @@ from nncli import __version__
 from nncli.config import config_from_dict
 from nncli.config.source import ConfigSource
 from nncli.errors import ConfigError, ModelFileError
+from nncli.files.filehash import file_hash
 from nncli.files.npz import read_archive, write_archive
 from nncli.files.paths import TEMP_NAME_EXTRA
 from nncli.files.runfiles import FOLDER_NAMES, RunFiles, settled
@@ -117,14 +118,6 @@ def config_hash(resolved: dict) -> str:
 
 def layout_hash(layout: dict) -> str:
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 REPLACEABLE = tuple(kind for kind in FOLDER_NAMES if kind != "checkpoint")  # kinds `replaces` may name

@@ -34,6 +34,7 @@ from nncli.tabular.parse import (
     records,
     split_lines,
 )
+from nncli.tabular.prefetch import read_ahead
 
 # 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak. A chunk is this plus the
 # rest of its last line, and of a quoted field spanning lines: at most the line budget
@@ -152,6 +153,12 @@ class CsvStream:
 
     def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
                missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
+        """:meth:`parsed_chunks`, the next one parsed while the caller works on this one (see
+        :mod:`nncli.tabular.prefetch`): the same chunks and errors, in the same order."""
+        return read_ahead(self.parsed_chunks(text_columns, skip, missing_values))
+
+    def parsed_chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
+                      missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
         """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers,
         except ``skip``: columns that may hold anything and are not read at all (cheaper than
         text when a file has many columns the caller does not need). A cell equal to one of
