@@ -164,8 +164,11 @@ def test_stream_blocks_reuse_the_first_blocks_types_and_widen_once(write):
 
     parser = BlockParser(["a", "b"], [])
     first = parser.parse(b"".join(f"{i},{i % 5}\n".encode() for i in range(200)))
-    assert first is not None and parser.types == {"a": pl.Int32, "b": pl.Int32}
+    assert first is not None and parser.types == {"a": pl.Int16, "b": pl.Int16}  # small integers: 16 bits
     np.testing.assert_array_equal(first[0][:3], [[0, 0], [1, 1], [2, 2]])
+    bigger = parser.parse(b"1,2\n40000,3\n")  # beyond 16 bits: 32-bit integers, not yet float64
+    np.testing.assert_array_equal(bigger[0], [[1, 2], [40000, 3]])
+    assert parser.types == {"a": pl.Int32, "b": pl.Int32}
     later = parser.parse(b"1,2\n5000000000,3\n4,0.25\n")
     np.testing.assert_array_equal(later[0], [[1, 2], [5e9, 3], [4, 0.25]])
     assert parser.types == {"a": pl.Float64, "b": pl.Float64}  # widened for the rest of the stream
