@@ -547,13 +547,15 @@ def plot(
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="The picture file: PNG, SVG or PDF by its suffix (default: curves.png, weights-W1.png, confusion.png, mistakes.png or predictions.png here)."),
     terminal: bool = typer.Option(False, "--terminal", help="Draw a Unicode chart in the terminal instead of a file (what plot does without matplotlib)."),
     weights: bool = typer.Option(False, "--weights", help="Draw MODEL's weights: each neuron's incoming weights as an image when the inputs form a square or --shape, else the matrix as a heat map."),
-    layer: Optional[int] = typer.Option(None, "--layer", min=1, metavar="N", help="With --weights: this layer (1 = the first weight matrix; default 1)."),
+    layer: Optional[int] = typer.Option(None, "--layer", min=1, metavar="N", help="With --weights: this layer (1 = the first weight matrix; default 1). With --codes: hidden layer N, as in embed (default: the narrowest)."),
     shape: Optional[str] = typer.Option(None, "--shape", metavar="HxW", help="With --weights or --errors: the inputs' image shape, e.g. 8x8."),
     confusion: bool = typer.Option(False, "--confusion", help="With MODEL DATA: the confusion matrix (what a classifier's DATA draws by default)."),
     normalize: bool = typer.Option(False, "--normalize", help="With a classifier's MODEL DATA: each true class's row of the confusion matrix as fractions of it."),
     errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="N", help="With MODEL DATA: the N most confident mistakes, their inputs drawn as images with true and predicted labels."),
+    codes: bool = typer.Option(False, "--codes", help="With MODEL DATA: each row's code at a hidden layer (what embed writes) as a point in 2-D, by PCA when the layer is wider."),
+    labels: Optional[str] = typer.Option(None, "--labels", metavar="COLUMN", help="With --codes: colour each point by its class in COLUMN of DATA."),
 ) -> None:
-    """Draw training curves, a layer's weights, or a model's confusion matrix, mistakes or predictions on labelled data.
+    """Draw training curves, a layer's weights, a model's codes, or its confusion matrix, mistakes or predictions on labelled data.
 
     Pictures need matplotlib (pip install "nncli[plot]"); without it, a Unicode chart is printed
     instead. A regression model's DATA draws predicted against true values with R². Exit codes:
@@ -567,7 +569,7 @@ def plot(
         from nncli.commands.plot import plot as draw
 
         width = 80 if plain_output() else min(160, shutil.get_terminal_size((80, 24)).columns)
-        result = draw(PlotRequest(list(inputs or []), output, terminal, weights, layer, shape, confusion, normalize, errors, width))
+        result = draw(PlotRequest(list(inputs or []), output, terminal, weights, layer, shape, confusion, normalize, errors, width, codes, labels))
         if result.text is None:
             print(result.summary)
             return

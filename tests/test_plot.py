@@ -154,6 +154,51 @@ def test_ten_thousand_epochs_draw_in_well_under_a_second(tmp_path):
     assert seconds < 3.0, f"{seconds:.2f} s"  # ~0.4 s on a busy 2-core machine; the bound is for slow CI runners
 
 
+@pytest.mark.parametrize("name", ["r", "a-run-with-a-rather-long-name-from-a-sweep-folder"])
+def test_curves_margins_hold_every_label_and_legend_inside_the_figure(tmp_path, name):
+    """The curves are laid out once from measured labels (not constrained layout): nothing may
+    stick out of the figure or overlap the next panel, whatever the names and tick labels."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "history.csv").write_text(HISTORY.replace("0.1,", "123456.5,", 3))  # wide tick labels on the rate panel
+    other = tmp_path / "other.history.csv"
+    other.write_text(HISTORY)
+    fig = figure_of(curves_picture([str(folder), str(other)]))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    for ax in fig.axes:
+        box = ax.get_tightbbox(renderer)  # the axes with its tick labels, axis labels and legend
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (ax.get_ylabel(), box, page)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert title.y1 <= page.y1 and title.y0 >= fig.axes[0].get_window_extent(renderer).y1
+    for upper, lower in zip(fig.axes, fig.axes[1:]):
+        assert upper.get_window_extent(renderer).y0 > lower.get_window_extent(renderer).y1  # a gap between panels
+
+
+def test_drawing_pauses_the_cycle_collector_and_skips_its_last_walk_at_exit(history_file, tmp_path):
+    code = ("import atexit, gc, sys; atexit.register(lambda: print('frozen at exit', gc.get_freeze_count() > 0)); "
+            "from nncli.commands.plot import PlotRequest, plot; print('frozen before', gc.get_freeze_count() > 0); "
+            "plot(PlotRequest([sys.argv[1]], sys.argv[2])); print('collector on', gc.isenabled(), gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code, str(history_file), str(tmp_path / "c.png")], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["frozen before False", "collector on True False", "frozen at exit True"]
+
+
+def test_a_decaying_learning_rate_is_on_a_log_axis_labelled_without_formulas(tmp_path):
+    """Decades read 10⁻³ in plain text: matplotlib's formula parser (built by the first formula)
+    would cost a long plot a fifth of a second."""
+    path = tmp_path / "decay.history.csv"
+    rows = "\n".join(f"{e},{1 / e},{1.1 / e},0.01,{0.1 * 0.99 ** e},False,0.5,0.5" for e in range(1, 501))
+    path.write_text(HISTORY.splitlines()[0] + "\n" + rows + "\n")
+    code = ("import io, sys; from nncli.commands.plot import curves_picture; from nncli.plots import draw; "
+            "import matplotlib.mathtext as m; fig = draw.figure(curves_picture([sys.argv[1]])); "
+            "fig.savefig(io.BytesIO(), format='png'); rate = fig.axes[-1]; "
+            "low, high = rate.get_ylim(); shown = [t for t in rate.get_yticklabels() if low <= t.get_position()[1] <= high]; "
+            "print(rate.get_yscale(), [t.get_text() for t in shown], m.MathTextParser._parser)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "log ['10⁻³', '10⁻¹'] None", out  # (every other decade: the panel is short, as matplotlib's own choice)
+
+
 # --- weights -----------------------------------------------------------------------------------------
 def test_first_layer_tiles_are_the_reshaped_weight_columns(digits):
     picture = weights_picture(digits / "model.npz", 1, None)
@@ -343,7 +388,7 @@ def test_without_matplotlib_a_run_folder_simply_gets_no_curves(digits, tmp_path,
     (["{h}", "-o", "{t}/x.jpg"], "-o {t}/x.jpg: the file name must end in .png, .svg or .pdf (the format is taken from it)"),
     (["{h}", "-o", "{t}/x.png", "--terminal"], "--terminal prints the chart; it does not combine with -o (a file)"),
     (["{h}", "--normalize"], "--normalize applies to the confusion matrix (MODEL DATA, or --confusion)"),
-    (["{h}", "--layer", "2"], "--layer applies to --weights"),
+    (["{h}", "--layer", "2"], "--layer applies to --weights and --codes"),
     (["{h}", "--confusion"], "--confusion needs MODEL DATA: a model file and a labelled CSV or Parquet file (or - for CSV on stdin)"),
     (["{h}", "{h}", "--weights"], "--weights draws one model; got 2 inputs"),
     (["{h}", "--errors", "500"], "--errors 500: at most 100 mistakes fit one picture"),

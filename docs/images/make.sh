@@ -22,7 +22,9 @@ nncli plot runs/digits -o digits-curves.png
 nncli plot runs/digits/model.npz --weights -o digits-weights.png
 nncli plot runs/digits/model.npz datasets/digits.csv --confusion -o digits-confusion.png
 nncli plot runs/digits/model.npz datasets/digits.csv --errors 12 -o digits-mistakes.png
+nncli train configs/digits-autoencoder.yaml --run-dir runs/digits-autoencoder --quiet
+nncli plot runs/digits-autoencoder/model.npz datasets/digits.csv --codes --labels label -o digits-codes.png
 { set +x; } 2>/dev/null
 
-cp digits-curves.png digits-weights.png digits-confusion.png digits-mistakes.png "$images/"
-echo "Wrote $images/digits-{curves,weights,confusion,mistakes}.png"
+cp digits-curves.png digits-weights.png digits-confusion.png digits-mistakes.png digits-codes.png "$images/"
+echo "Wrote $images/digits-{curves,weights,confusion,mistakes,codes}.png"

@@ -9,8 +9,12 @@ imported only to draw a file (nncli/plots/draw.py), never when this module is im
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import gc
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +23,8 @@ import numpy as np
 from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write
 from nncli.files.history import read_history
-from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.paths import check_writable
-from nncli.plots.pictures import Confusion, Curves, History, Mistakes, Scatter, WeightMatrix, WeightTiles
+from nncli.plots.pictures import Codes, Confusion, Curves, History, Mistakes, Scatter, WeightMatrix, WeightTiles
 
 INSTALL = 'pip install "nncli[plot]"'  # the extra named in pyproject.toml
 FORMATS = (".png", ".svg", ".pdf")  # by the suffix of -o (draw.FORMATS maps them to matplotlib's names)
@@ -30,7 +33,8 @@ MAX_TILE_VALUES = 1 << 24  # --weights as tiles: 16 M pixels is already a poster
 SMALLEST_SQUARE = 3  # inputs that form a square of at least 3 × 3 are drawn as images (4 inputs are not a picture)
 CURVES_FILE = "curves.png"  # a run folder's curves (train)
 DESCRIPTIONS = {Curves: "training curves", WeightTiles: "weights as images", WeightMatrix: "weight matrix",
-                Confusion: "confusion matrix", Mistakes: "most confident mistakes", Scatter: "predicted against true values"}
+                Confusion: "confusion matrix", Mistakes: "most confident mistakes", Scatter: "predicted against true values",
+                Codes: "codes in 2-D"}
 
 
 @dataclass
@@ -45,6 +49,8 @@ class PlotRequest:
     normalize: bool = False
     errors: int | None = None
     width: int = 80  # of the terminal chart
+    codes: bool = False  # MODEL DATA: each row's code at a hidden layer (--layer, default embed's) in 2-D
+    labels: str | None = None  # with codes: the column whose classes colour the points
 
 
 @dataclass
@@ -91,13 +97,17 @@ def _check_flags(request: PlotRequest) -> bool:
         raise UsageError("give one of --confusion and --errors (one picture per file)")
     if request.errors is not None and request.errors > MAX_MISTAKES:
         raise UsageError(f"--errors {request.errors}: at most {MAX_MISTAKES} mistakes fit one picture")
-    if request.layer is not None and not request.weights:
-        raise UsageError("--layer applies to --weights")
+    if request.layer is not None and not (request.weights or request.codes):
+        raise UsageError("--layer applies to --weights and --codes")
+    if request.labels is not None and not request.codes:
+        raise UsageError("--labels colours the points of --codes; give --codes too")
+    if request.codes:
+        _check_codes_flags(request)
     if request.shape is not None and not (request.weights or request.errors is not None):
         raise UsageError("--shape applies to --weights and --errors")
     if len(inputs) == 2 and not is_run(inputs[0]) and Path(inputs[1]).suffix.lower() == ".npz":
         raise UsageError(f"{inputs[0]} {inputs[1]}: the arguments are MODEL then DATA (the model file first)")
-    data_mode = request.confusion or request.errors is not None or (len(inputs) == 2 and not is_run(inputs[1]))
+    data_mode = request.codes or request.confusion or request.errors is not None or (len(inputs) == 2 and not is_run(inputs[1]))
     if request.normalize and (not data_mode or request.errors is not None):
         raise UsageError("--normalize applies to the confusion matrix (MODEL DATA, or --confusion)")
     if request.weights:
@@ -106,9 +116,20 @@ def _check_flags(request: PlotRequest) -> bool:
         if len(inputs) != 1:
             raise UsageError(f"--weights draws one model; got {len(inputs)} inputs")
     if data_mode and len(inputs) != 2:
+        if request.codes:
+            raise UsageError("--codes needs MODEL DATA: a model file and the rows (CSV or Parquet, or - for CSV on stdin) whose codes to draw")
         flag = "--confusion" if request.confusion else "--errors" if request.errors is not None else "DATA"
         raise UsageError(f"{flag} needs MODEL DATA: a model file and a labelled CSV or Parquet file (or - for CSV on stdin)")
     return data_mode
+
+
+def _check_codes_flags(request: PlotRequest) -> None:
+    others = [flag for flag, given in (("--weights", request.weights), ("--confusion", request.confusion), ("--normalize", request.normalize),
+                                       ("--errors", request.errors is not None), ("--shape", request.shape is not None)) if given]
+    if others:
+        raise UsageError(f"--codes draws the rows' codes; it does not combine with {others[0]} (one picture per file)")
+    if len(request.inputs) == 2 and is_run(request.inputs[1]) and not Path(request.inputs[1]).is_dir():
+        raise UsageError(f"--codes {request.inputs[1]}: the arguments are MODEL then DATA, the rows whose codes to draw (CSV or Parquet)")
 
 
 def is_run(text: str) -> bool:
@@ -147,17 +168,40 @@ def _default_name(picture) -> str:
     """Without -o: a file in the current folder named for what it shows (replaced if there)."""
     if isinstance(picture, (WeightTiles, WeightMatrix)):
         return f"weights-W{picture.layer}.png"
-    return {Curves: CURVES_FILE, Confusion: "confusion.png", Mistakes: "mistakes.png", Scatter: "predictions.png"}[type(picture)]
+    return {Curves: CURVES_FILE, Confusion: "confusion.png", Mistakes: "mistakes.png", Scatter: "predictions.png",
+            Codes: "codes.png"}[type(picture)]
 
 
 def write_picture(picture, path: Path) -> None:
     """Draw ``picture`` into ``path`` (PNG, SVG or PDF by its suffix), atomically."""
+    with collector_paused():
+        try:
+            from nncli.plots import draw
+        except ImportError:
+            raise UsageError(f"{path}: drawing a picture file needs matplotlib; install it with: {INSTALL}") from None
+        with atomic_write(path, "wb") as f:
+            draw.save(picture, f, draw.FORMATS[path.suffix.lower()])
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while matplotlib is imported and draws, and skipped at exit.
+
+    Both make hundreds of thousands of objects that live until the picture is written (or, the
+    module's, until the process ends), which the collector would walk again and again as their
+    number grows, and once more when the interpreter exits: 0.2 s of CPU of a plot that should
+    take less than a second. Whatever cycles the drawing leaves are collected after it; at exit
+    everything is frozen (gc.freeze), so the last walk finds nothing to do. That happens only at
+    the process's end: a process that goes on (a test session, a training run) is unaffected."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        from nncli.plots import draw
-    except ImportError:
-        raise UsageError(f"{path}: drawing a picture file needs matplotlib; install it with: {INSTALL}") from None
-    with atomic_write(path, "wb") as f:
-        draw.save(picture, f, draw.FORMATS[path.suffix.lower()])
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+    atexit.unregister(gc.freeze)  # (once, however many pictures are drawn)
+    atexit.register(gc.freeze)
 
 
 # --- training runs ------------------------------------------------------------------------------------
@@ -178,13 +222,13 @@ def _history(path: Path) -> History:
         if history.is_file():
             records = read_history(history)
         elif model.is_file():
-            records = load_model(model).history
+            records = _stored_history(model)
         else:
             raise UsageError(f"{path}: a folder with neither history.csv nor model.npz; give a run folder (train --run-dir), "
                              "a model file or a history.csv")
         label = path.resolve().name
     elif path.suffix.lower() == ".npz":
-        records = load_model(path).history
+        records = _stored_history(path)
         label = run_name(path)
     else:
         records = read_history(path)
@@ -192,6 +236,14 @@ def _history(path: Path) -> History:
     if not records:
         raise UsageError(f"{path}: no epochs recorded; nothing to plot")
     return History.from_records(label, records)
+
+
+def _stored_history(model: Path) -> list[dict]:
+    # Imported here: a history.csv alone is drawn without the model file's reader (pydantic and
+    # the config schema), a tenth of a second of a plot that should take less than one.
+    from nncli.files.model import load_model
+
+    return load_model(model).history
 
 
 def run_name(model: Path) -> str:
@@ -228,6 +280,7 @@ def write_curves(history: list[dict], path: Path, label: str) -> None:
 # --- a model's weights -------------------------------------------------------------------------------
 def weights_picture(path: Path, layer: int, shape_text: str | None) -> WeightTiles | WeightMatrix:
     from nncli.commands.inspect import neuron_names
+    from nncli.files.model import load_model
 
     model = load_model(path)
     layers = len(model.network.weights)
@@ -265,13 +318,22 @@ def _square(n: int) -> tuple[int, int] | None:
 # --- a model on labelled data ---------------------------------------------------------------------------
 def _on_data(request: PlotRequest):
     from nncli.commands import plot_data
+    from nncli.files.model import MODEL_THEN_DATA, load_model
     from nncli.tabular.columns import chunk_bytes_for
     from nncli.tabular.tables import open_table
 
     model_path, data = Path(request.inputs[0]), request.inputs[1]
     if Path(data).suffix.lower() in (".yaml", ".yml"):
         raise UsageError(f"{data}: is a config; the arguments are MODEL then DATA, a labelled CSV or Parquet file")
+    if request.codes and model_path.suffix.lower() == ".npz":
+        from nncli.files.clusters import is_clusters_file
+
+        if is_clusters_file(model_path):
+            raise UsageError(f"--codes {model_path}: a clusters file (nncli cluster --save) has centroids, no layers; "
+                             "give the model whose codes were clustered")
     model = load_model(model_path, MODEL_THEN_DATA)  # (a data file given first is named as such)
+    if request.codes:
+        return _codes(model, model_path, data, request)
     if not model.is_classification and (request.confusion or request.normalize or request.errors is not None):
         flag = "--confusion" if request.confusion else "--normalize" if request.normalize else "--errors"
         raise UsageError(f"{flag} is for classification; {model_path} predicts {', '.join(map(repr, model.targets))} "
@@ -283,6 +345,16 @@ def _on_data(request: PlotRequest):
         if request.errors is not None:
             return plot_data.mistakes(model, stream, request.errors, shape)
         return plot_data.confusion(model, stream, request.normalize)
+
+
+def _codes(model, model_path: Path, data: str, request: PlotRequest) -> Codes:
+    from nncli.commands import plot_data
+    from nncli.tabular.embedding import chunk_bytes_for_codes, embedding_layer
+    from nncli.tabular.tables import open_table
+
+    layer = embedding_layer(model, request.layer)  # (a layer the model lacks: one line naming those it has)
+    with open_table(data, chunk_bytes_for_codes(model, layer)) as stream:
+        return plot_data.codes(model, stream, layer, request.labels, run_name(model_path))
 
 
 def _image_shape(model, text: str | None) -> tuple[int, int]:

@@ -11,6 +11,7 @@ bytes and a test can compare files by hash.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -20,16 +21,18 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from nncli.errors import escaped
 from nncli.plots.pictures import (
+    Codes,
     Confusion,
     Curves,
     Mistakes,
     Scatter,
     WeightMatrix,
     WeightTiles,
+    class_name,
     grid_columns,
     metric_label,
     short,
@@ -37,6 +40,7 @@ from nncli.plots.pictures import (
 )
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 DPI = 120
 METADATA = {  # None leaves the entry out: these would differ between runs or versions
     "png": {"Software": None},
@@ -55,10 +59,13 @@ COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 # gap between tiles, drawn as the background.
 DIVERGING = colormaps["RdBu_r"].with_extremes(bad="white")
 COUNTS = colormaps["Blues"]
+OTHER_COLOUR = "#b0b0b0"  # codes: the classes beyond the ones with a colour of their own
 INK = colormaps["gray_r"].with_extremes(bad="#ffd8d8")  # digits: dark ink on white; a missing cell pink
 MAX_IMAGE_CELLS = 2000  # a heat map's rows or columns beyond this are averaged in blocks (more than its pixels)
 MAX_ANNOTATED_CLASSES = 30  # counts written in the cells up to this many classes (beyond, they would not fit)
 MAX_TICK_LABELS = 60  # class or feature names on an axis up to this many
+PAD = 0.08  # inches between a panel's labels and the figure's edge (constrained layout's default pad)
+PANEL_GAP = 0.15  # inches between stacked panels
 LARGE_SCATTER = 5000  # points drawn as one image in SVG/PDF beyond this (files stay small)
 
 
@@ -74,7 +81,9 @@ def _style() -> Iterator[None]:
 def figure(picture) -> Figure:
     """The picture as a matplotlib Figure (tests read its artists)."""
     with _style():
-        fig = Figure(layout="constrained")
+        # At the file's DPI from the start: the text measured to lay the curves out is then
+        # measured by the renderer that draws the file, and matplotlib's cache of it is reused.
+        fig = Figure(layout=None if type(picture) in LAID_OUT_ONCE else "constrained", dpi=DPI)
         FigureCanvasAgg(fig)
         DRAWERS[type(picture)](fig, picture)
     return fig
@@ -89,7 +98,7 @@ def save(picture, out: BinaryIO, fmt: str) -> None:
 def _plain(text: str) -> str:
     """A name from a file or the data as literal text: control characters written as escapes
     (errors.escaped, as in terminal output) and `$` escaped, so that `$x$` in a class or file
-    name is not read as a formula (the axes' own tick labels still use formulas: 10⁻²)."""
+    name is not read as a formula."""
     return escaped(str(text)).replace("$", r"\$")
 
 
@@ -121,10 +130,42 @@ def _curves(fig: Figure, curves: Curves) -> None:
         low, high = min(np.nanmin(line.y) for line in rates), max(np.nanmax(line.y) for line in rates)
         if low > 0 and high / low > 20:  # a decay over orders of magnitude reads best on a log scale
             ax.set_yscale("log")
+            # Decades as plain text (10⁻³), not matplotlib's formulas for them: the first formula
+            # builds matplotlib's mathtext parser, a fifth of a second of the whole plot. (Over
+            # more than a decade, matplotlib labels no minor tick either.)
+            ax.yaxis.set_major_formatter(FuncFormatter(_decade))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("learning rate")
     axes[-1].set_xlabel("epoch")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(_plain(curves.title))
+    _column_layout(fig, axes, fig.suptitle(_plain(curves.title)))
+
+
+def _column_layout(fig: Figure, axes, title) -> None:
+    """Margins for a column of panels sharing x, measured once: the widest y axis (tick labels
+    and label) on the left, the widest legend on the right, the x axis below, the title above.
+    Constrained layout finds the same frame, but by drawing the whole figure one extra time
+    (every tick label of every panel): 0.04 s of a 10,000-epoch plot's 0.8 s (benchmarks/plot.py)."""
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.get_size_inches()
+    inch = fig.dpi  # pixels per inch of the renderer's measures
+    frame_left = fig.subplotpars.left * width * inch  # where the axes stand while being measured
+    left = max(frame_left - ax.yaxis.get_tightbbox(renderer).x0 for ax in axes) / inch
+    right = max((ax.get_legend().get_window_extent(renderer).width for ax in axes if ax.get_legend()), default=0) / inch
+    bottom = (axes[-1].get_position().y0 * height * inch - axes[-1].xaxis.get_tightbbox(renderer).y0) / inch
+    top = title.get_window_extent(renderer).height / inch
+    bottom, top = (bottom + PAD) / height, 1 - (top + 2 * PAD) / height
+    panel = ((top - bottom) * height - (len(axes) - 1) * PANEL_GAP) / len(axes)  # the mean height, as hspace counts
+    fig.subplots_adjust(left=(left + PAD) / width, right=1 - (right + 2 * PAD) / width, bottom=bottom, top=top,
+                        hspace=PANEL_GAP / panel)
+
+
+def _decade(value: float, _position=None) -> str:
+    """A log axis's tick label: 10⁻³ for a power of ten, nothing between."""
+    if not value > 0 or not math.isfinite(value):
+        return ""
+    exponent = round(math.log10(value))
+    return "10" + str(exponent).translate(SUPERSCRIPTS) if math.isclose(value, 10.0**exponent, rel_tol=1e-9) else ""
 
 
 def _tiles(fig: Figure, tiles: WeightTiles) -> None:
@@ -227,4 +268,28 @@ def _scatter(fig: Figure, scatter: Scatter) -> None:
     fig.suptitle(_plain(f"Predicted vs true: {short(scatter.source)}"))
 
 
-DRAWERS = {Curves: _curves, WeightTiles: _tiles, WeightMatrix: _matrix, Confusion: _confusion, Mistakes: _mistakes, Scatter: _scatter}
+def _codes(fig: Figure, codes: Codes) -> None:
+    groups = codes.groups()
+    fig.set_size_inches(8.5 if codes.labels is not None else 7, 6.5)
+    ax = fig.add_subplot()
+    large = codes.shown > LARGE_SCATTER
+    colours = COLOURS if len(groups) <= len(COLOURS) else [colormaps["tab20"](i) for i in range(20)]
+    for i, (name, which) in enumerate(groups):
+        other = codes.has_other and i == len(groups) - 1
+        ax.scatter(codes.points[which, 0], codes.points[which, 1], s=6 if large else 14, alpha=0.7, linewidths=0,
+                   color=OTHER_COLOUR if other else colours[i % len(colours)], rasterized=large,
+                   label=None if codes.labels is None else _plain(short(class_name(name), 30)))
+    ax.set_xlabel(_plain(codes.axis_labels[0]))
+    ax.set_ylabel(_plain(codes.axis_labels[1]))
+    if codes.width == 1:  # one neuron: the height means nothing
+        ax.set_yticks([])
+    if codes.labels is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=_plain(short(codes.labels_column, 30)), markerscale=2)
+    ax.set_title(_plain(codes.title), fontsize="medium")
+
+
+# Drawn with margins measured once (_column_layout) instead of constrained layout: the pictures
+# whose drawing time grows with the data (10,000 epochs), where the extra layout draw is felt.
+LAID_OUT_ONCE = (Curves,)
+DRAWERS = {Curves: _curves, WeightTiles: _tiles, WeightMatrix: _matrix, Confusion: _confusion, Mistakes: _mistakes, Scatter: _scatter,
+           Codes: _codes}

@@ -261,3 +261,68 @@ class Scatter:
         r2 = "R² undefined (the target does not vary)" if self.r2[j] is None else f"R² = {self.r2[j]:.4f}"
         sample = f", {self.shown:,} of {self.rows:,} rows shown" if self.shown < self.rows else f", {self.rows:,} rows"
         return f"{short(self.targets[j])}: {r2}{sample}"
+
+
+# --- a model's codes ------------------------------------------------------------------------------
+MAX_CODE_CLASSES = 20  # classes with a colour of their own; the rest are drawn together, in grey
+
+
+@dataclass
+class Codes:
+    """Each row's activations at a hidden layer (its code, as `nncli embed` writes it) as a point
+    in 2-D: the two principal components of the codes when the layer is wider than two, else the
+    codes themselves; coloured by the rows' class when a column of labels was named."""
+
+    points: np.ndarray  # (shown, 2): x and y of each point shown, in file order
+    axis_labels: tuple[str, str]
+    layer: int
+    width: int  # the layer's neurons
+    model: str  # the model's name (run_name)
+    source: str  # the data's name
+    rows: int  # rows read (points shows an evenly spaced sample of them when there are many)
+    labels_column: str | None = None
+    labels: list[str] | None = None  # each point's class, as written in the column ("" when missing)
+    shown: int = field(init=False)
+
+    def __post_init__(self):
+        self.shown = len(self.points)
+
+    def groups(self) -> list[tuple[str, np.ndarray]]:
+        """(class, which points) per colour: the classes in natural order (numbers by value), or
+        when there are more than MAX_CODE_CLASSES the most frequent MAX_CODE_CLASSES − 1 and then
+        "N other classes" for the rest. One group of every point without labels."""
+        if self.labels is None:
+            return [("", np.ones(self.shown, dtype=bool))]
+        labels = np.array(self.labels, dtype=object)
+        classes = sorted(set(self.labels), key=_natural)
+        if len(classes) > MAX_CODE_CLASSES:
+            counts = {name: int((labels == name).sum()) for name in classes}
+            kept = set(sorted(classes, key=lambda name: -counts[name])[: MAX_CODE_CLASSES - 1])  # (stable: ties in class order)
+            rest = [name for name in classes if name not in kept]
+            groups = [(name, labels == name) for name in classes if name in kept]
+            return groups + [(f"{len(rest):,} other classes", np.isin(labels, rest))]
+        return [(name, labels == name) for name in classes]
+
+    @property
+    def has_other(self) -> bool:
+        """More classes than colours: the last group is the rest's."""
+        return self.labels is not None and len(set(self.labels)) > MAX_CODE_CLASSES
+
+    @property
+    def title(self) -> str:
+        sample = f", {self.shown:,} of {self.rows:,} rows shown (evenly spaced)" if self.shown < self.rows else f", {self.rows:,} rows"
+        return f"Codes of {short(self.model)} at hidden layer {self.layer} ({self.width:,} neurons): {short(self.source)}{sample}"
+
+
+def class_name(name: str) -> str:
+    """A class as a legend shows it: a missing label named as such."""
+    return "(missing)" if name == "" else name
+
+
+def _natural(name: str):
+    """Classes that are numbers in numeric order (2 before 10), then the others alphabetically."""
+    try:
+        number = float(name)
+    except ValueError:
+        number = math.nan
+    return (0, number, "") if math.isfinite(number) else (1, 0.0, name)

@@ -12,12 +12,14 @@ import numpy as np
 
 from nncli.errors import escaped
 from nncli.plots.pictures import (
+    Codes,
     Confusion,
     Curves,
     Mistakes,
     Scatter,
     WeightMatrix,
     WeightTiles,
+    class_name,
     grid_columns,
     metric_label,
     short,
@@ -37,6 +39,9 @@ MAX_TEXT_TILES = 256  # neurons' tiles shown; more would scroll out of any termi
 MAX_TEXT_CLASSES = 30
 MAX_TEXT_ROWS = 128  # a heat map's rows; taller matrices are averaged in blocks of rows
 SCATTER_ROWS = 16
+CODE_ROWS = 20
+CLASS_MARKS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # classes whose first characters are not distinct (at most 20 of them)
+OTHER_MARK = "·"
 
 
 def text(picture, width: int = WIDTH) -> str:
@@ -256,4 +261,47 @@ def _scatter(scatter: Scatter, width: int) -> list[str]:
     return lines
 
 
-TEXTS = {Curves: _curves, WeightTiles: _tiles, WeightMatrix: _matrix, Confusion: _confusion, Mistakes: _mistakes, Scatter: _scatter}
+def _codes(codes: Codes, width: int) -> list[str]:
+    """The points on a grid: with labels, each cell shows the mark of the class with most points
+    in it; without, the number of points as a shade."""
+    x, y = codes.points[:, 0], codes.points[:, 1]
+    labels = [_number(float(y.max())), _number(float(y.min()))]
+    label_width = max(map(len, labels))
+    columns = max(10, width - label_width - 2)
+    across = _scale((float(x.min()), float(x.max())), columns)(x)
+    up = CODE_ROWS - 1 - _scale((float(y.min()), float(y.max())), CODE_ROWS)(y)
+    cell = up * columns + across
+    groups = codes.groups()
+    if codes.labels is None:
+        counts = np.bincount(cell, minlength=CODE_ROWS * columns)
+        top = max(1, int(counts.max()))
+        glyphs = np.array(list(SHADES))[np.ceil(counts / top * (len(SHADES) - 1)).astype(np.intp)]
+        key = f"{SHADES[1:]}: fewer to more rows per character"
+    else:
+        marks = _class_marks([name for name, _ in groups], codes.has_other)
+        counts = np.stack([np.bincount(cell[which], minlength=CODE_ROWS * columns) for _, which in groups])
+        glyphs = np.where(counts.max(axis=0) > 0, np.array(marks)[counts.argmax(axis=0)], " ")  # (ties: the first class)
+        named = [escaped(short(class_name(name), 20)) for name, _ in groups]
+        key = "  ".join(name if mark == name else f"{mark} {name}" for mark, name in zip(marks, named))  # (digits are their own marks)
+    lines = [escaped(codes.title), escaped(f"{codes.axis_labels[1] or 'nothing'} (up) against {codes.axis_labels[0]} (across)"), ""]
+    for r in range(CODE_ROWS):
+        label = labels[0] if r == 0 else labels[1] if r == CODE_ROWS - 1 else ""
+        lines.append(f"{label:>{label_width}} {'┤' if label else '│'}{''.join(glyphs[r * columns:(r + 1) * columns])}".rstrip())
+    lines.append(" " * label_width + " └" + "─" * columns)
+    left, right = _number(float(x.min())), _number(float(x.max()))
+    lines.append(" " * (label_width + 2) + left + " " * max(1, columns - len(left) - len(right)) + right)
+    lines += ["", (f"{escaped(short(codes.labels_column, 30))}: " if codes.labels is not None else "") + key]
+    return lines
+
+
+def _class_marks(names: list[str], other: bool) -> list[str]:
+    """A character per class: its first when those are all different (digits: 0-9), else A, B, …;
+    the group of the other classes a dot."""
+    named = names[:-1] if other else names
+    firsts = [name[:1] for name in named]
+    distinct = len(set(firsts)) == len(firsts) and all(len(c) == 1 and c.isprintable() and not c.isspace() for c in firsts)
+    marks = firsts if distinct else list(CLASS_MARKS[: len(named)])
+    return marks + [OTHER_MARK] * other
+
+
+TEXTS = {Curves: _curves, WeightTiles: _tiles, WeightMatrix: _matrix, Confusion: _confusion, Mistakes: _mistakes, Scatter: _scatter, Codes: _codes}
