@@ -246,7 +246,7 @@ def test_keep_copies_a_categorical_column_and_a_kept_feature_is_still_filled(wri
     kept = predict(model, data, keep=["colour", "id", "size"])
     assert list(kept[0]) == ["colour", "id", "size", "prediction", "proba_no", "proba_yes"]
     assert [row["colour"] for row in kept] == ["red", "blue", "", "green", "red"]
-    assert [row["size"] for row in kept] == ["6.7", "", "12", "8", ""]  # a missing cell: an empty field
+    assert [row["size"] for row in kept] == ["6.7", "NA", "12", "8", ""]  # copied as written: "NA" too, an empty cell empty
     assert [{k: row[k] for k in plain[0]} for row in kept] == plain
 
 

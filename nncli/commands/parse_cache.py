@@ -71,9 +71,9 @@ class ParseCache:
     writes: bool = True
     uses: list[CacheUse] = field(default_factory=list)
 
-    def read(self, path: Path, text_columns=(), dtype=np.float64, missing_values=()) -> CsvColumns:
-        if is_parquet(path):  # (never cached: see the module's docstring)
-            return read_table(path, text_columns, dtype, missing_values)
+    def read(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
+        if is_parquet(path):  # (never cached: see the module's docstring; `skip`: its columns left undecoded)
+            return read_table(path, text_columns, dtype, missing_values, skip)
         request = ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values))
         location = self._location(path, request)
         if location is None:
@@ -90,7 +90,7 @@ class ParseCache:
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
 
-    def on_disk(self, path: Path, text_columns=(), dtype=np.float64, missing_values=()) -> CsvColumns:
+    def on_disk(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
         """The CSV's table on disk, for data bigger than memory: its values a
         :class:`~nncli.tabular.outofcore.TableOnDisk` of the cache read (checked as they are
         used), else of one written from the CSV streamed a chunk at a time (a dry run writes

@@ -16,7 +16,7 @@ from nncli.files.clusters import is_clusters_file
 from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.parquetsink import ParquetSink
 from nncli.files.paths import check_writable, is_device, same_file
-from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, model_chunks, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, kept_cells, model_chunks, text_columns_for
 from nncli.tabular.parse import listed
 from nncli.tabular.stream import Chunk, CsvStream
 from nncli.tabular.tables import open_table
@@ -131,7 +131,7 @@ def predict_parquet(model: TrainedModel, stream: CsvStream, out: BinaryIO, keep:
     labels = None if model.classes is None else np.array(model.classes, dtype=object)
     with ParquetSink(out, dict(zip(output_columns(model, keep, proba), kinds)), spill_folder, name=name) as sink:
         for chunk, outputs in _outputs(model, stream, text_columns, keep):
-            columns: list = [chunk.text_column(stream.header, column) for column in keep]
+            columns: list = [kept_cells(chunk, stream.header, column) for column in keep]
             if labels is not None:
                 columns.append(labels[outputs.argmax(axis=1)].tolist())
             else:
@@ -165,7 +165,7 @@ def numbers_parquet(stream: CsvStream, out: BinaryIO, keep: list[str], names: li
     """:func:`numbers_csv` as Parquet: kept columns as text (null for a missing cell), the numbers as ``dtype``."""
     with ParquetSink(out, dict(zip([*keep, *names], [str] * len(keep) + [dtype] * len(names))), spill_folder, name=name) as sink:
         for chunk, matrix in blocks:
-            sink.write([chunk.text_column(stream.header, column) for column in keep]
+            sink.write([kept_cells(chunk, stream.header, column) for column in keep]
                        + [matrix[:, j].astype(dtype) for j in range(matrix.shape[1])])
     return sink.rows
 
@@ -185,14 +185,14 @@ def _checked(model: TrainedModel, stream: CsvStream, keep: list[str], proba: boo
 
 def _outputs(model: TrainedModel, stream: CsvStream, text_columns: list[str], keep: list[str]) -> Iterator[tuple[Chunk, np.ndarray]]:
     """Each chunk of the stream, with the model's outputs for its rows."""
-    for chunk in model_chunks(model, stream, text_columns, keep):
+    for chunk in model_chunks(model, stream, text_columns, keep, targets=False):  # (a target column is not read)
         yield chunk, chunk_outputs(model, stream, chunk, text_columns)
 
 
 def _kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str]:
-    """A --keep column's cells as CSV fields, as the file wrote them; a cell read as missing (one
-    of the model's missing_values) is an empty field."""
-    return ["" if cell is None else csv_field(cell) for cell in chunk.text_column(header, name)]
+    """A --keep column's cells as CSV fields, as the file wrote them (:func:`kept_cells`: "NA" too);
+    an empty cell (a Parquet null) is an empty field."""
+    return ["" if cell is None else csv_field(cell) for cell in kept_cells(chunk, header, name)]
 
 
 def _format_rows(matrix: np.ndarray, fmt: str) -> list[str]:

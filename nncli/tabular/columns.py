@@ -9,6 +9,7 @@ and scales it; a cell it cannot take comes back as the row and column, placed he
 
 from __future__ import annotations
 
+import csv
 from typing import Callable, Iterator
 
 import numpy as np
@@ -16,23 +17,27 @@ import numpy as np
 from nncli.core.encoding import MissingCell, UnknownCategory, category_codes
 from nncli.core.model import FeatureOverflow, TrainedModel
 from nncli.errors import DataError
+from nncli.tabular.parquet import ParquetChunk
 from nncli.tabular.parse import column_index, listed, quoted, quoted_list
 from nncli.tabular.stream import CHUNK_BYTES, Chunk, CsvStream
+from nncli.tabular.tables import header_place
 
 FILLS = "mean, median or most_frequent"  # the data.missing strategies that give a model fill values
 
 
 def check_columns(model: TrainedModel, stream: CsvStream, keep: list[str]) -> None:
+    """The model's features and the kept columns are in the file (messages name a CSV file's header line,
+    a Parquet file itself: it has no lines)."""
     present = stream.positions  # (a dict: `in header` per name is quadratic in a wide file)
     missing = [name for name in model.features if name not in present]
     if missing:
         raise DataError(
-            f"{stream.name}:1: missing feature column(s) {quoted_list(missing, 8)}; the model needs all "
+            f"{header_place(stream.name)}: missing feature column(s) {quoted_list(missing, 8)}; the model needs all "
             f"{len(model.features):,} features it was trained on"
         )
     unknown = [name for name in keep if name not in present]
     if unknown:
-        raise DataError(f"{stream.name}:1: --keep column(s) {quoted_list(unknown)} not in the file (columns: {listed(stream.header)})")
+        raise DataError(f"{header_place(stream.name)}: --keep column(s) {quoted_list(unknown)} not in the file (columns: {listed(stream.header)})")
 
 
 def chunk_features(model: TrainedModel, stream: CsvStream, chunk: Chunk, text_columns: list[str]) -> np.ndarray:
@@ -98,6 +103,24 @@ def _unknown_category(model: TrainedModel, stream: CsvStream, chunk: Chunk, row:
     )
 
 
+def kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str | None]:
+    """A --keep column's cells as the file holds them, one per row: a cell that reads as missing
+    ("NA", with the model's missing_values) is still copied as written; None only for an empty
+    CSV cell or a Parquet null (nothing to copy)."""
+    cells = chunk.text_column(header, name)
+    if not chunk.missing_values:  # (nothing was read as missing)
+        return cells
+    if isinstance(chunk, ParquetChunk):
+        return chunk.cells(name)
+    gaps = [row for row, cell in enumerate(cells) if cell is None]
+    if gaps:  # (rare: each read again from its record)
+        records = [record for record in chunk.records if record not in ("\n", "\r\n")]  # (blank lines are no rows)
+        position = chunk.positions[name] if chunk.positions is not None else header.index(name)
+        for row in gaps:
+            cells[row] = next(csv.reader([records[row]]))[position] or None
+    return cells
+
+
 def text_columns_for(model: TrainedModel, header: list[str], keep: list[str]) -> list[str]:
     """Columns read as text: anything that is not a feature, the categorical features, and the kept ones."""
     features, kept = set(model.features), set(keep)  # (sets: a file may have 100,000 columns)
@@ -105,20 +128,23 @@ def text_columns_for(model: TrainedModel, header: list[str], keep: list[str]) ->
     return [name for name in header if name not in features or name in kept or name in categorical]
 
 
-def model_chunks(model: TrainedModel, stream: CsvStream, text_columns: list[str], keep: list[str] = ()) -> Iterator[Chunk]:
+def model_chunks(model: TrainedModel, stream: CsvStream, text_columns: list[str], keep: list[str] = (),
+                 targets: bool = True) -> Iterator[Chunk]:
     """The stream's chunks as the model reads them: with the missing-cell tokens it was trained
     with (none for a model from before encodings: an empty cell is then not a number), the
-    columns nobody reads skipped, and the empty chunks left out."""
-    skip = skipped_columns(model, stream.header, keep)
+    columns nobody reads skipped (the targets too unless ``targets``: predict needs none), and
+    the empty chunks left out."""
+    skip = skipped_columns(model, stream.header, keep, targets)
     for chunk in stream.chunks(text_columns, skip, missing_values=model.plan.missing_values):
         if len(chunk.values):
             yield chunk
 
 
-def skipped_columns(model: TrainedModel, header: list[str], keep: list[str]) -> set[str]:
-    """Columns nobody reads (not a feature, target or kept one): they may hold anything, and
-    are not parsed, so that a file with a million extra columns costs no more than its bytes."""
-    used = {*model.features, *model.targets, *keep}
+def skipped_columns(model: TrainedModel, header: list[str], keep: list[str], targets: bool = True) -> set[str]:
+    """Columns nobody reads (not a feature, kept one or, if ``targets``, target): they may hold
+    anything, and are not parsed, so that a file with a million extra columns costs no more
+    than its bytes (a Parquet file's are not even decoded)."""
+    used = {*model.features, *(model.targets if targets else ()), *keep}
     return {name for name in header if name not in used}
 
 

@@ -40,7 +40,7 @@ from nncli.tabular.selection import (
     table_header,
 )
 from nncli.tabular.source import CsvColumns
-from nncli.tabular.tables import read_table
+from nncli.tabular.tables import header_place, read_table
 
 
 @dataclass
@@ -269,7 +269,7 @@ def _validation_file(config: Config, path: Path, train_path: Path, choice: Colum
     present = set(header)
     missing = [name for name in choice.features + choice.targets if name not in present]
     if missing:
-        raise DataError(f"{path}:1: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
+        raise DataError(f"{header_place(path)}: validation file lacks column(s) {quoted_list(missing)} of {train_path}")
     here = choice.in_file(header)
     table = _read(config, path, here, read, f"a numeric feature in the training file {train_path}")
     kept = missing_cells(config, table, here, plan)

@@ -10,8 +10,10 @@ a time (predict, evaluate), with the CSV readers' promises (:mod:`nncli.tabular.
   budgets first (:mod:`nncli.tabular.parquet_footer`), and each read against the memory this
   process may take before polars allocates for it;
 * bounded memory: a file is decoded about ``READ_BYTES`` at a time (consecutive row groups,
-  or a slice of a larger one) and handed on in chunks (a stream) or copied into the matrix
-  (a whole read).
+  or a slice of a larger one), its numbers a few columns (``COLUMN_BYTES``) at a time, and
+  handed on in chunks (a stream: about as many values as a CSV chunk's text holds, the
+  columns nobody uses never decoded) or copied into the matrix (a whole read). A 1 GB file
+  streams within the peak memory of the CSV file of the same rows (about 1.1 ×).
 
 Writing predictions is :mod:`nncli.files.parquetsink`'s.
 """
@@ -27,7 +29,7 @@ import numpy as np
 
 from nncli.budgets import KiB, MiB, available_memory, human_bytes
 from nncli.errors import DataError
-from nncli.tabular.parquet_columns import ColumnPlan, Matrix, is_non_finite, is_text, where
+from nncli.tabular.parquet_columns import BLOCK_ROWS, ColumnPlan, Matrix, is_non_finite, is_text, where
 from nncli.tabular.parquet_footer import Group
 from nncli.tabular.parquet_layout import ParquetLayout, parquet_layout, polars_errors, scan
 from nncli.tabular.parse import as_number, missing_tokens
@@ -35,15 +37,20 @@ from nncli.tabular.source import CsvColumns
 from nncli.tabular.stream import CHUNK_BYTES
 
 # Decoded bytes asked of polars at a time: consecutive row groups up to this; a row group of
-# up to SLICE_BYTES alone; a larger one in slices of this size (polars decodes only the pages a
-# slice needs, but slices cost more than whole row groups). Measured on 1 GB of 19 MB row
-# groups (20 columns): whole row groups streamed at a 215-257 MB peak in 2.9 s; slices of 16,
-# 8, 4 MiB at 170, 158, 146 MB in 3.9, 6.4, 8.1 s.
+# up to SLICE_BYTES alone in a whole read (train), a larger one in slices of this size; a stream
+# (predict, evaluate) slices every row group larger than this (polars decodes only the pages a
+# slice needs, but a page is decoded whole for every slice that touches it).
 READ_BYTES = 16 * MiB
 SLICE_BYTES = 64 * MiB
 # ... and at least this per column: a read costs ~10 µs a column whatever its rows (polars'
 # setup, the casts), which reads of 4 KiB a column keep to a few per cent (as fast.py's blocks).
 READ_BYTES_PER_COLUMN = 4 * KiB
+# Columns of numbers are decoded about this many bytes at a time within a read (_fill_numbers).
+# Measured streaming 1 GB of 19 MB row groups (7 million rows × 20 floats, predict to CSV; the
+# CSV of the same rows peaks at 120 MB): every column of a whole row group at once peaked at
+# 219-265 MB; 16 MiB slices with 4 MiB of columns at a time at 145 MB in 1.15 × the time, with
+# 2 MiB at 126-130 MB in 1.2-1.3 ×, with 1 MiB at ~120 MB in 1.4 ×.
+COLUMN_BYTES = 2 * MiB
 
 
 def _check_memory(name: str, need: int, what: str) -> None:
@@ -64,46 +71,86 @@ class ParquetColumns(CsvColumns):
 
 
 def read_parquet(path: Path, text_columns: Iterable[str] = (), dtype=np.float64,
-                 missing_values: Iterable[str] = ()) -> ParquetColumns:
-    """The whole file as numbers, its ``text_columns`` as codes (see :class:`ColumnPlan` for the rules).
+                 missing_values: Iterable[str] = (), skip: Iterable[str] = ()) -> ParquetColumns:
+    """The whole file as numbers, its ``text_columns`` as codes (see :class:`ColumnPlan` for the
+    rules), ``skip`` not read at all (0 in the matrix: columns nobody uses, which may then hold
+    anything, lists and structs included).
 
     The budgets are checked first, from the footer: its metadata, its columns, and the table
     (rows × columns × 8 bytes) against the memory this process may take. The file is then
-    decoded ``READ_BYTES`` of row groups at a time into one preallocated matrix."""
+    decoded ``READ_BYTES`` of row groups at a time, a few columns at a time, into one
+    preallocated matrix."""
     path = Path(path)
     layout = parquet_layout(path)
     if layout.rows == 0:
         raise DataError(f"{path}: has no data rows")
     rows, columns = layout.rows, len(layout.header)
     _check_memory(layout.name, rows * columns * 8, f"its {rows:,} rows × {columns:,} columns")
-    plan = ColumnPlan(layout.name, layout.types, text_columns, (), missing_values)
+    plan = ColumnPlan(layout.name, layout.types, text_columns, skip, missing_values)
     table = Matrix(layout.rows, len(layout.header), dtype)
     codes: dict[str, dict[str, int]] = {column: {} for column in plan.texts}
-    for first_row, frame in _reads(layout, plan.read):
-        plan.fill_numbers(frame, first_row, table, first_row)
-        plan.fill_texts(frame, table, first_row, codes)
+    texts = scan(layout.name).select(plan.texts)
+    for first_row, rows, _ in _ranges(layout, plan.read):
+        _fill_numbers(layout, plan, first_row, rows, table, first_row)
+        if plan.texts:
+            plan.fill_texts(_read(layout.name, texts, first_row, rows), table, first_row, codes)
     return ParquetColumns(path=path, header=layout.header, values=table.values,
                           text_values={column: list(codes[column]) for column in plan.texts})
 
 
 def _reads(layout: ParquetLayout, columns: list[str], until: int | None = None) -> Iterator[tuple[int, object]]:
     """(first row, frame of ``columns``) for the file's rows in order (up to row ``until``, if
-    given), about ``READ_BYTES`` decoded at a time (:func:`_read_ranges`); a read that could
-    take more memory than this process may take is refused before polars allocates for it."""
+    given), about ``READ_BYTES`` decoded at a time (:func:`_ranges`)."""
     source = scan(layout.name).select(columns or layout.header[:1])  # (no columns: no rows either)
+    for first, rows, _ in _ranges(layout, columns, until):
+        yield first, _read(layout.name, source, first, rows)
+
+
+def _ranges(layout: ParquetLayout, columns: list[str], until: int | None = None,
+            slice_bytes: int | None = None) -> Iterator[tuple[int, int, int]]:
+    """(first row, rows, memory it may take) of each read of ``columns`` (:func:`_read_ranges`:
+    row groups of more than ``slice_bytes``, default ``SLICE_BYTES``, in slices), up to row
+    ``until`` if given; a read that could take more memory than this process may take is
+    refused before polars allocates for it."""
     read_bytes = max(READ_BYTES, READ_BYTES_PER_COLUMN * len(columns))
-    for first, rows, need in _read_ranges(layout.footer.groups, len(columns), read_bytes, max(SLICE_BYTES, read_bytes)):
+    slice_bytes = max(SLICE_BYTES if slice_bytes is None else slice_bytes, read_bytes)
+    for first, rows, need in _read_ranges(layout.footer.groups, len(columns), read_bytes, slice_bytes):
         if until is not None:
             if first >= until:
                 return
             rows = min(rows, until - first)
-        place = f"rows {first + 1:,} to {first + rows:,}"
-        _check_memory(layout.name, need, f"{place}, decoded,")
-        with polars_errors(layout.name, place):
-            frame = source.slice(first, rows).collect()
-        if frame.height != rows:
-            raise DataError(f"{layout.name}: {place}: polars read {frame.height:,} rows (a damaged Parquet file?)")
-        yield first, frame
+        _check_memory(layout.name, need, f"{_place(first, rows)}, decoded,")
+        yield first, rows, need
+
+
+def _place(first: int, rows: int) -> str:
+    return f"rows {first + 1:,} to {first + rows:,}"
+
+
+def _read(name: str, source, first: int, rows: int):
+    """Rows ``first`` to ``first + rows`` of ``source`` (a lazy frame of the file), decoded."""
+    place = _place(first, rows)
+    with polars_errors(name, place):
+        frame = source.slice(first, rows).collect()
+    if frame.height != rows:
+        raise DataError(f"{name}: {place}: polars read {frame.height:,} rows (a damaged Parquet file?)")
+    return frame
+
+
+def _fill_numbers(layout: ParquetLayout, plan: ColumnPlan, first: int, rows: int, table: Matrix, start: int) -> None:
+    """The numeric columns (and text ones parsed as numbers) of rows ``first`` to ``first + rows``
+    into ``table`` from its row ``start``, decoded ``COLUMN_BYTES`` at a time. polars decodes
+    every column of a read at once (in parallel, each with its buffers), so that a read of a
+    whole row group takes a few times its decoded size; a few columns at a time, only their
+    pages (a page is decoded whole, so fewer rows at a time would cost more)."""
+    columns = plan.numbers + plan.parsed
+    step = max(1, COLUMN_BYTES // (8 * max(1, rows)))  # (a number decodes to 8 bytes)
+    source = scan(layout.name)
+    for at in range(0, len(columns), step):
+        batch = columns[at : at + step]
+        frame = _read(layout.name, source.select(batch), first, rows)
+        plan.part(batch).fill_numbers(frame, first, table, start)
+        del frame  # (before the next columns are decoded)
 
 
 def _read_ranges(groups: Sequence[Group], columns: int, read_bytes: int, slice_bytes: int) -> Iterator[tuple[int, int, int]]:
@@ -176,6 +223,12 @@ class ParquetChunk:
         """A column read as text that must here be numbers (NaN where missing)."""
         return self._plan.number_values(self._frame[name], self.first_row)
 
+    def cells(self, name: str) -> list[str | None]:
+        """A column read as text, as the file holds it (a missing value's text too): None for a null."""
+        import polars as pl
+
+        return self._frame[name].cast(pl.String).to_list()
+
     def text_column(self, header: list[str], name: str) -> list[str | None]:
         """The column's cells as text, None where missing."""
         distinct = np.array([*self.text[name], None], dtype=object)
@@ -195,7 +248,10 @@ class ParquetStream:
         self.positions = {column: i for i, column in enumerate(self.header)}
         # As many rows as chunk_bytes of CSV text holds at most (two bytes a value, "1,"): the
         # bound nncli.tabular.columns.chunk_bytes_for gives a chunk's outputs.
-        self.chunk_rows = max(1, chunk_bytes // (2 * max(1, len(self.header))))
+        # and about chunk_bytes of values (8 bytes each) where that is fewer, at least
+        # BLOCK_ROWS: a chunk's work downstream (the model's outputs, their text) grows with its rows.
+        width = max(1, len(self.header))
+        self.chunk_rows = max(1, min(chunk_bytes // (2 * width), max(BLOCK_ROWS, chunk_bytes // (8 * width))))
 
     def __enter__(self) -> "ParquetStream":
         return self
@@ -208,15 +264,22 @@ class ParquetStream:
         """Chunks of ``chunk_rows`` rows at most (a read's last may be shorter): ``text_columns``
         as codes, ``skip`` not read at all (0 in ``values``), the others numbers."""
         plan = ColumnPlan(self.layout.name, self.layout.types, text_columns, skip, missing_values)
-        for first_row, frame in _reads(self.layout, plan.read):
-            table = Matrix(frame.height, len(self.header), np.float64)
-            plan.fill_numbers(frame, first_row, table, 0)
-            for offset in range(0, frame.height, self.chunk_rows):
-                part = frame.slice(offset, self.chunk_rows)
+        texts = scan(self.name).select(plan.texts)
+        for first_row, rows, _ in _ranges(self.layout, plan.read, slice_bytes=READ_BYTES):
+            table = Matrix(rows, len(self.header), np.float64)
+            _fill_numbers(self.layout, plan, first_row, rows, table, 0)
+            frame = _read(self.name, texts, first_row, rows) if plan.texts else None  # (chunks read their text from it)
+            for offset in range(0, rows, self.chunk_rows):
+                height = min(self.chunk_rows, rows - offset)
+                part = None if frame is None else frame.slice(offset, height)
                 codes: dict[str, dict[str, int]] = {}  # (a chunk's text values are its own, as a CSV chunk's)
-                plan.fill_texts(part, table, offset, codes)
+                if part is not None:
+                    plan.fill_texts(part, table, offset, codes)
                 text = {column: list(codes.get(column, {})) for column in plan.texts}
-                values = table.values[offset : offset + part.height]
+                values = table.values[offset : offset + height]
+                if offset + height == rows:  # a read's last chunk, which its reader still holds while the next is decoded:
+                    values = values.copy()  # its own rows, not a view that keeps the read's alive
+                    table = frame = None
                 yield ParquetChunk(values, text, self.name, first_row + offset, self.positions, part, plan)
 
 

@@ -9,6 +9,7 @@ codes and errors as a CSV file of the same table (rows named "file: row N").
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Iterable
 
@@ -70,8 +71,24 @@ class ColumnPlan:
                     f"{self.name}: column {quoted(column)} holds {_type_name(dtype)} values; expected numbers "
                     "(a column read as categories may hold them)"
                 )
+        self._index_numbers()
+
+    def _index_numbers(self) -> None:
+        import polars as pl
+
         self.number_index = column_index([self.position[c] for c in self.numbers])
         self.casts = [pl.col(c).cast(pl.Float64) for c in self.numbers]
+
+    def part(self, columns: Iterable[str]) -> "ColumnPlan":
+        """The same plan for ``columns`` alone (of those it reads): for a frame of just those."""
+        wanted = set(columns)
+        part = copy.copy(self)
+        part.read = [c for c in self.read if c in wanted]
+        part.numbers = [c for c in self.numbers if c in wanted]
+        part.parsed = [c for c in self.parsed if c in wanted]
+        part.texts = [c for c in self.texts if c in wanted]
+        part._index_numbers()
+        return part
 
     def fill_numbers(self, frame, first_row: int, table: Matrix, start: int) -> None:
         """Write the frame's numeric columns (its rows are the file's from ``first_row``) into

@@ -177,9 +177,11 @@ def read_columns(config: Config, path: Path, choice: ColumnChoice, read: TableRe
     # with several text columns is read again once, not once per column.
     tokens = list(config.data.missing_values)
     features, looked = set(choice.features), False
+    # A Parquet file's unused columns are not decoded at all (they may hold lists, structs, dates).
+    unused = {"skip": choice.unused} if is_parquet(path) else {}
     while True:
         try:
-            return read(path, text_columns=choice.text_columns, dtype=np.dtype(config.model.dtype), missing_values=tokens)
+            return read(path, text_columns=choice.text_columns, dtype=np.dtype(config.model.dtype), missing_values=tokens, **unused)
         except NotANumber as exc:
             if config.data.autoencoder and exc.column in features:
                 raise DataError(f"{exc} (data.target: inputs reconstructs the features, so each must be a number; "

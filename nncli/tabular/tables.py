@@ -43,11 +43,15 @@ def header_place(path: str | Path) -> str:
     return str(path) if is_parquet(path) else f"{path}:1"
 
 
-def read_table(path: Path, text_columns: Iterable[str] = (), dtype=np.float64, missing_values: Iterable[str] = ()) -> CsvColumns:
+def read_table(path: Path, text_columns: Iterable[str] = (), dtype=np.float64, missing_values: Iterable[str] = (),
+               skip: Iterable[str] = ()) -> CsvColumns:
     """A whole CSV or Parquet file (:func:`nncli.tabular.source.read_csv`,
-    :func:`nncli.tabular.parquet.read_parquet`); ``where(row)`` names a row's place in it."""
+    :func:`nncli.tabular.parquet.read_parquet`); ``where(row)`` names a row's place in it.
+    ``skip``: columns nobody uses, which a Parquet file's reader leaves undecoded (0 in the
+    table; they may hold any type); a CSV file's are read as the others (a text cell in one is
+    found by the caller, as for any column)."""
     if is_parquet(path):
-        return read_parquet(path, text_columns, dtype, missing_values)
+        return read_parquet(path, text_columns, dtype, missing_values, skip)
     return read_csv(path, text_columns, dtype, missing_values)
 
 
