@@ -9,6 +9,12 @@ groups are real but no row repeats), k = 10, one k-means++ start (n_init = 1), s
 round; the whole fit, seeding included. The two stop by the same rule (tol 1e-4 of the mean
 variance, or no row moving), but from different seeds they take different numbers of
 iterations, so the time per Lloyd iteration is given too.
+
+Codes (issue 15's second target): for seeds 0–4, the shipped autoencoder
+(configs/digits-autoencoder.yaml) trained with that seed, then `nncli cluster MODEL digits --k 10
+--seed S` on its codes — k-means alone, and with `--refine` (deep embedded clustering) — through
+the command's own service, so the figures are the shipped path's; ARI and NMI against the
+labels, beside k-means on the raw pixels (`--scale none`), and the seconds each step took.
 """
 
 from __future__ import annotations
@@ -59,6 +65,45 @@ def quality() -> dict:
     return out
 
 
+def codes_quality() -> dict:
+    """Mean ARI / NMI over seeds 0–4 of k-means on raw pixels, on the shipped autoencoder's codes,
+    and on its codes refined (the cluster command's defaults), with the seconds of each step."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from nncli.commands.cluster import ClusterRequest, cluster
+    from nncli.commands.train import prepare_training
+    from nncli.config import load_config
+    from nncli.files.model import save_model
+
+    rows: dict[str, list[tuple[float, float]]] = {"raw pixels": [], "codes": [], "codes + refine": []}
+    seconds: dict[str, list[float]] = {"train autoencoder": [], "cluster codes": [], "cluster codes + refine": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in SEEDS:
+            started = time.perf_counter()
+            model = prepare_training(load_config(ROOT / "configs" / "digits-autoencoder.yaml", [f"seed={seed}"])).fit()
+            seconds["train autoencoder"].append(time.perf_counter() - started)
+            path = Path(folder) / f"ae{seed}.npz"
+            save_model(path, model)
+            raw = cluster(ClusterRequest([str(DIGITS)], "10", seed=seed, scale="none", labels="label", write_rows=False), io.StringIO())
+            rows["raw pixels"].append((raw.scores["ari"], raw.scores["nmi"]))
+            started = time.perf_counter()
+            plain = cluster(ClusterRequest([str(path), str(DIGITS)], "10", seed=seed, labels="label", write_rows=False), io.StringIO())
+            seconds["cluster codes"].append(time.perf_counter() - started)
+            rows["codes"].append((plain.scores["ari"], plain.scores["nmi"]))
+            started = time.perf_counter()
+            refined = cluster(ClusterRequest([str(path), str(DIGITS)], "10", seed=seed, labels="label", write_rows=False,
+                                             refine=True), io.StringIO())
+            seconds["cluster codes + refine"].append(time.perf_counter() - started)
+            rows["codes + refine"].append((refined.scores["ari"], refined.scores["nmi"]))
+    return {"ari": {name: [ari for ari, _ in values] for name, values in rows.items()},
+            "nmi": {name: [nmi for _, nmi in values] for name, values in rows.items()},
+            "mean_ari": {name: statistics.mean(ari for ari, _ in values) for name, values in rows.items()},
+            "mean_nmi": {name: statistics.mean(nmi for _, nmi in values) for name, values in rows.items()},
+            "median_seconds": {name: statistics.median(values) for name, values in seconds.items()}}
+
+
 def clustering(rounds: int) -> dict:
     try:
         from sklearn.cluster import KMeans
@@ -93,4 +138,9 @@ def clustering(rounds: int) -> dict:
             notes.append(f"digits ({scaling} scaling), n_init 10, 5 seeds: inertia {q['inertia_ratio']:.4f} × scikit-learn's; "
                          f"ARI {q['nncli']['ari']:.3f} vs {q['scikit-learn']['ari']:.3f}, "
                          f"NMI {q['nncli']['nmi']:.3f} vs {q['scikit-learn']['nmi']:.3f}")
+    codes = result["codes"] = codes_quality()
+    for name, ari in codes["mean_ari"].items():
+        notes.append(f"digits, {name}, k = 10, seeds 0-4: mean ARI {ari:.3f} "
+                     f"(per seed {', '.join(f'{a:.3f}' for a in codes['ari'][name])}), mean NMI {codes['mean_nmi'][name]:.3f}")
+    notes.append("median seconds: " + ", ".join(f"{name} {value:.1f}" for name, value in codes["median_seconds"].items()))
     return result

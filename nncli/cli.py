@@ -658,6 +658,8 @@ def cluster(
     seed: int = typer.Option(0, "--seed", min=0, metavar="N", help="Seed of the k-means++ draws and the silhouette sample (same seed, same clusters)."),
     scale: str = typer.Option("standard", "--scale", metavar="standard|minmax|none", help="Scaling of each column before clustering (none for pixels and other columns in one unit)."),
     sample: int = typer.Option(2000, "--sample", min=2, max=10_000, metavar="N", help="Rows in the silhouette's sample (its cost grows with N²: 10,000 take 800 MB)."),
+    refine: bool = typer.Option(False, "--refine", help="With MODEL: deep embedded clustering — retrain the layers up to the code layer so the codes sharpen toward their clusters (saved with --save)."),
+    refine_epochs: Optional[int] = typer.Option(None, "--refine-epochs", metavar="N", help="With --refine: at most N passes over the rows (default 100); it stops sooner when fewer than 0.1 % of rows change cluster."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON document on stdout (the rows then go only to --output)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No report on stderr."),
     threads: Optional[str] = typer.Option(
@@ -680,7 +682,12 @@ def cluster(
         from nncli.commands.threads import blas_threads
 
         request = ClusterRequest([first] if data is None else [first, data], k, n_init, max_iter, seed, scale, layer, labels, _split_names(keep),
-                                 _split_names(ignore), output, save, sample, write_rows=not as_json or output is not None)
+                                 _split_names(ignore), output, save, sample, write_rows=not as_json or output is not None,
+                                 refine=refine, refine_epochs=refine_epochs)
+        if refine and not (quiet or as_json):
+            from nncli.render import make_console, refine_progress
+
+            request.on_update = refine_progress(make_console(stderr=True))
         with _utf8_stdout() as stdout, blas_threads(threads):
             result = cluster_rows(request, stdout)
         if as_json:

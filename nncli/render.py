@@ -14,20 +14,17 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:  # rich.progress costs more to import than the rest of rich: only a bar at a terminal needs it
+    from rich.progress import Progress
 
 from nncli.core.trainer import EpochRecord, Reporter
 from nncli.errors import escaped
@@ -201,6 +198,8 @@ class TrainingDisplay(Reporter):
             self._row(("epoch", "train loss", f"train {label}", "val loss", f"val {label}", "lr", "seconds"), header=True)
         )
         if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
             self.progress = Progress(
                 TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
                 BarColumn(bar_width=20),
@@ -280,7 +279,10 @@ def untrained_network(console: Console, preview, title: str, with_config: bool =
     """The network a run would train, and the rows it would use (inspect CONFIG, --dry-run)."""
     rows = preview.rows
     console.print(architecture_table(console, preview.layers, title=f"{title} (untrained, {preview.dtype}, seed {preview.seed})"))
-    console.print(f"features: {len(preview.features)}  targets: {', '.join(shown(name) for name in preview.targets)}"
+    # An autoencoder's targets are its features (data.target: inputs): said, not listed again.
+    autoencoder = preview.config.get("data", {}).get("target") == "inputs"
+    targets = "the inputs (autoencoder)" if autoencoder else ", ".join(shown(name) for name in preview.targets)
+    console.print(f"features: {len(preview.features)}  targets: {targets}"
                   + (f"  classes: {len(preview.classes)}" if preview.classes else "")
                   + f"  rows: {rows['train']:,} train, {rows['validation']:,} validation", markup=False)
     if with_config:
@@ -401,9 +403,14 @@ def model_summary(console: Console, path: str, info: dict, curve: dict[str, str]
     facts.add_column()
     features = info["features"]
     loss_params = "".join(f", {key} {value:g}" for key, value in info.get("loss_params", {}).items())
-    facts.add_row("task", f"{info['task']} ({info['loss']} loss{loss_params}, {info['dtype']})")
+    if info.get("autoencoder"):  # its targets are its features: said once, not listed twice
+        task = f"autoencoder (reproduces its {len(features):,} inputs)"
+    else:
+        task = info["task"]
+    facts.add_row("task", f"{task} ({info['loss']} loss{loss_params}, {info['dtype']})")
     facts.add_row("features", Text(f"{len(features):,}: {_names(features)}"))
-    facts.add_row("targets", Text(_names(info["targets"])))
+    if not info.get("autoencoder"):
+        facts.add_row("targets", Text(_names(info["targets"])))
     if info["classes"] is not None:
         facts.add_row("classes", Text(f"{len(info['classes']):,}: {_names(info['classes'])}"))
     norm = info["normalization"]
@@ -907,6 +914,8 @@ class SweepDisplay:
                             "seconds"])
         self.console.print(Text(header, style="bold" if self.live else ""))
         if self.live and plan.to_run:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
             self.progress = Progress(
                 TextColumn("{task.completed}/{task.total} trials"), BarColumn(bar_width=20), TextColumn("{task.fields[state]}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left"), console=self.console, transient=True)
@@ -996,6 +1005,19 @@ def sweep_summary(console: Console, result, limit: int = 15) -> None:
     console.print(f"{counts}; results in {shown(result.results, 400)}", markup=False)
 
 
+def refine_progress(console: Console):
+    """`cluster --refine`'s progress at a terminal: a line per target update (none when stderr
+    is a file or a pipe, where the report says how it ended)."""
+    if not console.is_terminal:
+        return None
+
+    def on_update(update) -> None:
+        console.print(f"refine: step {update.iteration:,}, KL {update.loss:.4f}, "
+                      f"{100 * update.changed:.2f} % of rows changed cluster", markup=False, highlight=False)
+
+    return on_update
+
+
 def cluster_report(console: Console, result) -> None:
     """A clustering (a commands.cluster.ClusterResult): what was clustered, the scan of k if
     there was one, the sizes, inertia and silhouette, and the scores against known labels."""
@@ -1013,6 +1035,15 @@ def cluster_report(console: Console, result) -> None:
     console.print(f"clusters (k = {result.k}) sizes {sizes}", markup=False)
     silhouette = "-" if result.silhouette is None else f"{result.silhouette:.4f}"
     console.print(f"inertia {number(result.inertia)}  silhouette {silhouette} (on {result.sample:,} rows)", markup=False)
+    refined = result.refined
+    if refined is not None:
+        end = "converged" if refined["converged"] else f"stopped after {refined['epochs']} epochs"
+        console.print(f"refined in {refined['iterations']:,} steps ({end}: {100 * refined['changed']:.2f} % of rows "
+                      "changed cluster at the last target update)", markup=False)
+        before = refined["scores_before"]
+        if before is not None:
+            console.print(f"before refining, k-means on the codes: adjusted Rand index {before['ari']:.4f}, "
+                          f"normalised mutual information {before['nmi']:.4f}, purity {before['purity']:.4f}", markup=False)
     if result.scores is not None:
         scores = result.scores
         console.print(f"against {shown(result.labels_column, 200)}: adjusted Rand index {scores['ari']:.4f}, "

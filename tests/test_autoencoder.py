@@ -100,7 +100,8 @@ def test_resume_of_the_shipped_autoencoder_is_bit_exact(tmp_path, stop):
 
 def test_explain_and_inspect_take_the_autoencoder_config(tmp_path):
     trace = explain(AUTOENCODER, rows=4).trace
-    assert [layer.W.shape for layer in trace.layers] == [(64, 128), (128, 10), (10, 128), (128, 64)]
+    assert [layer.W.shape for layer in trace.layers] == [(64, 256), (256, 256), (256, 512), (512, 10),
+                                                         (10, 512), (512, 256), (256, 256), (256, 64)]
     result = invoke("inspect", AUTOENCODER, "--json")
     assert result.exit_code == 0, result.stderr
     assert "64" in result.stdout

@@ -118,3 +118,24 @@ def test_full_weights_print_every_number(digits_model):
     weights_part = result.stdout.split("W1  (64 × 128)")[1]
     assert "…" not in weights_part
     assert f"{model.network.weights[0][63, 127]:.4f}" in weights_part
+
+
+def test_an_autoencoder_says_so_and_does_not_list_its_features_twice(tmp_path):
+    model = prepare_training(load_config(CONFIGS / "digits-autoencoder.yaml", ["training.epochs=1"])).fit()
+    path = tmp_path / "ae.npz"
+    save_model(path, model)
+    result = invoke("inspect", path)
+    assert result.exit_code == 0, result.stderr
+    assert "autoencoder (reproduces its 64 inputs)" in result.stdout
+    assert "targets" not in result.stdout.replace("targets minmax", "").replace("targets standard", "")
+    info = json.loads(invoke("inspect", path, "--json").stdout)
+    assert info["autoencoder"] is True and info["task"] == "regression" and info["targets"] == info["features"]
+    preview = invoke("inspect", CONFIGS / "digits-autoencoder.yaml")
+    assert "targets: the inputs (autoencoder)" in preview.stdout and "p77" not in preview.stdout.splitlines()[-1]
+
+
+def test_a_classifier_is_no_autoencoder(digits_model):
+    _, path = digits_model
+    info = json.loads(invoke("inspect", path, "--json").stdout)
+    assert info["autoencoder"] is False
+    assert "targets        label" in invoke("inspect", path).stdout

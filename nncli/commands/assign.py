@@ -77,7 +77,23 @@ def _saved_model(path: Path, clusters: Clusters):
         raise ModelFileError(f"{path}: clusters of the codes of {source}, which no longer exists")
     if file_sha256(source) != clusters.model.sha256:
         raise ModelFileError(f"{path}: clusters of the codes of {source}, which has changed since (its SHA-256 differs); cluster again")
-    return load_model(source)
+    model = load_model(source)
+    if clusters.encoder is not None:
+        use_refined_encoder(path, model, clusters)
+    return model
+
+
+def use_refined_encoder(path: Path, model, clusters: Clusters) -> None:
+    """Put the encoder `cluster --refine` saved in place of the model's layers up to the code
+    layer (in memory: the model file is untouched), so that its codes are the refined ones."""
+    network, layer = model.network, clusters.model.layer
+    sizes = [clusters.encoder[0][0].shape[0], *(W.shape[1] for W, _ in clusters.encoder)]
+    biased = [b is not None for _, b in clusters.encoder] == [b is not None for b in network.biases[:layer]]
+    if sizes != network.sizes[: layer + 1] or not biased or clusters.encoder[0][0].dtype != network.dtype:
+        raise ModelFileError(f"{path}: the refined encoder ({sizes}, {clusters.encoder[0][0].dtype}) does not fit the layers "
+                             f"{network.sizes[: layer + 1]} ({network.dtype}) of {clusters.model.path}")
+    for i, (W, b) in enumerate(clusters.encoder):
+        network.weights[i], network.biases[i] = W, b
 
 
 def _blocks(clusters: Clusters, model, stream, keep: list[str]) -> Iterator[tuple[Chunk, np.ndarray]]:

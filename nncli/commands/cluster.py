@@ -4,6 +4,11 @@ assignment of new rows to saved centroids (`nncli predict clusters.npz new.csv`,
 
 Every row is held in memory (k-means visits them all on every iteration); the k-means itself
 works in bounded blocks of rows (core/kmeans.py).
+
+With ``--refine`` (a model's codes, one k) the k-means centroids are the start of deep embedded
+clustering (core/dec.py): the model's layers up to the code layer are retrained so that the
+codes sharpen toward their clusters, and the clusters are those of the refined codes. The
+encoder's inputs for every row are then held in memory too.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import numpy as np
 
@@ -25,20 +30,28 @@ from nncli.core.cluster_scores import (
     sample_rows,
     silhouette,
 )
-from nncli.core.kmeans import kmeans
+from nncli.core.dec import TargetUpdate, refine
+from nncli.core.kmeans import KMeansResult, assign, kmeans
+from nncli.core.network import MLP
 from nncli.core.preprocess import Scaler
 from nncli.errors import DataError, UsageError
 from nncli.files.atomic import atomic_write
 from nncli.files.clusters import Clusters, ModelSource, file_sha256, save_clusters
 from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.paths import check_writable, same_file
-from nncli.tabular.columns import check_columns, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_features, text_columns_for
 from nncli.tabular.embedding import chunk_bytes_for_codes, code_columns, embedding_layer, stream_codes
 from nncli.tabular.parse import NotANumber
 from nncli.tabular.stream import Chunk
 from nncli.tabular.tables import open_table
 from nncli.tabular.write import csv_field
 
+# --refine's defaults (measured on the digits, docs/clustering.md): Adam's rate, rows per step,
+# and the share of rows changing cluster between target updates below which refinement stops.
+REFINE_EPOCHS = 100
+REFINE_LEARNING_RATE = 1e-3
+REFINE_BATCH = 256
+REFINE_TOL = 1e-3
 MAX_K = 10_000  # a scan of k values runs k-means once per value: 2..10000 is already hours
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:\.\.\s*(\d+)\s*)?$")
 
@@ -59,6 +72,9 @@ class ClusterRequest:
     save: str | None = None
     sample: int = SILHOUETTE_SAMPLE
     write_rows: bool = True  # False with --json and no -o: the report alone
+    refine: bool = False  # deep embedded clustering of a model's codes (core/dec.py)
+    refine_epochs: int | None = None  # None: REFINE_EPOCHS
+    on_update: Callable[[TargetUpdate], None] | None = None  # progress, once per target update
 
 
 @dataclass
@@ -85,6 +101,7 @@ class ClusterResult:
     labels_column: str | None
     saved: str | None
     output: str | None
+    refined: dict | None = None  # with --refine: iterations, changed, converged, updates, scores before
 
     @property
     def scanned(self) -> bool:
@@ -98,6 +115,7 @@ class ClusterResult:
             "silhouette_sample": self.sample, "iterations": self.iterations,
             "scan": [vars(point) for point in self.scan] if self.scanned else [],
             "scores": self.scores, "labels": self.labels_column, "saved": self.saved, "output": self.output,
+            "refine": self.refined,
         }
 
 
@@ -108,6 +126,8 @@ class _Table:
     kept: list[list[str]]  # per --keep column, its cells as CSV fields
     truth: np.ndarray | None  # the --labels column, as text
     model: ModelSource | None
+    network: MLP | None = None  # with --refine: the model's network …
+    inputs: np.ndarray | None = None  # … and its inputs for every row
 
 
 def parse_k(text: str) -> list[int]:
@@ -127,6 +147,7 @@ def cluster(request: ClusterRequest, stdout: TextIO) -> ClusterResult:
     ks = parse_k(request.k)
     if len(request.inputs) not in (1, 2):
         raise UsageError("give DATA, or MODEL DATA (a model file, then the data whose codes to cluster)")
+    _check_refine(request, ks)
     destination = _checked_output(request)
     save = None if request.save is None else output_file(request.save)
     if save is not None:
@@ -148,21 +169,72 @@ def cluster(request: ClusterRequest, stdout: TextIO) -> ClusterResult:
         scan.append(ScanPoint(k, result.inertia, _silhouette(Z, result.labels, sample), result.iterations))
     best = max(scan, key=lambda p: -np.inf if p.silhouette is None else p.silhouette) if len(scan) > 1 else scan[0]
     chosen = runs[best.k]
-    scores = None
-    if table.truth is not None:
-        scores = {"ari": adjusted_rand_index(table.truth, chosen.labels),
-                  "nmi": normalized_mutual_info(table.truth, chosen.labels),
-                  "purity": purity(table.truth, chosen.labels)}
+    scores = _scores(table.truth, chosen.labels)
+    refined, encoder = None, None
+    if request.refine:
+        chosen, encoder, refined, Z = _refine(request, table, scaler, chosen)
+        refined["scores_before"] = scores
+        scores = _scores(table.truth, chosen.labels)
+        best = ScanPoint(best.k, chosen.inertia, _silhouette(Z, chosen.labels, sample), chosen.iterations)
     if save is not None:
         record = {"rows": n, "inertia": chosen.inertia, "seed": request.seed, "n_init": request.n_init}
-        save_clusters(save, Clusters(chosen.centroids, table.names, scaler, table.model, record))
+        if refined is not None:
+            record.update(refine_iterations=refined["iterations"], refine_changed=refined["changed"])
+        save_clusters(save, Clusters(chosen.centroids, table.names, scaler, table.model, record, encoder))
     if request.write_rows:
         _write(destination, stdout, request.keep, table.kept, chosen.labels)
     space = (f"{Z.shape[1]} features, {request.scale} scaling" if table.model is None
              else f"{Z.shape[1]} codes at layer {table.model.layer} of {request.inputs[0]}, {request.scale} scaling")
+    if refined is not None:
+        space += ", refined (deep embedded clustering)"
     return ClusterResult(n, space, Z.shape[1], best.k, chosen.sizes.tolist(), chosen.inertia, best.silhouette,
                          len(sample), chosen.iterations, scan, scores, request.labels,
-                         request.save, request.output)
+                         request.save, request.output, refined)
+
+
+def _check_refine(request: ClusterRequest, ks: list[int]) -> None:
+    if request.refine_epochs is not None and not request.refine:
+        raise UsageError("--refine-epochs applies to --refine")
+    if not request.refine:
+        return
+    if len(request.inputs) != 2:
+        raise UsageError("--refine retrains a model's encoder: give MODEL DATA (e.g. an autoencoder, "
+                         "nncli train configs/digits-autoencoder.yaml)")
+    if len(ks) > 1:
+        raise UsageError(f"--refine takes one number of clusters, not the range {request.k} (scan without --refine first)")
+    if request.refine_epochs is not None and request.refine_epochs < 1:
+        raise UsageError(f"--refine-epochs {request.refine_epochs}: expected at least 1 pass over the rows")
+
+
+def _scores(truth: np.ndarray | None, labels: np.ndarray) -> dict | None:
+    if truth is None:
+        return None
+    return {"ari": adjusted_rand_index(truth, labels), "nmi": normalized_mutual_info(truth, labels),
+            "purity": purity(truth, labels)}
+
+
+def _refine(request: ClusterRequest, table: _Table, scaler: Scaler, start: KMeansResult):
+    """Deep embedded clustering from the k-means ``start``: (the clustering of the refined codes
+    as a KMeansResult, the refined encoder's (W, b) per layer, the report's ``refine`` entry,
+    the refined codes scaled)."""
+    network, layer = table.network, table.model.layer
+    # Copies: the model's own arrays stay as they were loaded.
+    encoder = MLP([W.copy() for W in network.weights[:layer]],
+                  [None if b is None else b.copy() for b in network.biases[:layer]], network.activations[:layer])
+    result = refine(encoder, table.inputs, start.centroids, np.random.default_rng(request.seed),
+                    offset=scaler.offset, scale=scaler.scale, epochs=request.refine_epochs or REFINE_EPOCHS,
+                    batch_size=REFINE_BATCH, learning_rate=REFINE_LEARNING_RATE, tol=REFINE_TOL,
+                    on_update=request.on_update)
+    centroids = result.centroids.astype(np.float64)
+    Z = scaler.transform(encoder.forward(table.inputs).astype(np.float64))
+    labels, distances = assign(Z, centroids)  # the nearest centroid: what predict gives a new row
+    # (its iterations stay the Lloyd iterations of the start; refinement's steps are in the report)
+    chosen = KMeansResult(centroids, labels, float(distances.sum()), start.iterations,
+                          np.bincount(labels, minlength=len(centroids)))
+    report = {"iterations": result.iterations, "epochs": request.refine_epochs or REFINE_EPOCHS,
+              "changed": result.changed, "converged": result.converged,
+              "updates": [vars(update) for update in result.updates]}
+    return chosen, list(zip(encoder.weights, encoder.biases)), report, Z
 
 
 def _silhouette(Z: np.ndarray, labels: np.ndarray, sample: np.ndarray) -> float | None:
@@ -189,7 +261,7 @@ def _read(request: ClusterRequest) -> _Table:
     data = request.inputs[-1]
     extra = list(dict.fromkeys([*request.keep, *([request.labels] if request.labels else [])]))
     if len(request.inputs) == 2:
-        return _read_codes(Path(request.inputs[0]), data, request.layer, request.keep, extra, request.labels)
+        return _read_codes(Path(request.inputs[0]), data, request.layer, request.keep, extra, request.labels, request.refine)
     if request.layer is not None:
         raise UsageError("--layer picks a model's layer: give MODEL DATA")
     return _read_features(data, request.keep, extra, request.labels, request.ignore)
@@ -219,19 +291,25 @@ def _read_features(data: str, keep: list[str], extra: list[str], labels: str | N
     return _Table(X, names, kept, np.array(truth, dtype=object) if labels else None, None)
 
 
-def _read_codes(model_path: Path, data: str, layer: int | None, keep: list[str], extra: list[str], labels: str | None) -> _Table:
+def _read_codes(model_path: Path, data: str, layer: int | None, keep: list[str], extra: list[str], labels: str | None,
+                with_inputs: bool = False) -> _Table:
     model = load_model(model_path, MODEL_THEN_DATA)
     layer = embedding_layer(model, layer)
     with open_table(data, chunk_bytes_for_codes(model, layer)) as stream:
         check_columns(model, stream, extra)
-        blocks, kept, truth = [], [[] for _ in keep], []
-        for chunk, codes in stream_codes(model, stream, text_columns_for(model, stream.header, extra), layer, extra):
+        blocks, kept, truth, inputs = [], [[] for _ in keep], [], []
+        text_columns = text_columns_for(model, stream.header, extra)
+        for chunk, codes in stream_codes(model, stream, text_columns, layer, extra):
             blocks.append(codes.astype(np.float64))
+            if with_inputs and len(codes):  # (the codes came out: the same rows make inputs without error)
+                inputs.append(model.inputs(chunk_features(model, stream, chunk, text_columns)))
             _collect(chunk, stream.header, keep, labels, kept, truth)
     width = len(code_columns(model, layer))
     X = np.concatenate(blocks) if blocks else np.empty((0, width))
     source = ModelSource(str(model_path.resolve()), file_sha256(model_path), layer)
-    return _Table(X, list(model.features), kept, np.array(truth, dtype=object) if labels else None, source)
+    network_inputs = np.concatenate(inputs) if inputs else np.empty((0, model.network.sizes[0]), model.network.dtype)
+    return _Table(X, list(model.features), kept, np.array(truth, dtype=object) if labels else None, source,
+                  model.network if with_inputs else None, network_inputs if with_inputs else None)
 
 
 def _collect(chunk: Chunk, header: list[str], keep: list[str], labels: str | None, kept: list[list[str]], truth: list) -> None:

@@ -173,6 +173,7 @@ def summary(model: TrainedModel, meta: ModelMeta) -> dict:
         "created": record.get("created"),
         "numpy_version": record.get("numpy_version"),
         "task": "classification" if model.is_classification else "regression",
+        "autoencoder": model.autoencoder,  # a regression of its own (scaled) features: targets == features
         "loss": model.loss,
         "loss_params": model.loss_params,
         "dtype": model.network.dtype.name,

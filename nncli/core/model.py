@@ -133,6 +133,11 @@ class TrainedModel:
                     raise self._overflow(X, start + first) from None
         return out
 
+    def inputs(self, X_raw: np.ndarray) -> np.ndarray:
+        """The network's inputs for ``X_raw`` (encoded and scaled, in the model's dtype), all
+        rows at once: what `cluster --refine` trains the encoder on. Errors as :meth:`outputs`."""
+        return np.concatenate([X for _, X in self._input_blocks(X_raw)])
+
     def _input_blocks(self, X_raw: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """The network's inputs for ``X_raw``, :attr:`rows_per_pass` rows at a time: (first row, inputs)."""
         step, starts = self.rows_per_pass, range(0, max(1, len(X_raw)), self.rows_per_pass)
