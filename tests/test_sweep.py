@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -20,6 +21,7 @@ from nncli.commands.sweeps.plan import Space, Trial, plan_trials, sample_option,
 from nncli.commands.sweeps.ranking import TrialRecord, rank_points
 from nncli.commands.sweeps.trial import WORKER_DIED
 from nncli.errors import UsageError
+from nncli.files.lock import OutputLock
 from tests.conftest import CONFIGS
 
 runner = CliRunner()
@@ -172,6 +174,62 @@ def test_a_trial_is_the_model_train_makes(tmp_path):
     assert json.loads((tmp_path / "train" / "metrics.json").read_text()) == trial["metrics"]
 
 
+# A fresh interpreter (this one may have threads, or polars, from other tests): a sweep whose
+# reporter starts a thread in begin(), as the live table (rich) does; prints the start methods.
+FORK_BEFORE_THREADS = """
+import sys, threading
+from pathlib import Path
+from nncli.commands.sweep import SweepRequest, sweep
+from nncli.commands.sweeps import executors
+
+chosen, real, stop = [], executors.start_method, threading.Event()
+executors.start_method = lambda: chosen.append(real()) or chosen[-1]
+
+class LiveTable:
+    def begin(self, plan):
+        threading.Thread(target=stop.wait).start()
+    def trial_started(self, name):
+        pass
+    def trial_finished(self, record):
+        pass
+
+request = SweepRequest(Path(sys.argv[1]), grid=["training.learning_rate=0.05,0.2,0.3"], overrides=["training.epochs=2"],
+                       output=Path(sys.argv[2]), jobs=2)
+try:
+    assert sweep(request, LiveTable()).succeeded == 3
+finally:
+    stop.set()
+print(",".join(chosen))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the pool forks on Linux only")
+def test_the_pool_forks_before_the_live_table_starts_a_thread(tmp_path, monkeypatch):
+    """The workers are forked before the reporter starts its thread, and give the models spawned
+    workers give (which give those of the sweep's own process: the test above)."""
+    done = subprocess.run([sys.executable, "-c", FORK_BEFORE_THREADS, str(DIGITS), str(tmp_path / "forked")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "fork\n", done.stderr
+    monkeypatch.setattr(executors, "start_method", lambda: "spawn")
+    report(sweep(DIGITS, "--grid", "training.learning_rate=0.05,0.2,0.3", *QUICK, "-o", tmp_path / "spawned",
+                 "--jobs", "2", "--json"))
+    for trial in ("trial-001", "trial-002", "trial-003"):
+        assert_same_weights(tmp_path / "forked" / trial / "model.npz", tmp_path / "spawned" / trial / "model.npz")
+
+
+def test_workers_are_spawned_when_forking_is_unsafe(monkeypatch):
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert executors.start_method() == "spawn"  # another thread runs: a fork would copy its locks
+    finally:
+        stop.set()
+        thread.join()
+    monkeypatch.setitem(sys.modules, "polars", sys)  # a thread pool threading cannot see
+    assert executors.start_method() == "spawn"
+
+
 def test_seeds_give_mean_and_std(tmp_path):
     document = report(sweep(DIGITS, "--seeds", "3", *QUICK, "-o", tmp_path / "sw", "--json"))
     (point,) = document["ranking"]
@@ -293,6 +351,8 @@ def test_sigterm_stops_the_pool_at_once(tmp_path):
     time.sleep(1.5)  # the workers have started their trials (each takes ≈ 15 s)
     workers = _workers_of(process.pid)
     assert len(workers) == 2
+    if sys.platform == "linux":
+        assert all(_forked(process.pid, pid) for pid in workers)  # (not spawned: no start-up to pay)
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
@@ -322,17 +382,69 @@ def test_a_killed_worker_fails_its_trials_and_the_sweep_goes_on(tmp_path):
     assert [results[t]["status"] for t in ("trial-003", "trial-004")] == ["ok"] * 2
 
 
+def test_a_piped_sweep_forks_quietly_and_prints_each_line_once(tmp_path):
+    """The installed command, piped, warnings shown (Python 3.12+ warns when a process with
+    threads forks): nothing on stderr, and no line printed twice by a forked worker flushing a
+    copy of the sweep's output buffer."""
+    env = {**os.environ, "PYTHONWARNINGS": "always"}
+    done = subprocess.run([NNCLI, "sweep", str(DIGITS), "--grid", "training.learning_rate=0.05,0.1,0.2,0.3", *QUICK,
+                           "-o", str(tmp_path / "sw"), "--jobs", "2"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Sweep ") and sum(line.startswith("Sweep ") for line in lines) == 1
+    assert sorted(line.split()[0] for line in lines[2:6]) == ["trial-001", "trial-002", "trial-003", "trial-004"]
+    assert sum(line.startswith("trial-") for line in lines) == 4
+
+
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    """kill -9 of the sweep (or the OOM killer) takes its workers with it: none is left waiting
+    for work forever, or holding the sweep folder's lock."""
+    folder = tmp_path / "sw"
+    process = subprocess.Popen([NNCLI, "sweep", str(DIGITS), "--grid", "training.learning_rate=0.01,0.02,0.03,0.04",
+                                "--set", "training.epochs=2000", "-o", str(folder), "--jobs", "2", "-q"])
+    while not (folder / "plan.json").exists() and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    workers = _workers_of(process.pid)
+    assert len(workers) == 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while [pid for pid in workers if _running(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _running(pid)]
+    OutputLock(folder / ".sweep.lock", folder).acquire().release()  # free: a rerun can go on
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for its new parent to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _forked(sweep_pid: int, worker: int) -> bool:
+    with open(f"/proc/{sweep_pid}/cmdline", "rb") as f, open(f"/proc/{worker}/cmdline", "rb") as g:
+        return f.read() == g.read()
+
+
 def _workers_of(pid: int) -> list[int]:
-    """The pool's worker processes (Linux: /proc), by their command line."""
+    """The pool's worker processes (Linux: /proc), by their command line: the sweep's own when
+    forked, multiprocessing's spawn_main when spawned (not its resource tracker)."""
     if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
         pytest.skip("needs Linux's /proc")
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         children = [int(child) for child in f.read().split()]
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        sweep_command = f.read()
     workers = []
     for child in children:
         with open(f"/proc/{child}/cmdline", "rb") as f:
-            if b"spawn_main" in f.read():
-                workers.append(child)
+            command = f.read()
+        if command == sweep_command or b"spawn_main" in command:
+            workers.append(child)
     return workers
 
 
@@ -395,3 +507,25 @@ def test_ctrl_c_stops_a_ray_sweep(tmp_path, local_ray, monkeypatch):
     assert result.stderr.startswith("nncli: interrupted: stopped with ") and result.stderr.count("\n") == 1
     finished = len(list((tmp_path / "sw").glob("trial-*/trial.json")))
     assert 1 <= finished < 3 and f"stopped with {finished} of 3 trials finished" in result.stderr
+
+
+def test_a_trials_scratch_files_are_not_synced_but_the_trial_folder_is(tmp_path, monkeypatch):
+    """A worker's run files are read back at once (FileSet(durable=False)): no fsync, which cost
+    a digits trial up to a third of its time; the driver's trial folder is still synced."""
+    import os
+
+    from nncli.files.atomic import FileSet
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    with FileSet(durable=False) as scratch:
+        with scratch.write(tmp_path / "a.txt") as f:
+            f.write(b"scratch")
+        scratch.commit()
+    assert (tmp_path / "a.txt").read_bytes() == b"scratch" and synced == []
+    with FileSet() as durable:
+        with durable.write(tmp_path / "b.txt") as f:
+            f.write(b"kept")
+        durable.commit()
+    assert (tmp_path / "b.txt").read_bytes() == b"kept" and len(synced) >= 2  # the file and its folder

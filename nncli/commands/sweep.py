@@ -138,10 +138,18 @@ def sweep(request: SweepRequest, reporter: Optional[SweepReporter] = None) -> Sw
             raise next(iter(refused.values()))  # every trial refused: the command is wrong, not a trial
         if recorded is None:
             folder.write_plan(plan.document)
-        if reporter is not None:
-            reporter.begin(SweepPlan(folder.path, plan.trials, plan.keys, plan.metric, len(plan.trials) - len(todo),
-                                     len(todo), executor))
-        interrupted = _run_trials(folder, plan, records, refused, run, specs, reporter)
+        started: Callable[[str], None] = reporter.trial_started if reporter is not None else (lambda name: None)
+        interrupted = False
+        try:
+            # The executor starts first: the local pool forks its workers while this process has
+            # one thread, before the live table starts its own (executors.start_method).
+            with contextlib.closing(run(specs, started)) as outcomes:
+                if reporter is not None:
+                    reporter.begin(SweepPlan(folder.path, plan.trials, plan.keys, plan.metric,
+                                             len(plan.trials) - len(todo), len(todo), executor))
+                _run_trials(folder, plan, records, refused, outcomes, reporter)
+        except KeyboardInterrupt:  # (the executor has stopped its workers: closing)
+            interrupted = True
         ordered = [records[trial.name] for trial in plan.trials if trial.name in records]
         points = rank_points(ordered, plan.metric, plan.minimize)
         results = folder.write_results(*results_table(ordered, points, plan.keys, plan.metric))
@@ -185,27 +193,19 @@ def _finished_earlier(folder: SweepFolder, trials: list[Trial]) -> dict[str, Tri
 
 
 def _run_trials(folder: SweepFolder, plan: _Plan, records: dict[str, TrialRecord], refused: dict[str, ConfigError],
-                run: Callable[..., Iterator[TrialOutcome]], specs: list[TrialSpec],
-                reporter: Optional[SweepReporter]) -> bool:
-    """Record each trial as it finishes (into ``records`` and its folder); True when Ctrl-C
-    stopped the sweep (the executor has stopped its workers by then: ``closing``)."""
+                outcomes: Iterator[TrialOutcome], reporter: Optional[SweepReporter]) -> None:
+    """Record each trial as it finishes (into ``records`` and its folder)."""
     trials = plan.by_name
-    started: Callable[[str], None] = reporter.trial_started if reporter is not None else (lambda name: None)
 
     def record(outcome: TrialOutcome) -> None:
         records[outcome.name] = _save(folder, trials[outcome.name], outcome)
         if reporter is not None:
             reporter.trial_finished(records[outcome.name])
 
-    try:
-        for name, error in refused.items():
-            record(TrialOutcome(name, str(error)))
-        with contextlib.closing(run(specs, started)) as outcomes:
-            for outcome in outcomes:
-                record(outcome)
-    except KeyboardInterrupt:
-        return True
-    return False
+    for name, error in refused.items():
+        record(TrialOutcome(name, str(error)))
+    for outcome in outcomes:
+        record(outcome)
 
 
 def _metric(name: str | None, config: Config) -> tuple[str, bool]:

@@ -27,6 +27,7 @@ from nncli.config import Config, config_from_dict
 from nncli.config.source import ConfigSource
 from nncli.config.yamlfile import parse_yaml
 from nncli.errors import NncliError, one_line
+from nncli.files.atomic import FileSet
 from nncli.files.model import save_model
 from nncli.files.runfiles import RunFiles, write_config, write_history, write_json
 
@@ -90,10 +91,13 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
 
 def _run_files(model) -> dict[str, bytes]:
     """The files `nncli train --run-dir` leaves (as Session._write writes them), as bytes."""
-    with tempfile.TemporaryDirectory(prefix="nncli-trial-") as folder:
+    # Scratch files, read back at once: the driver writes (and syncs) the trial folder.
+    with tempfile.TemporaryDirectory(prefix="nncli-trial-") as folder, FileSet(durable=False) as scratch:
         files = RunFiles.in_folder(Path(folder))
-        write_history(files.history, model.history)
-        write_json(files.metrics, model.metrics)
-        write_config(files.config, model.config)
-        save_model(files.model, model)
+        with scratch.collect():
+            write_history(files.history, model.history)
+            write_json(files.metrics, model.metrics)
+            write_config(files.config, model.config)
+            save_model(files.model, model)
+        scratch.commit()
         return {path.name: path.read_bytes() for path in (files.model, files.history, files.metrics, files.config)}
