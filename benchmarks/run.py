@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import bigdata, clustering, environment, sweep, threads, workloads
+from benchmarks import bigdata, clustering, environment, parquet, plot, sweep, threads, workloads
 from benchmarks.timing import ratios, stats
 
 RECORD = "benchmarks/results.json"
-WORKLOADS = ("training", "small_data", "inference", "csv_ingestion", "startup", "streaming_predict", "scaling", "end_to_end", "threads", "big_data", "sweep", "clustering")
+WORKLOADS = ("training", "small_data", "inference", "csv_ingestion", "startup", "streaming_predict", "parquet_predict", "scaling", "end_to_end", "threads", "big_data", "sweep", "clustering", "plot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n… {name}", file=sys.stderr, flush=True)
         if name == "streaming_predict":
             result = workloads.streaming_predict(predict_mb)
-        else:  # the thread policy's, big data's, the sweep's and k-means' workloads live in modules of their own
-            result = getattr({"threads": threads, "big_data": bigdata, "sweep": sweep, "clustering": clustering}.get(name, workloads), name)(rounds)
+        elif name == "parquet_predict":  # (the same size as the streaming-predict file, as Parquet)
+            result = parquet.parquet_predict(rounds, predict_mb)
+        else:  # the thread policy's, big data's, the sweep's, k-means' and plot's workloads live in modules of their own
+            modules = {"threads": threads, "big_data": bigdata, "sweep": sweep, "clustering": clustering, "plot": plot}
+            result = getattr(modules.get(name, workloads), name)(rounds)
         results[name] = summarise(result)
         print(render(results[name]), flush=True)
     # Only a full run replaces the record that benchmarks/README.md quotes.
@@ -106,7 +109,8 @@ def render(result: dict) -> str:
                 line += f"  {result['rows_per_s'][name]:9,.0f}"
             lines.append(line)
     if "files" in result and "startup_rss_mb" in result:
-        lines.append(f"  start-up RSS (nncli --version): {result['startup_rss_mb']:.0f} MB")
+        lines.append(f"  start-up RSS (nncli --version): {result['startup_rss_mb']:.0f} MB; "
+                     f"with the libraries a run imports: {result.get('libraries_rss_mb', 0):.0f} MB")
         for label, data in result["files"].items():
             lines.append(f"  {label} (float32 training features {data['training_array_mb']:.0f} MB):")
             for name, s in data["variants"].items():
@@ -114,7 +118,9 @@ def render(result: dict) -> str:
                 lines.append(f"    {name:28} {s['median']:7.2f}s  ({s['min']:.2f}–{s['max']:.2f}s)  "
                              f"{data['ratio_to_reference'][name]:5.2f}× read+epoch  peak {data['peak_rss_mb'].get(name, 0):6.0f} MB{read}")
             for name, ratio in data["rss_over_startup_per_array"].items():
-                lines.append(f"    {name}: peak RSS over start-up = {ratio:.1f}× the training features")
+                libraries = data.get("rss_over_libraries_per_array", {}).get(name)
+                lines.append(f"    {name}: peak RSS over start-up = {ratio:.1f}× the training features"
+                             + ("" if libraries is None else f" ({libraries:.1f}× over the libraries' RSS)"))
             if "cache_read_over_parse" in data:
                 lines.append(f"    parse cache load / CSV parse (in-process) = {data['cache_read_over_parse']:.3f}")
     elif "files" in result:
@@ -123,6 +129,10 @@ def render(result: dict) -> str:
             for name, s in data["variants"].items():
                 lines.append(f"    {name:20} {data['mb_per_s'][name]:7.0f} MB/s  ({s['min']:.3f}–{s['max']:.3f}s)"
                              f"  {data['ratio_to_reference'][name]:5.2f}× numpy.loadtxt")
+    if "peaks_mb" in result:
+        lines.append(f"  peak RSS (start-up {result['startup_rss_mb']:.0f} MB): "
+                     + ", ".join(f"{name} {peak:.0f} MB" for name, peak in result["peaks_mb"].items())
+                     + ("" if result.get("same_predictions", True) else "  (predictions DIFFER)"))
     if "big_runs" in result:
         for name, run in result["big_runs"].items():
             lines.append(f"  {name:78} {run['seconds']:7.1f}s (epoch {run['epoch_seconds']:6.1f}s)  peak {run['peak_rss_mb']:7,.0f} MB")
