@@ -12,6 +12,18 @@ CONFIGS = ROOT / "configs"
 DATASETS = ROOT / "datasets"
 
 
+def small_digits_autoencoder(path: Path, layers: str) -> Path:
+    """The shipped autoencoder config's data and training, with ``layers`` (e.g.
+    "[auto,32,10,32,auto]": the shipped network's layers may change) and 2 epochs, saved at ``path``."""
+    from nncli.commands.train import prepare_training
+    from nncli.config import load_config
+    from nncli.files.model import save_model
+
+    overrides = ["training.epochs=2", f"model.layers={layers}", "model.activation=[relu,identity,relu]"]
+    save_model(path, prepare_training(load_config(CONFIGS / "digits-autoencoder.yaml", overrides)).fit())
+    return path
+
+
 @pytest.fixture
 def write(tmp_path):
     """write("name", text) -> path: a file in the test's own folder (text is dedented)."""

@@ -26,27 +26,13 @@ from nncli.core.kmeans import kmeans
 from nncli.core.network import MLP
 from nncli.errors import ModelFileError
 from nncli.files.clusters import load_clusters
+from tests.gradcheck import numerical_gradient
 
 runner = CliRunner()
-EPS = 1e-6
 
 
 def run(*args):
     return runner.invoke(app, [*map(str, args)])
-
-
-def _numeric(f, array: np.ndarray) -> np.ndarray:
-    """Central differences of the scalar ``f()`` in each entry of ``array`` (changed in place)."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        kept = array[index]
-        array[index] = kept + EPS
-        up = f()
-        array[index] = kept - EPS
-        down = f()
-        array[index] = kept
-        grad[index] = (up - down) / (2 * EPS)
-    return grad
 
 
 def test_soft_assignment_and_target_are_distributions_and_the_target_is_sharper():
@@ -73,8 +59,8 @@ def test_kl_gradients_in_codes_and_centroids_match_central_differences():
         return kl_loss(P, soft_assignment(Z, mu))
 
     dZ, dmu = kl_gradients(Z, mu, P)
-    assert np.allclose(dZ, _numeric(loss, Z), rtol=1e-6, atol=1e-9)
-    assert np.allclose(dmu, _numeric(loss, mu), rtol=1e-6, atol=1e-9)
+    assert np.allclose(dZ, numerical_gradient(loss, Z), rtol=1e-6, atol=1e-9)
+    assert np.allclose(dmu, numerical_gradient(loss, mu), rtol=1e-6, atol=1e-9)
 
 
 def test_gradients_through_the_encoder_and_its_scaling_match_central_differences():
@@ -91,8 +77,8 @@ def test_gradients_through_the_encoder_and_its_scaling_match_central_differences
     assert value == pytest.approx(loss(), rel=1e-12)
     analytic = [g.copy() for g in encoder.gradients()]
     for parameter, gradient in zip(encoder.parameters(), analytic):
-        assert np.allclose(gradient, _numeric(loss, parameter), rtol=1e-5, atol=1e-9)
-    assert np.allclose(dmu, _numeric(loss, mu), rtol=1e-6, atol=1e-9)
+        assert np.allclose(gradient, numerical_gradient(loss, parameter), rtol=1e-5, atol=1e-9)
+    assert np.allclose(dmu, numerical_gradient(loss, mu), rtol=1e-6, atol=1e-9)
 
 
 def _blobs_and_a_poor_encoder(seed: int):

@@ -20,7 +20,7 @@ from nncli.files.model import load_model, save_model
 from nncli.tabular.columns import text_columns_for
 from nncli.tabular.embedding import code_columns, embedding_layer, layer_codes, stream_codes
 from nncli.tabular.tables import open_table, read_table
-from tests.conftest import CONFIGS, DATASETS
+from tests.conftest import CONFIGS, DATASETS, small_digits_autoencoder
 
 runner = CliRunner()
 DIGITS = DATASETS / "digits.csv"
@@ -32,11 +32,8 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def autoencoder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("embed") / "ae.npz"
     # The shipped config, narrowed to three hidden layers (the tests count on layer 2 being the code).
-    overrides = ["training.epochs=2", "model.layers=[auto,128,10,128,auto]", "model.activation=[relu,identity,relu]"]
-    save_model(path, prepare_training(load_config(CONFIGS / "digits-autoencoder.yaml", overrides)).fit())
-    return path
+    return small_digits_autoencoder(tmp_path_factory.mktemp("embed") / "ae.npz", "[auto,128,10,128,auto]")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from nncli.core.pca import pca
 from nncli.files.model import save_model
 from nncli.plots.pictures import MAX_CODE_CLASSES, Codes
 from nncli.plots.text import text
-from tests.conftest import CONFIGS, DATASETS
+from tests.conftest import CONFIGS, DATASETS, small_digits_autoencoder
 
 runner = CliRunner()
 DIGITS = DATASETS / "digits.csv"
@@ -31,11 +31,8 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def autoencoder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("codes") / "ae.npz"
     # The shipped config's data, a small network of our own (the shipped one's layers may change).
-    overrides = ["training.epochs=2", "model.layers=[auto,32,10,32,auto]", "model.activation=[relu,identity,relu]"]
-    save_model(path, prepare_training(load_config(CONFIGS / "digits-autoencoder.yaml", overrides)).fit())
-    return path
+    return small_digits_autoencoder(tmp_path_factory.mktemp("codes") / "ae.npz", "[auto,32,10,32,auto]")
 
 
 def embedded(model, data, *args) -> tuple[list[str], np.ndarray]:

@@ -17,7 +17,8 @@ import numpy as np
 from nncli.core.kmeans import assign
 from nncli.errors import DataError, ModelFileError, UsageError, quoted
 from nncli.files.atomic import atomic_write
-from nncli.files.clusters import Clusters, file_sha256, load_clusters
+from nncli.files.clusters import Clusters, load_clusters
+from nncli.files.filehash import file_hash
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable, same_file
 from nncli.tabular.columns import check_columns, text_columns_for
@@ -75,7 +76,7 @@ def _saved_model(path: Path, clusters: Clusters):
     source = Path(clusters.model.path)
     if not source.is_file():
         raise ModelFileError(f"{path}: clusters of the codes of {source}, which no longer exists")
-    if file_sha256(source) != clusters.model.sha256:
+    if file_hash(source) != clusters.model.sha256:
         raise ModelFileError(f"{path}: clusters of the codes of {source}, which has changed since (its SHA-256 differs); cluster again")
     model = load_model(source)
     if clusters.encoder is not None:

@@ -36,7 +36,8 @@ from nncli.core.network import MLP
 from nncli.core.preprocess import Scaler
 from nncli.errors import DataError, UsageError
 from nncli.files.atomic import atomic_write
-from nncli.files.clusters import Clusters, ModelSource, file_sha256, save_clusters
+from nncli.files.clusters import Clusters, ModelSource, save_clusters
+from nncli.files.filehash import file_hash
 from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.paths import check_writable, same_file
 from nncli.tabular.columns import check_columns, chunk_features, text_columns_for
@@ -306,7 +307,7 @@ def _read_codes(model_path: Path, data: str, layer: int | None, keep: list[str],
             _collect(chunk, stream.header, keep, labels, kept, truth)
     width = len(code_columns(model, layer))
     X = np.concatenate(blocks) if blocks else np.empty((0, width))
-    source = ModelSource(str(model_path.resolve()), file_sha256(model_path), layer)
+    source = ModelSource(str(model_path.resolve()), file_hash(model_path), layer)
     network_inputs = np.concatenate(inputs) if inputs else np.empty((0, model.network.sizes[0]), model.network.dtype)
     return _Table(X, list(model.features), kept, np.array(truth, dtype=object) if labels else None, source,
                   model.network if with_inputs else None, network_inputs if with_inputs else None)

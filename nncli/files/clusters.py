@@ -18,7 +18,6 @@ files without an encoder stay version 1.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,14 +101,6 @@ class ClustersMeta(BaseModel):
     model: _ModelMeta | None = None
     record: dict = Field(default_factory=dict)
     encoder: _EncoderMeta | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_clusters(path: Path, clusters: Clusters) -> None:
