@@ -114,6 +114,10 @@ class CsvStream:
             if sys.stdin is None:  # started with <&-
                 raise DataError("<stdin>: standard input is closed; give a CSV file, or pipe one in")
             self._file: BinaryIO = sys.stdin.buffer
+            # Held while the stream is: a read-ahead thread blocked on a silent pipe keeps it (and
+            # with it sys.stdin) alive, or the interpreter's exit would close sys.stdin under that
+            # thread's lock and abort ("Fatal Python error: _enter_buffered_busy", exit 134).
+            self._stdin = sys.stdin
         else:
             self.name = str(source)
             with reading(source, DataError, "CSV file"):
