@@ -129,10 +129,22 @@ def test_refinement_is_bit_reproducible():
 def test_refine_stops_after_its_epochs_and_refuses_none():
     X, _, encoder, start, offset, scale = _blobs_and_a_poor_encoder(0)
     result = refine(encoder, X, start.centroids, np.random.default_rng(0), offset=offset, scale=scale,
-                    epochs=2, batch_size=100, tol=0.0)
+                    epochs=2, batch_size=100, update_interval=3, tol=0.0)
     assert result.iterations == 6 and not result.converged and len(result.updates) == 3
     with pytest.raises(ValueError, match="epochs"):
         refine(encoder, X, start.centroids, np.random.default_rng(0), offset=offset, scale=scale, epochs=0)
+
+
+def test_one_batch_per_pass_still_takes_several_steps_before_the_first_target_update():
+    """Found by an attacker: 150 iris rows are one batch, so the first update came after a
+    single step, found nothing changed and stopped as 'converged' without refining."""
+    from nncli.core.dec import MIN_UPDATE_STEPS
+
+    X, _, encoder, start, offset, scale = _blobs_and_a_poor_encoder(0)
+    result = refine(encoder, X, start.centroids, np.random.default_rng(0), offset=offset, scale=scale,
+                    epochs=50, batch_size=len(X))
+    assert result.updates[1].iteration == MIN_UPDATE_STEPS > 1
+    assert result.iterations >= MIN_UPDATE_STEPS
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from nncli.files.clusters import Clusters, load_clusters
 from nncli.files.filehash import file_hash
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable, same_file
-from nncli.tabular.columns import check_columns, text_columns_for
+from nncli.tabular.columns import check_columns, kept_cells, text_columns_for
 from nncli.tabular.embedding import chunk_bytes_for_codes, stream_codes
 from nncli.tabular.parse import NotANumber, listed
 from nncli.tabular.stream import CHUNK_BYTES, Chunk
@@ -49,18 +49,23 @@ def assign_rows(clusters_path: Path, data: str, destination: Path | None, keep: 
     chunk_bytes = CHUNK_BYTES if model is None else chunk_bytes_for_codes(model, clusters.model.layer)
     with open_table(data, chunk_bytes) as stream:
         if destination is None:
-            return _write(clusters, model, stream, keep, stdout)
+            return _write(clusters_path, clusters, model, stream, keep, stdout)
         with atomic_write(destination, "w") as f:
-            return _write(clusters, model, stream, keep, f)
+            return _write(clusters_path, clusters, model, stream, keep, f)
 
 
-def _write(clusters: Clusters, model, stream, keep: list[str], out: TextIO) -> int:
+def _write(path: Path, clusters: Clusters, model, stream, keep: list[str], out: TextIO) -> int:
     # Written with the first rows: a file refused in its first chunk leaves no output at all.
     header = ",".join(csv_field(name) for name in [*keep, "cluster"]) + "\n"
     rows = 0
     for chunk, X in _blocks(clusters, model, stream, keep):
-        labels, _ = assign(clusters.scaler.transform(X), clusters.centroids)
-        columns = [["" if cell is None else csv_field(cell) for cell in chunk.text_column(stream.header, name)] for name in keep]
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = clusters.scaler.transform(X)
+        if not np.isfinite(scaled).all():  # (a damaged file's scale of 1e-308, say)
+            raise ModelFileError(f"{path}: its scaling turns these rows into numbers that are not finite "
+                                 f"(a scale too small, or an offset too large, for {stream.name}); cluster again")
+        labels, _ = assign(scaled, clusters.centroids)
+        columns = [["" if cell is None else csv_field(cell) for cell in kept_cells(chunk, stream.header, name)] for name in keep]
         out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns, labels.astype(str).tolist())))
         rows += len(labels)
     if rows == 0:

@@ -28,6 +28,9 @@ from nncli.core.optimizers import Adam
 # Values of the (rows, k, width) differences computed at once (8 MiB of float64).
 DISTANCE_BLOCK_VALUES = 1 << 20
 ALPHA = 1.0  # the Student's t kernel's degrees of freedom, as in the paper (not worth learning)
+# Steps between target updates, at least: with one batch per pass (256 rows or fewer) the first
+# update would come after a single step, find nothing changed, and stop as converged.
+MIN_UPDATE_STEPS = 8
 
 
 @dataclass
@@ -107,7 +110,8 @@ def refine(encoder: MLP, X: np.ndarray, centroids: np.ndarray, rng: np.random.Ge
 
     ``X`` holds the encoder's inputs for every row; ``offset``/``scale`` turn its output (the
     code) into the space of ``centroids``. The target P is recomputed from all rows every
-    ``update_interval`` batches (default: once per pass over the rows); refinement stops when
+    ``update_interval`` batches (default: once per pass over the rows, and at least
+    ``MIN_UPDATE_STEPS``); refinement stops when
     fewer than ``tol`` of the rows changed cluster since the previous update, or after
     ``epochs`` passes. Batches are drawn with ``rng``; Adam takes the steps."""
     if epochs < 1:
@@ -120,7 +124,7 @@ def refine(encoder: MLP, X: np.ndarray, centroids: np.ndarray, rng: np.random.Ge
     centroids = np.array(centroids, dtype=dtype)
     batch_size = min(batch_size, n)
     batches_per_epoch = -(-n // batch_size)
-    update_interval = update_interval or batches_per_epoch
+    update_interval = update_interval or max(batches_per_epoch, MIN_UPDATE_STEPS)
     optimizer = Adam(learning_rate)
     parameters = [*encoder.parameters(), centroids]
 
