@@ -300,7 +300,8 @@ def test_without_the_onnx_extra_one_line_and_exit_2(iris_model, monkeypatch):
     monkeypatch.delattr("nncli.files.onnxexport", raising=False)  # (else `from nncli.files import` finds it)
     result = invoke("export", iris_model)
     assert result.exit_code == 2
-    assert result.stderr == 'nncli: error: nncli export needs the onnx extra: pip install "nncli[onnx]"\n'
+    assert result.stderr == ('nncli: error: nncli export needs onnx and onnxruntime: pip install "onnx>=1.15" "onnxruntime>=1.17" '
+                             '(the onnx extra; in a clone: pip install -e ".[onnx]")\n')
     assert not iris_model.with_suffix(".onnx").exists()
 
 

@@ -453,7 +453,7 @@ def test_ray_missing_is_a_one_line_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
     result = sweep(DIGITS, "--grid", "training.learning_rate=0.1,0.2", *QUICK, "-o", tmp_path / "sw", "--executor", "ray")
     assert result.exit_code == 2
-    assert result.stderr == "nncli: error: --executor ray needs Ray: pip install 'nncli[ray]'\n"
+    assert result.stderr == 'nncli: error: --executor ray needs Ray: pip install "ray>=2.9" (the ray extra; in a clone: pip install -e ".[ray]")\n'
     assert not (tmp_path / "sw").exists()
 
 

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nncli.errors import UsageError, escaped
+from nncli.extras import install_hint
 from nncli.files.atomic import atomic_write
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable, is_device, same_file
 
-INSTALL_HINT = 'nncli export needs the onnx extra: pip install "nncli[onnx]"'
+INSTALL_HINT = f"nncli export needs onnx and onnxruntime: {install_hint('onnx')}"
 
 
 @dataclass

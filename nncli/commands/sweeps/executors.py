@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 from nncli.commands.sweeps.trial import WORKER_DIED, TrialOutcome, TrialSpec, run_trial
 from nncli.errors import UsageError, one_line
+from nncli.extras import install_hint
 
 Started = Callable[[str], None]  # told each trial's name as it is handed to a worker
 STOP_SECONDS = 5.0  # how long stopped workers get to exit before they are killed
@@ -241,7 +242,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--executor ray needs Ray: pip install 'nncli[ray]'") from None
+        raise UsageError(f"--executor ray needs Ray: {install_hint('ray')}") from None
     return ray
 
 
