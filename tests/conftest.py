@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -22,6 +23,19 @@ def small_digits_autoencoder(path: Path, layers: str) -> Path:
     overrides = ["training.epochs=2", f"model.layers={layers}", "model.activation=[relu,identity,relu]"]
     save_model(path, prepare_training(load_config(CONFIGS / "digits-autoencoder.yaml", overrides)).fit())
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache_in_a_temporary_folder(tmp_path_factory):
+    """Parse caches the tests make (data.cache: auto) go to a folder of the session, never to the
+    user's ~/.cache/nncli; subprocesses inherit it."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture

@@ -180,9 +180,28 @@ def check_block(block: Block, cwd: Path) -> str | None:
 
 
 def copy_of_repository(destination: Path) -> Path:
+    """The repository's USER_FILES as committed: in a checkout, files the README's own commands
+    left there (datasets/penguins.yaml from `nncli init`, say) are not copied, or a reader who
+    walked the README would see its test fail on what the walk wrote."""
+    tracked = _tracked_files()
     for name in USER_FILES:
-        shutil.copytree(ROOT / name, destination / name)
+        if tracked is None:
+            shutil.copytree(ROOT / name, destination / name)
+            continue
+        for relative in tracked:
+            if relative.parts[0] == name:
+                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / relative, destination / relative)
     return destination
+
+
+def _tracked_files() -> list[Path] | None:
+    """The files git tracks, or None outside a git checkout (a source archive: copy everything)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [Path(name) for name in listed.decode().split("\0") if name and (ROOT / name).is_file()]
 
 
 def test_readme_console_blocks_run_top_to_bottom(tmp_path):
@@ -255,3 +274,15 @@ def test_a_command_that_hangs_is_stopped_with_its_pipeline(tmp_path, monkeypatch
     monkeypatch.setattr(sys.modules[__name__], "TIMEOUT", 1)
     assert run("echo started; sleep 30 | cat", tmp_path) == (None, "started\n")
     assert "still running after 1 s" in check_block(Block(1, [Command(2, "sleep 30 | cat")]), tmp_path)
+
+
+def test_the_copy_holds_the_committed_files_not_what_a_walk_through_left(tmp_path):
+    """A reader who ran the README (`nncli init datasets/penguins.csv` writes datasets/penguins.yaml)
+    and then its test command must not see the README test fail on that file."""
+    untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored", *USER_FILES], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+    left = {line[3:] for line in untracked.splitlines() if line.startswith(("??", "!!"))}
+    workspace = copy_of_repository(tmp_path)
+    copied = {str(path.relative_to(workspace)) for path in workspace.rglob("*") if path.is_file()}
+    assert "datasets/digits.csv" in copied and "configs/digits.yaml" in copied
+    assert not copied & left
