@@ -6,12 +6,10 @@ memory bound of the CSV file of the same rows, and faster."""
 from __future__ import annotations
 
 import statistics
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import interleave
+from benchmarks.timing import interleave, scratch_folder
 from benchmarks.workloads import NNCLI, _run_with_peak
 
 
@@ -32,7 +30,7 @@ def parquet_predict(rounds: int, megabytes: int = 1000) -> dict:
     from nncli.config import load_config
     from nncli.files.model import save_model
 
-    folder = Path(tempfile.mkdtemp(prefix="nncli-bench-parquet-"))
+    folder = scratch_folder("nncli-bench-parquet-")
     _table(5000, seed=1).write_csv(folder / "train.csv")
     (folder / "c.yaml").write_text("seed: 0\ndata: {train: train.csv, target: label}\n"
                                    "model: {layers: [auto, 32, auto]}\ntraining: {epochs: 2}\n")

@@ -3,8 +3,12 @@ a slow spell of a shared machine hits all variants alike; figures are medians of
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -30,3 +34,11 @@ def ratios(times: dict[str, list[float]], reference: str) -> dict[str, float]:
     return {
         name: statistics.median(t / b for t, b in zip(samples, base)) for name, samples in times.items()
     }
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A temporary folder for a workload's files, removed when the benchmark exits (its CSVs
+    and parse caches reach hundreds of megabytes)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

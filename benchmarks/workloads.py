@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import interleave
+from benchmarks.timing import interleave, scratch_folder
 from nncli.core.losses import get_loss
 from nncli.core.network import MLP
 from nncli.core.optimizers import get_optimizer
@@ -226,7 +225,7 @@ def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray, fmt: str) -> None:
 def csv_ingestion(rounds: int, rows: int = 20000) -> dict:
     from nncli.tabular.source import read_csv
 
-    folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
+    folder = scratch_folder("nncli-bench-")
     rng = np.random.default_rng(0)
     files = {
         "integer pixels (784 columns)": (folder / "pixels.csv", rng.integers(0, 256, (rows, 784)), "%d"),
@@ -260,7 +259,7 @@ def startup(rounds: int) -> dict:
     from nncli.config import load_config
     from nncli.files.model import save_model
 
-    folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
+    folder = scratch_folder("nncli-bench-")
     model = prepare_training(load_config(ROOT / "configs" / "iris.yaml", ["training.epochs=1"])).fit()
     save_model(folder / "m.npz", model)
     (folder / "one.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")
@@ -296,7 +295,7 @@ def streaming_predict(megabytes: int) -> dict:
     from nncli.config import load_config
     from nncli.files.model import save_model
 
-    folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
+    folder = scratch_folder("nncli-bench-")
     model = prepare_training(load_config(ROOT / "configs" / "digits.yaml", ["training.epochs=2"])).fit()
     save_model(folder / "digits.npz", model)
     path = folder / "big.csv"
@@ -363,7 +362,7 @@ def end_to_end(rounds: int, sizes: tuple[int, ...] = (20000, 60000)) -> dict:
     from nncli.config import load_config
     from nncli.files.model import save_model
 
-    folder = Path(tempfile.mkdtemp(prefix="nncli-bench-"))
+    folder = scratch_folder("nncli-bench-")
     results = {}
     startup_seconds, startup_rss = _run_with_peak([str(NNCLI), "--version"])
     # `nncli --version` loads no library; "the interpreter and libraries" a run needs is this:
