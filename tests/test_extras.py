@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from nncli.extras import PACKAGES, install_hint
+from nncli.commands.extras import PACKAGES, install_hint
 from tests.conftest import ROOT
 
 

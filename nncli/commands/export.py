@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nncli.commands.extras import install_hint
 from nncli.errors import UsageError, escaped
-from nncli.extras import install_hint
 from nncli.files.atomic import atomic_write
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable, is_device, same_file

@@ -24,9 +24,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
+from nncli.commands.extras import install_hint
 from nncli.commands.sweeps.trial import WORKER_DIED, TrialOutcome, TrialSpec, run_trial
 from nncli.errors import UsageError, one_line
-from nncli.extras import install_hint
 
 Started = Callable[[str], None]  # told each trial's name as it is handed to a worker
 STOP_SECONDS = 5.0  # how long stopped workers get to exit before they are killed
