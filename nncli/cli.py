@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from nncli import __version__
+from nncli.commands.extras import install_hint
 from nncli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NncliError, UsageError, name_too_long, one_line
 
 
@@ -177,7 +178,7 @@ def train(
     init_from: Optional[str] = typer.Option(None, "--init-from", metavar="MODEL", help="Start from a trained model's weights (fine-tuning); shapes must match."),
     force: bool = typer.Option(False, "--force", help="Overwrite the model and run files if they exist."),
     plot: Optional[str] = typer.Option(
-        None, "--plot", metavar="FILE", help="Draw the run's training curves into FILE (PNG, SVG or PDF by its suffix) when it ends or is interrupted; needs matplotlib (pip install \"nncli[plot]\")."
+        None, "--plot", metavar="FILE", help="Draw the run's training curves into FILE (PNG, SVG or PDF by its suffix) when it ends or is interrupted; needs matplotlib (pip install \"matplotlib>=3.8\")."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the config against the data, show the network and resolved config, train nothing."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the config with every default filled in, and exit."),
@@ -531,7 +532,7 @@ def export(
     The graph takes the raw feature values and does what predict does: missing cells filled,
     categories one-hot, the stored scaling, every layer, then `probabilities` and `label` (or
     `prediction`, in the targets' units). Inputs, outputs and serving: docs/export.md. Needs
-    the onnx extra: pip install "nncli[onnx]". Exit codes: 0 ok, 1 the file could not be
+    the onnx extra: pip install "onnx>=1.15" "onnxruntime>=1.17". Exit codes: 0 ok, 1 the file could not be
     written, 2 bad invocation or model file, FILE exists (--force replaces it), or no onnx.
     """
     with user_errors():
@@ -557,7 +558,7 @@ def plot(
 ) -> None:
     """Draw training curves, a layer's weights, a model's codes, or its confusion matrix, mistakes or predictions on labelled data.
 
-    Pictures need matplotlib (pip install "nncli[plot]"); without it, a Unicode chart is printed
+    Pictures need matplotlib (pip install "matplotlib>=3.8"); without it, a Unicode chart is printed
     instead. A regression model's DATA draws predicted against true values with R². Exit codes:
     0 ok, 1 the file could not be written, 2 bad invocation, model, history or data file, or -o
     without matplotlib.
@@ -574,7 +575,7 @@ def plot(
             print(result.summary)
             return
         if result.no_matplotlib:
-            error_line('matplotlib is not installed, so the chart is text; for a picture file: pip install "nncli[plot]"', "note")
+            error_line(f"matplotlib is not installed, so the chart is text; for a picture file: {install_hint('plot')}", "note")
         with _utf8_stdout() as stdout:
             stdout.write(result.text)
 
@@ -598,7 +599,7 @@ def sweep(
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The sweep's folder is sweeps/NAME (default: the config's name)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FOLDER", help="Put the sweep in FOLDER instead of sweeps/NAME."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Trials at once, in local processes with one BLAS thread each (default: one per core)."),
-    executor: str = typer.Option("local", "--executor", metavar="local|ray", help="Run trials on this machine, or as Ray tasks (pip install 'nncli[ray]'; the data must be reachable from every worker)."),
+    executor: str = typer.Option("local", "--executor", metavar="local|ray", help="Run trials on this machine, or as Ray tasks (pip install \"ray>=2.9\"; the data must be reachable from every worker)."),
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDR", help="With --executor ray: the cluster (default: RAY_ADDRESS, else a Ray instance started here for the sweep)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the failed trials again (a rerun skips every finished trial otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (ranking, best trial, every trial) and nothing else."),
@@ -653,6 +654,7 @@ def cluster(
     ignore: List[str] = typer.Option([], "--ignore", metavar="COLUMNS", help="Columns that are not features (ids, text), comma-separated; repeatable."),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the rows with their cluster to this CSV file (atomically) instead of stdout."),
     save: Optional[str] = typer.Option(None, "--save", metavar="FILE", help="Save the centroids and scaling as an .npz file, for `nncli predict FILE new.csv`."),
+    force: bool = typer.Option(False, "--force", help="With --save: replace FILE if it exists."),
     n_init: int = typer.Option(10, "--n-init", min=1, metavar="N", help="Restarts from new k-means++ seeds; the lowest inertia wins."),
     max_iter: int = typer.Option(300, "--max-iter", min=1, metavar="N", help="Most Lloyd iterations per restart."),
     seed: int = typer.Option(0, "--seed", min=0, metavar="N", help="Seed of the k-means++ draws and the silhouette sample (same seed, same clusters)."),
@@ -672,7 +674,7 @@ def cluster(
     in --output; on stderr the cluster sizes, inertia and a sampled silhouette (and with
     --labels, how well the clusters match them). Exit codes: 0 ok, 1 the output could not be
     written, 2 bad invocation, model file or data (k above the rows, constant or non-numeric
-    columns), 130 interrupted.
+    columns), or the --save file exists (--force replaces it), 130 interrupted.
     """
     with user_errors():
         if scale not in ("standard", "minmax", "none"):
@@ -683,7 +685,7 @@ def cluster(
 
         request = ClusterRequest([first] if data is None else [first, data], k, n_init, max_iter, seed, scale, layer, labels, _split_names(keep),
                                  _split_names(ignore), output, save, sample, write_rows=not as_json or output is not None,
-                                 refine=refine, refine_epochs=refine_epochs)
+                                 refine=refine, refine_epochs=refine_epochs, force=force)
         if refine and not (quiet or as_json):
             from nncli.render import make_console, refine_progress
 

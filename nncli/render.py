@@ -1018,6 +1018,17 @@ def refine_progress(console: Console):
     return on_update
 
 
+def _range_end(result) -> str:
+    """A scan's best k at an end of its range: the best may lie beyond it. (Not below 2: k = 1
+    has no silhouette, so a range from 2 cannot go lower.)"""
+    ks = [point.k for point in result.scan]
+    if result.k == ks[-1]:
+        return " (the top of the range: try larger k)"
+    if result.k == ks[0] and ks[0] > 2:
+        return " (the bottom of the range: try smaller k)"
+    return ""
+
+
 def cluster_report(console: Console, result) -> None:
     """A clustering (a commands.cluster.ClusterResult): what was clustered, the scan of k if
     there was one, the sizes, inertia and silhouette, and the scores against known labels."""
@@ -1030,15 +1041,17 @@ def cluster_report(console: Console, result) -> None:
             mark = " ←" if point.k == result.k else ""
             table.add_row(str(point.k), number(point.inertia), number(point.silhouette) + mark, str(point.iterations))
         console.print(table)
-        console.print(f"best silhouette at k = {result.k}: using it", markup=False)
+        console.print(f"best silhouette at k = {result.k}: using it{_range_end(result)}", markup=False)
     sizes = ", ".join(f"{cluster}: {size:,}" for cluster, size in enumerate(result.sizes))
     console.print(f"clusters (k = {result.k}) sizes {sizes}", markup=False)
     silhouette = "-" if result.silhouette is None else f"{result.silhouette:.4f}"
     console.print(f"inertia {number(result.inertia)}  silhouette {silhouette} (on {result.sample:,} rows)", markup=False)
     refined = result.refined
     if refined is not None:
-        end = "converged" if refined["converged"] else f"stopped after {refined['epochs']} epochs"
-        console.print(f"refined in {refined['iterations']:,} steps ({end}: {100 * refined['changed']:.2f} % of rows "
+        passes = refined["passes"]
+        passes = f"{passes:,.0f} pass{'es' * (passes != 1)}" if passes == round(passes) else f"{passes:,.1f} passes"
+        end = "converged" if refined["converged"] else f"stopped at --refine-epochs {refined['epochs']}"
+        console.print(f"refined in {refined['iterations']:,} steps ({passes}; {end}: {100 * refined['changed']:.2f} % of rows "
                       "changed cluster at the last target update)", markup=False)
         before = refined["scores_before"]
         if before is not None:

@@ -459,10 +459,10 @@ def test_without_matplotlib_a_chart_in_the_terminal_or_one_line_for_a_file(histo
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     result = invoke(history_file, "-o", tmp_path / "c.png")
     assert result.exit_code == 2
-    assert result.stderr == f'nncli: error: -o {tmp_path / "c.png"}: drawing a picture file needs matplotlib; install it with: pip install "nncli[plot]"\n'
+    assert result.stderr == f'nncli: error: -o {tmp_path / "c.png"}: drawing a picture file needs matplotlib; install it with: pip install "matplotlib>=3.8" (the plot extra; in a clone: pip install -e ".[plot]")\n'
     result = invoke(history_file)
     assert result.exit_code == 0 and result.stdout.startswith("Training curves: fixed\n")
-    assert result.stderr == 'nncli: note: matplotlib is not installed, so the chart is text; for a picture file: pip install "nncli[plot]"\n'
+    assert result.stderr == 'nncli: note: matplotlib is not installed, so the chart is text; for a picture file: pip install "matplotlib>=3.8" (the plot extra; in a clone: pip install -e ".[plot]")\n'
     assert not (tmp_path / "c.png").exists()
 
 

@@ -40,7 +40,7 @@ def assign_rows(clusters_path: Path, data: str, destination: Path | None, keep: 
     keep = list(dict.fromkeys(keep))
     if "cluster" in keep:
         raise UsageError("--keep cluster: the output already has a column of that name")
-    model = _saved_model(clusters_path, clusters)
+    model = saved_model(clusters_path, clusters)
     if destination is not None:
         check_writable(destination)
         for source in (Path(data), clusters_path):
@@ -59,12 +59,7 @@ def _write(path: Path, clusters: Clusters, model, stream, keep: list[str], out: 
     header = ",".join(csv_field(name) for name in [*keep, "cluster"]) + "\n"
     rows = 0
     for chunk, X in _blocks(clusters, model, stream, keep):
-        with np.errstate(over="ignore", invalid="ignore"):
-            scaled = clusters.scaler.transform(X)
-        if not np.isfinite(scaled).all():  # (a damaged file's scale of 1e-308, say)
-            raise ModelFileError(f"{path}: its scaling turns these rows into numbers that are not finite "
-                                 f"(a scale too small, or an offset too large, for {stream.name}); cluster again")
-        labels, _ = assign(scaled, clusters.centroids)
+        labels = nearest_clusters(path, clusters, X, stream.name)
         columns = [["" if cell is None else csv_field(cell) for cell in kept_cells(chunk, stream.header, name)] for name in keep]
         out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns, labels.astype(str).tolist())))
         rows += len(labels)
@@ -74,8 +69,21 @@ def _write(path: Path, clusters: Clusters, model, stream, keep: list[str], out: 
     return rows
 
 
-def _saved_model(path: Path, clusters: Clusters):
-    """The model whose codes the centroids are in, checked to be the very file that was clustered."""
+def nearest_clusters(path: Path, clusters: Clusters, X: np.ndarray, source: str) -> np.ndarray:
+    """Each row's cluster: the nearest centroid to its features or codes ``X`` (before scaling),
+    scaled as the clustering scaled them. ``source``: the data's name, for the error."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = clusters.scaler.transform(X)
+    if not np.isfinite(scaled).all():  # (a damaged file's scale of 1e-308, say)
+        raise ModelFileError(f"{path}: its scaling turns these rows into numbers that are not finite "
+                             f"(a scale too small, or an offset too large, for {source}); cluster again")
+    return assign(scaled, clusters.centroids)[0]
+
+
+def saved_model(path: Path, clusters: Clusters):
+    """The model whose codes the centroids are in, checked to be the very file that was clustered,
+    with the refined encoder in place of its first layers when the clusters have one (None for
+    clusters of a file's own columns). `plot CLUSTERS DATA --codes` draws its codes too."""
     if clusters.model is None:
         return None
     source = Path(clusters.model.path)

@@ -39,7 +39,7 @@ from nncli.files.atomic import atomic_write
 from nncli.files.clusters import Clusters, ModelSource, save_clusters
 from nncli.files.filehash import file_hash
 from nncli.files.model import MODEL_THEN_DATA, load_model
-from nncli.files.paths import check_writable, same_file
+from nncli.files.paths import check_writable, is_device, same_file
 from nncli.tabular.columns import check_columns, chunk_features, kept_cells, text_columns_for
 from nncli.tabular.embedding import chunk_bytes_for_codes, code_columns, embedding_layer, stream_codes
 from nncli.tabular.parse import NotANumber
@@ -75,6 +75,7 @@ class ClusterRequest:
     write_rows: bool = True  # False with --json and no -o: the report alone
     refine: bool = False  # deep embedded clustering of a model's codes (core/dec.py)
     refine_epochs: int | None = None  # None: REFINE_EPOCHS
+    force: bool = False  # --save may replace an existing clusters file
     on_update: Callable[[TargetUpdate], None] | None = None  # progress, once per target update
 
 
@@ -150,9 +151,7 @@ def cluster(request: ClusterRequest, stdout: TextIO) -> ClusterResult:
         raise UsageError("give DATA, or MODEL DATA (a model file, then the data whose codes to cluster)")
     _check_refine(request, ks)
     destination = _checked_output(request)
-    save = None if request.save is None else output_file(request.save)
-    if save is not None:
-        check_writable(save)
+    save = _checked_save(request)
     table = _read(request)
     n = len(table.X)
     if max(ks) > n:
@@ -184,8 +183,9 @@ def cluster(request: ClusterRequest, stdout: TextIO) -> ClusterResult:
         save_clusters(save, Clusters(chosen.centroids, table.names, scaler, table.model, record, encoder))
     if request.write_rows:
         _write(destination, stdout, request.keep, table.kept, chosen.labels)
-    space = (f"{Z.shape[1]} features, {request.scale} scaling" if table.model is None
-             else f"{Z.shape[1]} codes at layer {table.model.layer} of {request.inputs[0]}, {request.scale} scaling")
+    scaling = "not scaled" if request.scale == "none" else f"{request.scale} scaling"
+    space = (f"{Z.shape[1]} features, {scaling}" if table.model is None
+             else f"{Z.shape[1]} codes at layer {table.model.layer} of {request.inputs[0]}, {scaling}")
     if refined is not None:
         space += ", refined (deep embedded clustering)"
     return ClusterResult(n, space, Z.shape[1], best.k, chosen.sizes.tolist(), chosen.inertia, best.silhouette,
@@ -232,7 +232,8 @@ def _refine(request: ClusterRequest, table: _Table, scaler: Scaler, start: KMean
     # (its iterations stay the Lloyd iterations of the start; refinement's steps are in the report)
     chosen = KMeansResult(centroids, labels, float(distances.sum()), start.iterations,
                           np.bincount(labels, minlength=len(centroids)))
-    report = {"iterations": result.iterations, "epochs": request.refine_epochs or REFINE_EPOCHS,
+    passes = result.iterations / -(-len(table.inputs) // REFINE_BATCH)  # (a pass: every row once, in batches)
+    report = {"iterations": result.iterations, "passes": passes, "epochs": request.refine_epochs or REFINE_EPOCHS,
               "changed": result.changed, "converged": result.converged,
               "updates": [vars(update) for update in result.updates]}
     return chosen, list(zip(encoder.weights, encoder.biases)), report, Z
@@ -256,6 +257,24 @@ def _checked_output(request: ClusterRequest) -> Path | None:
         if source != "-" and same_file(destination, Path(source)):
             raise UsageError(f"--output {request.output}: is an input file; write the clusters elsewhere")
     return destination
+
+
+def _checked_save(request: ClusterRequest) -> Path | None:
+    """--save FILE, before any work: writable, not an input, and not replacing a file without
+    --force (as train, init and export: nncli never overwrites a model-like file silently)."""
+    if request.save is None:
+        return None
+    save = output_file(request.save)
+    check_writable(save)
+    for source in request.inputs:
+        if source != "-" and same_file(save, Path(source)):
+            raise UsageError(f"--save {request.save}: is an input file; save the clusters elsewhere")
+    output = None if request.output is None else output_file(request.output)
+    if output is not None and (save.resolve() == output.resolve() or same_file(save, output)):
+        raise UsageError(f"--save {request.save}: is also --output; give the clusters file its own name")
+    if (save.is_symlink() or save.exists()) and not is_device(save) and not request.force:
+        raise UsageError(f"{save}: already exists; nncli cluster does not overwrite it (--force replaces it)")
+    return save
 
 
 def _read(request: ClusterRequest) -> _Table:

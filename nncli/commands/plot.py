@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.commands.extras import install_hint
 from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write
 from nncli.files.history import read_history
 from nncli.files.paths import check_writable
 from nncli.plots.pictures import Codes, Confusion, Curves, History, Mistakes, Scatter, WeightMatrix, WeightTiles
 
-INSTALL = 'pip install "nncli[plot]"'  # the extra named in pyproject.toml
+INSTALL = install_hint("plot")
 FORMATS = (".png", ".svg", ".pdf")  # by the suffix of -o (draw.FORMATS maps them to matplotlib's names)
 MAX_MISTAKES = 100  # --errors N: more images than this are too small to read on one page
 MAX_TILE_VALUES = 1 << 24  # --weights as tiles: 16 M pixels is already a poster
@@ -329,8 +330,7 @@ def _on_data(request: PlotRequest):
         from nncli.files.clusters import is_clusters_file
 
         if is_clusters_file(model_path):
-            raise UsageError(f"--codes {model_path}: a clusters file (nncli cluster --save) has centroids, no layers; "
-                             "give the model whose codes were clustered")
+            return _cluster_codes(model_path, data, request)
     model = load_model(model_path, MODEL_THEN_DATA)  # (a data file given first is named as such)
     if request.codes:
         return _codes(model, model_path, data, request)
@@ -355,6 +355,37 @@ def _codes(model, model_path: Path, data: str, request: PlotRequest) -> Codes:
     layer = embedding_layer(model, request.layer)  # (a layer the model lacks: one line naming those it has)
     with open_table(data, chunk_bytes_for_codes(model, layer)) as stream:
         return plot_data.codes(model, stream, layer, request.labels, run_name(model_path))
+
+
+def _cluster_codes(clusters_path: Path, data: str, request: PlotRequest) -> Codes:
+    """`plot CLUSTERS DATA --codes`: the codes the clusters were made of, at their layer and
+    through their refined encoder when `cluster --refine` saved one (what `predict` assigns
+    with); coloured by --labels, else by each row's cluster."""
+    from nncli.commands import plot_data
+    from nncli.commands.assign import nearest_clusters, saved_model
+    from nncli.files.clusters import load_clusters
+    from nncli.tabular.embedding import chunk_bytes_for_codes
+    from nncli.tabular.tables import open_table
+
+    clusters = load_clusters(clusters_path)
+    if clusters.model is None:
+        raise UsageError(f"--codes {clusters_path}: a clusters file (nncli cluster --save) has centroids, no layers: these "
+                         "cluster the data's own columns, not a model's codes; draw a model's codes with "
+                         f"`nncli plot MODEL DATA --codes`, or get each row's cluster with `nncli predict {clusters_path} DATA`")
+    layer = clusters.model.layer
+    if request.layer is not None and request.layer != layer:
+        raise UsageError(f"--layer {request.layer}: {clusters_path} holds clusters of the codes at layer {layer}; "
+                         "leave --layer out (or give the model file to draw another layer)")
+    model = saved_model(clusters_path, clusters)  # (the refined encoder in place when there is one)
+    name = run_name(Path(clusters.model.path))
+    if clusters.encoder is not None:
+        name += f" refined ({clusters_path.name})"
+    with open_table(data, chunk_bytes_for_codes(model, layer)) as stream:
+        def cluster_of(codes):
+            return nearest_clusters(clusters_path, clusters, codes, stream.name)
+
+        return plot_data.codes(model, stream, layer, request.labels, name,
+                               clusters=None if request.labels is not None else cluster_of)
 
 
 def _image_shape(model, text: str | None) -> tuple[int, int]:

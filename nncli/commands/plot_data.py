@@ -10,7 +10,7 @@ codes are read as `nncli embed` reads them (nncli/tabular/embedding.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -132,18 +132,24 @@ class EvenSample:
         self.numbers, self.columns = self.numbers[keep], [c[keep] for c in self.columns]
 
 
-def codes(model: TrainedModel, stream: CsvStream, layer: int, labels: str | None, name: str) -> Codes:
+def codes(model: TrainedModel, stream: CsvStream, layer: int, labels: str | None, name: str,
+          clusters: Callable[[np.ndarray], np.ndarray] | None = None) -> Codes:
     """``--codes``: each row's code at hidden ``layer`` (of an evenly spaced sample of at most
     MAX_SCATTER_POINTS rows), in 2-D by PCA when the layer is wider than two; each row's class
-    from the column ``labels`` when given. ``name``: the model's, for the title."""
+    from the column ``labels`` when given, or else its cluster from ``clusters`` (codes → cluster
+    numbers; a clusters file's). ``name``: the model's, for the title."""
     if labels is not None and labels not in stream.positions:
         raise DataError(f"{header_place(stream.name)}: --labels column {quoted(labels)} is not in the file (columns: {listed(stream.header)})")
     keep = [labels] if labels is not None else []
     check_columns(model, stream, keep)
     sample = EvenSample(MAX_SCATTER_POINTS)
     for chunk, block in stream_codes(model, stream, text_columns_for(model, stream.header, keep), layer, keep):
-        classes = np.array(["" if c is None else c for c in chunk.text_column(stream.header, labels)], dtype=object) if labels else None
-        sample.add(block.astype(np.float64), *([classes] if labels else []))
+        block, colours = block.astype(np.float64), []
+        if labels:
+            colours = [np.array(["" if c is None else c for c in chunk.text_column(stream.header, labels)], dtype=object)]
+        elif clusters is not None:
+            colours = [clusters(block).astype(str).astype(object) if len(block) else np.zeros(0, dtype=object)]
+        sample.add(block, *colours)
     if not sample.rows:
         raise DataError(f"{stream.name}: no rows; there are no codes to draw")
     points, *classes = sample.columns
@@ -160,8 +166,9 @@ def codes(model: TrainedModel, stream: CsvStream, layer: int, labels: str | None
         axes = (names[0], names[1])
     else:  # one neuron: its value across, every point on one line
         points, axes = np.column_stack([points[:, 0], np.zeros(len(points))]), (names[0], "")
-    return Codes(points, axes, layer, len(names), name, stream.name, sample.rows, labels,
-                 [str(c) for c in classes[0]] if labels else None)
+    coloured = labels or clusters is not None
+    return Codes(points, axes, layer, len(names), name, stream.name, sample.rows, labels or ("cluster" if coloured else None),
+                 [str(c) for c in classes[0]] if coloured else None)
 
 
 def _classified(model: TrainedModel, stream: CsvStream) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]:

@@ -211,6 +211,7 @@ def _read_archive(path: Path, misplaced: str = "") -> tuple[ModelMeta, dict[str,
 def _parse_meta(path: Path, data: dict) -> ModelMeta:
     if data.get("format") != FORMAT:
         _refuse_a_checkpoint(path, data)
+        _refuse_clusters(path, data)
         raise ModelFileError(f"{path}: not an nncli model file (metadata 'format' is not {FORMAT!r})")
     version = data.get("format_version")
     if type(version) is not int or version > FORMAT_VERSION or version < 1:
@@ -255,6 +256,25 @@ def _refuse_a_checkpoint(path: Path, data: dict) -> None:
     except (KeyError, TypeError, ValueError):  # an older or edited checkpoint: its run's files are not known
         instead = "give the model file its run wrote instead"
     raise ModelFileError(f"{path}: this is a checkpoint; use `nncli train --resume {path}` to continue its run, or {instead}")
+
+
+def _refuse_clusters(path: Path, data: dict) -> None:
+    """A clusters file (files/clusters.py, which imports this module: its format is spelled out
+    here) given where a model belongs (inspect, embed, evaluate): say what it holds and the
+    command that uses it. The meta is read as it comes, unvalidated: it only names the file."""
+    if data.get("format") != "nncli-clusters":
+        return
+
+    def count(value) -> str:
+        return f"{value:,}" if type(value) is int else "?"
+
+    source = data.get("model")
+    space = f"{count(data.get('dimensions'))} features"
+    if isinstance(source, dict):
+        space = (f"{count(data.get('dimensions'))} codes at layer {count(source.get('layer'))} of {str(source.get('path'))[:300]}"
+                 + ", refined" * bool(data.get("encoder")))
+    raise ModelFileError(f"{path} is a clusters file (nncli cluster --save): {count(data.get('k'))} centroids over {space}; "
+                         f"`nncli predict {path} DATA` assigns rows to them")
 
 
 def _upgrade_from_version_1(meta: ModelMeta) -> None:

@@ -101,6 +101,19 @@ class Chunk:
         return codes.astype(np.intp)
 
 
+def _starts_as_parquet(f: BinaryIO) -> bool:
+    """Whether ``f`` begins with Parquet's signature, looked at without consuming it (a pipe is
+    peeked; its binary would otherwise be refused as a long line or as text that is not UTF-8)."""
+    if hasattr(f, "peek"):
+        return f.peek(4)[:4] == b"PAR1"
+    if f.seekable():
+        start = f.tell()
+        head = f.read(4)
+        f.seek(start)
+        return head == b"PAR1"
+    return False
+
+
 class CsvStream:
     """A CSV file or ``-`` (stdin): the header at once, then rows chunk by chunk.
 
@@ -123,6 +136,8 @@ class CsvStream:
             with reading(source, DataError, "CSV file"):
                 self._file = open(source, "rb")
         try:
+            if self.name == "<stdin>" and _starts_as_parquet(self._file):  # (a file is told by it in tables.py)
+                raise DataError("<stdin>: standard input holds a Parquet file; give its path instead (stdin is read as CSV)")
             first = self._decode(read_line(self._file, self.name, 1), 1)
             self.header = parse_header(first.removeprefix("\ufeff"), self.name)  # a byte-order mark is fine
             self.positions = {column: i for i, column in enumerate(self.header)}
