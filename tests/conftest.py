@@ -13,6 +13,21 @@ CONFIGS = ROOT / "configs"
 DATASETS = ROOT / "datasets"
 
 
+def three_groups_csv(path: Path) -> Path:
+    """60 rows (id, a, b, c, d, group) in three groups told apart by a and b (c and d are noise)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = ["id,a,b,c,d,group"]
+    for i in range(60):
+        g = i % 3
+        a, b = np.array([(0, 0), (3, 0), (0, 3)][g]) + rng.normal(0, 0.6, 2)
+        c, d = rng.normal(0, 1, 2)
+        lines.append(f"r{i},{a:.4f},{b:.4f},{c:.4f},{d:.4f},{'xyz'[g]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def small_digits_autoencoder(path: Path, layers: str) -> Path:
     """The shipped autoencoder config's data and training, with ``layers`` (e.g.
     "[auto,32,10,32,auto]": the shipped network's layers may change) and 2 epochs, saved at ``path``."""

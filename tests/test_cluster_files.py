@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from nncli.cli import app
 from nncli.commands.plot import PlotRequest, plot
 from nncli.files.clusters import load_clusters
+from tests.conftest import three_groups_csv
 
 runner = CliRunner()
 
@@ -35,15 +36,7 @@ def made(tmp_path_factory):
     """60 rows in three groups, a tiny autoencoder trained on them, and three clusters files:
     of its codes refined, of its codes as they are, and of the rows' own columns."""
     folder = tmp_path_factory.mktemp("clusters")
-    rng = np.random.default_rng(0)
-    lines = ["id,a,b,c,d,group"]
-    for i in range(60):
-        g = i % 3
-        a, b = np.array([(0, 0), (3, 0), (0, 3)][g]) + rng.normal(0, 0.6, 2)
-        c, d = rng.normal(0, 1, 2)
-        lines.append(f"r{i},{a:.4f},{b:.4f},{c:.4f},{d:.4f},{'xyz'[g]}")
-    data = folder / "rows.csv"
-    data.write_text("\n".join(lines) + "\n")
+    data = three_groups_csv(folder / "rows.csv")
     (folder / "ae.yaml").write_text(textwrap.dedent("""
         seed: 1
         data: {train: rows.csv, target: inputs, drop: [id, group], normalize: minmax}

@@ -26,6 +26,7 @@ from nncli.core.kmeans import kmeans
 from nncli.core.network import MLP
 from nncli.errors import ModelFileError
 from nncli.files.clusters import load_clusters
+from tests.conftest import three_groups_csv
 from tests.gradcheck import numerical_gradient
 
 runner = CliRunner()
@@ -153,14 +154,7 @@ def test_one_batch_per_pass_still_takes_several_steps_before_the_first_target_up
 @pytest.fixture
 def rows_and_autoencoder(write, tmp_path):
     """60 rows in three groups of 4 columns, and a tiny autoencoder trained on them."""
-    rng = np.random.default_rng(0)
-    lines = ["id,a,b,c,d,group"]
-    for i in range(60):
-        g = i % 3
-        a, b = np.array([(0, 0), (3, 0), (0, 3)][g]) + rng.normal(0, 0.6, 2)
-        c, d = rng.normal(0, 1, 2)
-        lines.append(f"r{i},{a:.4f},{b:.4f},{c:.4f},{d:.4f},{'xyz'[g]}")
-    data = write("rows.csv", "\n".join(lines) + "\n")
+    data = three_groups_csv(tmp_path / "rows.csv")
     config = write("ae.yaml", """
         seed: 1
         data: {train: rows.csv, target: inputs, drop: [id, group], normalize: minmax}
