@@ -260,3 +260,15 @@ def test_progress_is_a_line_per_target_update_at_a_terminal_only():
     lines = screen.getvalue().splitlines()
     assert lines == ["refine: step 8, KL 0.0123, 25.00 % of rows changed cluster",
                      "refine: step 16, KL 0.0100, 0.05 % of rows changed cluster"]
+
+
+def test_codes_are_computed_in_blocks_of_rows_with_the_same_result(monkeypatch):
+    """Found in review: the codes of every row were computed at once, keeping every layer's
+    activations for all rows (gigabytes for a million rows)."""
+    import nncli.core.dec as dec
+
+    _, _, _, whole = _refined(0)
+    monkeypatch.setattr(dec, "FORWARD_BLOCK_VALUES", 64)  # a few rows at a time
+    _, _, _, blocked = _refined(0)
+    assert np.array_equal(whole.labels, blocked.labels) and whole.iterations == blocked.iterations
+    assert np.allclose(whole.centroids, blocked.centroids, rtol=1e-6, atol=1e-9)

@@ -89,3 +89,19 @@ def test_background_hashes_equal_sha256_and_skip_what_cannot_be_read(tmp_path):
     found = BackgroundHashes([data, missing]).result()
     assert found == {str(data.resolve()): hashlib.sha256(data.read_bytes()).hexdigest()}
     assert file_hash(data) == found[str(data.resolve())]
+
+
+def test_closing_the_stream_stops_its_read_ahead_even_if_the_chunks_are_still_held(tmp_path):
+    """Found in review: a caller holding the iterator (an error kept in a local, say) kept the
+    read-ahead thread alive, a chunk parsed ahead, after the stream had closed its file."""
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(20000)))
+    with CsvStream(path, chunk_bytes=4096) as stream:
+        held = stream.chunks()
+        assert len(next(held).values) > 0
+    producers = [t for t in threading.enumerate() if t.name == "nncli-read-ahead"]
+    for producer in producers:
+        producer.join(5)
+    assert not any(producer.is_alive() for producer in producers)
+    with pytest.raises(StopIteration):
+        next(held)  # closed with the stream

@@ -25,7 +25,7 @@ from nncli.tabular.columns import check_columns, kept_cells, text_columns_for
 from nncli.tabular.embedding import chunk_bytes_for_codes, stream_codes
 from nncli.tabular.parse import NotANumber, listed
 from nncli.tabular.stream import CHUNK_BYTES, Chunk
-from nncli.tabular.tables import open_table
+from nncli.tabular.tables import header_place, open_table
 from nncli.tabular.write import csv_field
 
 
@@ -120,7 +120,7 @@ def _blocks(clusters: Clusters, model, stream, keep: list[str]) -> Iterator[tupl
     header, features = stream.header, clusters.features
     missing = [name for name in features if name not in stream.positions]
     if missing:
-        raise DataError(f"{stream.name}:1: missing feature column {quoted(missing[0])}; the clusters were made "
+        raise DataError(f"{header_place(stream.name)}: missing feature column {quoted(missing[0])}; the clusters were made "
                         f"from {len(features):,} columns: {listed(features)}")
     check_named(stream.name, header, {"--keep": keep})
     used = {*features, *keep}
@@ -144,7 +144,7 @@ def check_named(name: str, header: list[str], options: dict[str, list[str]]) -> 
     for option, columns in options.items():
         unknown = [column for column in columns if column not in present]
         if unknown:
-            raise DataError(f"{name}:1: {option} column {quoted(unknown[0])} is not in the file (columns: {listed(header)})")
+            raise DataError(f"{header_place(name)}: {option} column {quoted(unknown[0])} is not in the file (columns: {listed(header)})")
 
 
 def check_finite(X: np.ndarray, chunk: Chunk, names: list[str]) -> None:

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from nncli.core.model import FORWARD_BLOCK_VALUES
 from nncli.core.network import MLP
 from nncli.core.optimizers import Adam
 
@@ -128,8 +129,13 @@ def refine(encoder: MLP, X: np.ndarray, centroids: np.ndarray, rng: np.random.Ge
     optimizer = Adam(learning_rate)
     parameters = [*encoder.parameters(), centroids]
 
+    rows_at_once = max(1, FORWARD_BLOCK_VALUES // max(encoder.sizes))
+
     def codes() -> np.ndarray:
-        return (encoder.forward(X) - offset) / scale
+        # In blocks of rows, as TrainedModel applies a network: every layer's activations for
+        # a million rows at once would take gigabytes (the forward pass keeps them for backward).
+        return np.concatenate([(encoder.forward(X[start : start + rows_at_once]) - offset) / scale
+                               for start in range(0, n, rows_at_once)])
 
     Q = soft_assignment(codes(), centroids)
     labels = Q.argmax(axis=1)

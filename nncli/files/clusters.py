@@ -35,6 +35,7 @@ from nncli.files.npz import read_archive, write_archive
 
 FORMAT = "nncli-clusters"
 FORMAT_VERSION = 2  # 2: may carry a refined encoder; 1: never does (both read)
+ENCODER_VERSION = 2  # the first version that may carry one (a file without is written as 1: older nncli reads it)
 # k: beyond a million centroids, nearest-centroid assignment is no longer a clustering anyone
 # reads; the centroid matrix itself is bounded by npz.MAX_ARRAY_ELEMENTS.
 MAX_CLUSTERS = 1_000_000
@@ -108,7 +109,7 @@ def save_clusters(path: Path, clusters: Clusters) -> None:
     encoder = clusters.encoder
     meta = {
         "format": FORMAT,
-        "format_version": 2 if encoder else 1,
+        "format_version": ENCODER_VERSION if encoder else 1,
         "nncli_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "k": k,
@@ -194,7 +195,7 @@ def _check_encoder(path: Path, meta: ClustersMeta) -> None:
     """The refined encoder's declared sizes, before anything is sized by them: a version 2 file,
     of a model's codes, ending at the centroids' width, within the budget a model file has."""
     encoder = meta.encoder
-    if meta.format_version < 2 or meta.model is None:
+    if meta.format_version < ENCODER_VERSION or meta.model is None:
         raise ModelFileError(f"{path}: a refined encoder needs format version 2 and the model it was refined from; "
                              "not written by nncli cluster")
     sizes = encoder.sizes

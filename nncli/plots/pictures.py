@@ -296,7 +296,8 @@ class Codes:
         labels = np.array(self.labels, dtype=object)
         classes = sorted(set(self.labels), key=_natural)
         if len(classes) > MAX_CODE_CLASSES:
-            counts = {name: int((labels == name).sum()) for name in classes}
+            names, numbers = np.unique(labels.astype(str), return_counts=True)  # (one pass, not one per class)
+            counts = dict(zip(names.tolist(), numbers.tolist()))
             kept = set(sorted(classes, key=lambda name: -counts[name])[: MAX_CODE_CLASSES - 1])  # (stable: ties in class order)
             rest = [name for name in classes if name not in kept]
             groups = [(name, labels == name) for name in classes if name in kept]

@@ -108,11 +108,12 @@ def kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str | None]:
     """A --keep column's cells as the file holds them, one per row: a cell that reads as missing
     ("NA", with the model's missing_values) is still copied as written; None only for an empty
     CSV cell or a Parquet null (nothing to copy)."""
-    cells = chunk.text_column(header, name)
-    if not chunk.missing_values:  # (nothing was read as missing)
-        return cells
-    if isinstance(chunk, ParquetChunk):
+    if isinstance(chunk, ParquetChunk) and chunk.missing_values:
         return chunk.cells(name)
+    cells = chunk.text_column(header, name)
+    written = [token for token in chunk.missing_values if token.strip()]  # ("" reads back as an empty cell anyway)
+    if not written or not any(token in chunk.source for token in written):
+        return cells  # (no token in the chunk's text: every None is an empty cell)
     gaps = [row for row, cell in enumerate(cells) if cell is None]
     if gaps:  # (rare: each read again from its record)
         records = [record for record in chunk.records if record not in ("\n", "\r\n")]  # (blank lines are no rows)

@@ -36,7 +36,8 @@ from nncli.tabular.parse import (
 )
 from nncli.tabular.prefetch import read_ahead
 
-# 2 MiB of text per chunk: enough for polars to pay off; ~170 MB peak. A chunk is this plus the
+# 2 MiB of text per chunk (callers with wide rows ask for more: columns.chunk_bytes_for): enough
+# for polars to pay off; ~120 MB peak for 20 columns. A chunk is this plus the
 # rest of its last line, and of a quoted field spanning lines: at most the line budget
 # (parse.MAX_LINE_BYTES) more.
 CHUNK_BYTES = 2 << 20
@@ -121,6 +122,7 @@ class CsvStream:
     """
 
     def __init__(self, source: str | Path, chunk_bytes: int = CHUNK_BYTES):
+        self._reading: list = []  # the read-ahead generators of chunks(), closed with the stream
         self.chunk_bytes = chunk_bytes
         if str(source) == "-":
             self.name = "<stdin>"
@@ -157,6 +159,8 @@ class CsvStream:
         return self
 
     def __exit__(self, *exc) -> None:
+        for ahead in self._reading:  # (its thread, done with its chunk, before the file goes)
+            ahead.close()
         if sys.stdin is None or self._file is not sys.stdin.buffer:
             self._file.close()
 
@@ -173,8 +177,11 @@ class CsvStream:
     def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
                missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
         """:meth:`parsed_chunks`, the next one parsed while the caller works on this one (see
-        :mod:`nncli.tabular.prefetch`): the same chunks and errors, in the same order."""
-        return read_ahead(self.parsed_chunks(text_columns, skip, missing_values))
+        :mod:`nncli.tabular.prefetch`): the same chunks and errors, in the same order. Closing the
+        stream stops the reading ahead first."""
+        ahead = read_ahead(self.parsed_chunks(text_columns, skip, missing_values))
+        self._reading.append(ahead)
+        return ahead
 
     def parsed_chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
                       missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
