@@ -80,14 +80,21 @@ def kl_gradients(Z: np.ndarray, centroids: np.ndarray, P: np.ndarray,
 
     ∂L/∂z_i = (α+1)/α · 1/n · Σ_j (1 + ‖z_i − μ_j‖²/α)⁻¹ (p_ij − q_ij)(z_i − μ_j), and
     ∂L/∂μ_j = −(α+1)/α · 1/n · Σ_i (the same terms)."""
+    dZ, dmu, _ = _gradients_and_q(Z, centroids, P, alpha)
+    return dZ, dmu
+
+
+def _gradients_and_q(Z: np.ndarray, centroids: np.ndarray, P: np.ndarray,
+                     alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`kl_gradients`, and Q on the way (the loss needs it: one distance pass, not two)."""
     kernel = _kernel(_squared_distances(Z, centroids), alpha)  # (1 + d²/α)⁻¹
     Q = kernel ** ((alpha + 1) / 2)
-    Q /= Q.sum(axis=1, keepdims=True)
+    Q /= Q.sum(axis=1, keepdims=True)  # (as soft_assignment computes it)
     weights = ((alpha + 1) / (alpha * len(Z))) * kernel * (P - Q)  # (rows, k)
     # Σ_j w_ij (z_i − μ_j) = z_i Σ_j w_ij − W·μ, and its sum over i for each j.
     dZ = Z * weights.sum(axis=1, keepdims=True) - weights @ centroids
     dmu = -(weights.T @ Z - centroids * weights.sum(axis=0)[:, None])
-    return dZ.astype(Z.dtype, copy=False), dmu.astype(centroids.dtype, copy=False)
+    return dZ.astype(Z.dtype, copy=False), dmu.astype(centroids.dtype, copy=False), Q
 
 
 def encoder_loss_and_gradients(encoder: MLP, X: np.ndarray, centroids: np.ndarray, P: np.ndarray,
@@ -96,8 +103,8 @@ def encoder_loss_and_gradients(encoder: MLP, X: np.ndarray, centroids: np.ndarra
     its gradient buffers (``encoder.gradients()``), by its own backward pass."""
     code = encoder.forward(X, keep=True)
     Z = (code - offset) / scale
-    loss = kl_loss(P, soft_assignment(Z, centroids))
-    dZ, dmu = kl_gradients(Z, centroids, P)
+    dZ, dmu, Q = _gradients_and_q(Z, centroids, P)
+    loss = kl_loss(P, Q)
     # dL/dcode = dL/dZ / scale; then through the code layer's activation to its pre-activation.
     encoder.backward(encoder.activations[-1].backward(dZ / scale, code))
     return loss, dmu
