@@ -66,6 +66,12 @@ MAX_BUDGET = 1 << 60
 # with more distinct labels is almost surely an ID or a regression target, and the one-hot
 # targets and per-class scores grow with it.
 MAX_CLASSES = 1_000  # NNCLI_MAX_CLASSES
+# A categorical column with more distinct values than this cannot be allowed by raising
+# data.max_categories: 10,000 one-hot inputs is already a layer of 10,000 × width weights per
+# column, and a column with that many values is an ID or free text (drop it), not a category.
+MAX_CATEGORIES = 10_000
+# Missing-value tokens are cells such as "NA": a few short strings compared with every cell.
+MAX_MISSING_TOKENS, MAX_TOKEN_CHARS = 100, 100
 
 
 def class_budget() -> int:

@@ -122,7 +122,7 @@ def test_a_parquet_cell_larger_than_the_csv_line_budget_is_refused_before_it_is_
 
 def test_a_model_file_with_more_missing_value_tokens_than_a_config_may_list_is_refused(mixed_model, tmp_path):
     """BUG: a config may list at most 100 missing-value tokens of at most 100 characters
-    (config.schema MAX_MISSING_TOKENS, MAX_TOKEN_CHARS), so train never writes more; the model
+    (budgets.MAX_MISSING_TOKENS, MAX_TOKEN_CHARS), so train never writes more; the model
     reader takes any number. predict hands them to both parsers for every block: with 10^6
     tokens, a 34 MB CSV took 452 s instead of 3.8 s (and 3x the memory). Expected: the file
     refused at load, one line naming it and `missing_values`, exit 2, as every other size a

@@ -14,12 +14,15 @@ from pydantic_core import PydanticCustomError
 
 from nncli.budgets import (
     MAX_BATCH_SIZE,
+    MAX_CATEGORIES,
     MAX_CLASS_WEIGHT,
     MAX_EPOCHS,
     MAX_INIT_SCALE,
     MAX_LAYER_SIZE,
     MAX_LAYERS,
+    MAX_MISSING_TOKENS,
     MAX_PATH_CHARS,
+    MAX_TOKEN_CHARS,
 )
 from nncli.config.source import ConfigSource
 from nncli.core.tasks import LOSS_KINDS
@@ -205,12 +208,6 @@ class EarlyStoppingConfig(Section):
 
 
 # --- data: which columns, and how text and gaps become inputs ---------------------------------
-# A categorical column with more distinct values than this cannot be allowed by raising
-# data.max_categories: 10,000 one-hot inputs is already a layer of 10,000 × width weights per
-# column, and a column with that many values is an ID or free text (drop it), not a category.
-MAX_CATEGORIES = 10_000
-# Missing-value tokens are cells such as "NA": a few short strings compared with every cell.
-MAX_MISSING_TOKENS, MAX_TOKEN_CHARS = 100, 100
 MissingStrategy = Literal["error", "mean", "median", "most_frequent", "drop_rows"]  # = core.encoding.MISSING_STRATEGIES
 UnknownCategory = Literal["error", "ignore"]  # = core.encoding.UNKNOWN_POLICIES
 

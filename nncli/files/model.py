@@ -23,8 +23,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from nncli import __version__
-from nncli.budgets import DTYPE_BYTES, MAX_LAYERS, class_budget, human_bytes, network_bytes
-from nncli.config.schema import MAX_CATEGORIES, MAX_MISSING_TOKENS, MAX_TOKEN_CHARS
+from nncli.budgets import (
+    DTYPE_BYTES,
+    MAX_CATEGORIES,
+    MAX_LAYERS,
+    MAX_MISSING_TOKENS,
+    MAX_TOKEN_CHARS,
+    class_budget,
+    human_bytes,
+    network_bytes,
+)
 from nncli.core.activations import ACTIVATIONS, get_activation
 from nncli.core.blas import fused_available
 from nncli.core.encoding import Encoding
