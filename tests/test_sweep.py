@@ -5,6 +5,7 @@ alone (`nncli train`), in this process, in the local pool, on Ray."""
 import json
 import logging
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -413,7 +414,30 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
     while [pid for pid in workers if _running(pid)] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _running(pid)]
-    OutputLock(folder / ".sweep.lock", folder).acquire().release()  # free: a rerun can go on
+    # Free: a rerun can go on. (Once, in CI under load, the lock was still held just after the
+    # workers were gone; a holder that lingers past the deadline is named, to find it.)
+    lock = folder / ".sweep.lock"
+    while True:
+        try:
+            OutputLock(lock, folder).acquire().release()
+            break
+        except UsageError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the lock is still held by {_holders(lock)}") from None
+            time.sleep(0.1)
+
+
+def _holders(path) -> list[str]:
+    """The processes with ``path`` open (Linux /proc), with their command lines."""
+    found = []
+    for fd_dir in pathlib.Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                command = (fd_dir.parent / "cmdline").read_bytes().replace(bytes(1), b" ").decode(errors="replace")
+                found.append(f"{fd_dir.parent.name}: {command[:120]}")
+        except OSError:
+            continue
+    return found
 
 
 def _running(pid: int) -> bool:
