@@ -21,12 +21,12 @@ from nncli.files.clusters import Clusters, load_clusters
 from nncli.files.filehash import file_hash
 from nncli.files.model import load_model
 from nncli.files.paths import check_writable, same_file
-from nncli.tabular.columns import check_columns, kept_cells, text_columns_for
+from nncli.tabular.columns import check_columns, kept_fields, text_columns_for
 from nncli.tabular.embedding import chunk_bytes_for_codes, stream_codes
 from nncli.tabular.parse import NotANumber, listed
 from nncli.tabular.stream import CHUNK_BYTES, Chunk
 from nncli.tabular.tables import header_place, open_table
-from nncli.tabular.write import csv_field
+from nncli.tabular.write import write_csv_rows
 
 
 def assign_rows(clusters_path: Path, data: str, destination: Path | None, keep: list[str], proba: bool, stdout: TextIO) -> int:
@@ -55,18 +55,10 @@ def assign_rows(clusters_path: Path, data: str, destination: Path | None, keep: 
 
 
 def _write(path: Path, clusters: Clusters, model, stream, keep: list[str], out: TextIO) -> int:
-    # Written with the first rows: a file refused in its first chunk leaves no output at all.
-    header = ",".join(csv_field(name) for name in [*keep, "cluster"]) + "\n"
-    rows = 0
-    for chunk, X in _blocks(clusters, model, stream, keep):
-        labels = nearest_clusters(path, clusters, X, stream.name)
-        columns = [["" if cell is None else csv_field(cell) for cell in kept_cells(chunk, stream.header, name)] for name in keep]
-        out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns, labels.astype(str).tolist())))
-        rows += len(labels)
-    if rows == 0:
-        out.write(header)
-    out.flush()
-    return rows
+    return write_csv_rows(out, [*keep, "cluster"],
+                          ([kept_fields(chunk, stream.header, name) for name in keep]
+                           + [nearest_clusters(path, clusters, X, stream.name).astype(str).tolist()]
+                           for chunk, X in _blocks(clusters, model, stream, keep)))
 
 
 def nearest_clusters(path: Path, clusters: Clusters, X: np.ndarray, source: str) -> np.ndarray:

@@ -40,7 +40,7 @@ from nncli.files.clusters import Clusters, ModelSource, save_clusters
 from nncli.files.filehash import file_hash
 from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.paths import check_writable, is_device, same_file
-from nncli.tabular.columns import check_columns, chunk_features, kept_cells, text_columns_for
+from nncli.tabular.columns import check_columns, chunk_features, kept_fields, text_columns_for
 from nncli.tabular.embedding import chunk_bytes_for_codes, code_columns, embedding_layer, stream_codes
 from nncli.tabular.parse import NotANumber
 from nncli.tabular.stream import Chunk
@@ -334,7 +334,7 @@ def _read_codes(model_path: Path, data: str, layer: int | None, keep: list[str],
 
 def _collect(chunk: Chunk, header: list[str], keep: list[str], labels: str | None, kept: list[list[str]], truth: list) -> None:
     for cells, name in zip(kept, keep):
-        cells.extend("" if cell is None else csv_field(cell) for cell in kept_cells(chunk, header, name))
+        cells.extend(kept_fields(chunk, header, name))
     if labels:
         truth.extend("" if cell is None else cell for cell in chunk.text_column(header, labels))
 

@@ -16,11 +16,19 @@ from nncli.files.clusters import is_clusters_file
 from nncli.files.model import MODEL_THEN_DATA, load_model
 from nncli.files.parquetsink import ParquetSink
 from nncli.files.paths import check_writable, is_device, same_file
-from nncli.tabular.columns import check_columns, chunk_bytes_for, chunk_outputs, kept_cells, model_chunks, text_columns_for
+from nncli.tabular.columns import (
+    check_columns,
+    chunk_bytes_for,
+    chunk_outputs,
+    kept_cells,
+    kept_fields,
+    model_chunks,
+    text_columns_for,
+)
 from nncli.tabular.parse import listed
 from nncli.tabular.stream import Chunk, CsvStream
 from nncli.tabular.tables import open_table
-from nncli.tabular.write import csv_field, float_format
+from nncli.tabular.write import csv_field, float_format, write_csv_rows
 
 
 def predict(model_path: Path, data: str, output: str | None, keep: list[str], proba: bool, stdout: TextIO) -> int:
@@ -97,25 +105,18 @@ def output_columns(model: TrainedModel, keep: list[str], proba: bool) -> list[st
 def predict_csv(model: TrainedModel, stream: CsvStream, out: TextIO, keep: list[str] = (), proba: bool = False) -> int:
     """Write predictions for every row of ``stream`` to ``out`` as CSV; returns the number of rows."""
     keep, text_columns = _checked(model, stream, keep, proba)
-    # Written with the first rows: a file refused in its first chunk leaves no output at all.
-    header = ",".join(csv_field(name) for name in output_columns(model, keep, proba)) + "\n"
     fmt = float_format(model.network.dtype)
     labels = None if model.classes is None else np.array([csv_field(c) for c in model.classes], dtype=object)
-    rows = 0
-    for chunk, outputs in _outputs(model, stream, text_columns, keep):
-        columns: list[list[str]] = [_kept_cells(chunk, stream.header, name) for name in keep]
-        if labels is not None:
-            columns.append(labels[outputs.argmax(axis=1)].tolist())
-        else:
-            columns.append(_format_rows(outputs, fmt))
-        if proba:
-            columns.append(_format_rows(outputs, fmt))
-        out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns)))
-        rows += len(outputs)
-    if rows == 0:
-        out.write(header)
-    out.flush()
-    return rows
+
+    def blocks() -> Iterator[list[list[str]]]:
+        for chunk, outputs in _outputs(model, stream, text_columns, keep):
+            columns = [kept_fields(chunk, stream.header, name) for name in keep]
+            columns.append(_format_rows(outputs, fmt) if labels is None else labels[outputs.argmax(axis=1)].tolist())
+            if proba:
+                columns.append(_format_rows(outputs, fmt))
+            yield columns
+
+    return write_csv_rows(out, output_columns(model, keep, proba), blocks())
 
 
 def predict_parquet(model: TrainedModel, stream: CsvStream, out: BinaryIO, keep: list[str] = (), proba: bool = False,
@@ -147,17 +148,9 @@ def numbers_csv(stream: CsvStream, out: TextIO, keep: list[str], names: list[str
     """Rows of numbers as CSV (embed's codes): the --keep columns as written, then one column per
     name, from each chunk of ``stream`` with its matrix; returns the number of rows. As in
     :func:`predict_csv`, the header goes out with the first rows."""
-    header = ",".join(csv_field(name) for name in [*keep, *names]) + "\n"
     fmt = float_format(dtype)
-    rows = 0
-    for chunk, matrix in blocks:
-        columns = [_kept_cells(chunk, stream.header, name) for name in keep] + [_format_rows(matrix, fmt)]
-        out.write(header * (rows == 0) + "".join(",".join(parts) + "\n" for parts in zip(*columns)))
-        rows += len(matrix)
-    if rows == 0:
-        out.write(header)
-    out.flush()
-    return rows
+    return write_csv_rows(out, [*keep, *names], ([kept_fields(chunk, stream.header, name) for name in keep] + [_format_rows(matrix, fmt)]
+                                                  for chunk, matrix in blocks))
 
 
 def numbers_parquet(stream: CsvStream, out: BinaryIO, keep: list[str], names: list[str], dtype: np.dtype,
@@ -187,12 +180,6 @@ def _outputs(model: TrainedModel, stream: CsvStream, text_columns: list[str], ke
     """Each chunk of the stream, with the model's outputs for its rows."""
     for chunk in model_chunks(model, stream, text_columns, keep, targets=False):  # (a target column is not read)
         yield chunk, chunk_outputs(model, stream, chunk, text_columns)
-
-
-def _kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str]:
-    """A --keep column's cells as CSV fields, as the file wrote them (:func:`kept_cells`: "NA" too);
-    an empty cell (a Parquet null) is an empty field."""
-    return ["" if cell is None else csv_field(cell) for cell in kept_cells(chunk, header, name)]
 
 
 def _format_rows(matrix: np.ndarray, fmt: str) -> list[str]:

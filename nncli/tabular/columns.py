@@ -22,6 +22,7 @@ from nncli.tabular.parquet import ParquetChunk
 from nncli.tabular.parse import column_index, listed, quoted, quoted_list
 from nncli.tabular.stream import CHUNK_BYTES, Chunk, CsvStream
 from nncli.tabular.tables import header_place
+from nncli.tabular.write import csv_field
 
 FILLS = "mean, median or most_frequent"  # the data.missing strategies that give a model fill values
 
@@ -121,6 +122,11 @@ def kept_cells(chunk: Chunk, header: list[str], name: str) -> list[str | None]:
         for row in gaps:
             cells[row] = next(csv.reader([records[row]]))[position] or None
     return cells
+
+
+def kept_fields(chunk: Chunk, header: list[str], name: str) -> list[str]:
+    """:func:`kept_cells` as CSV fields; an empty cell (a Parquet null) is an empty field."""
+    return ["" if cell is None else csv_field(cell) for cell in kept_cells(chunk, header, name)]
 
 
 def text_columns_for(model: TrainedModel, header: list[str], keep: list[str]) -> list[str]:
