@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
 
+    environment.compile_bytecode()  # (timed commands start as a user's do: see its docstring)
     info = environment.describe()
     print(environment.summary_line(info), flush=True)
     results = {"environment": info, "rounds": rounds}
