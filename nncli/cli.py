@@ -293,7 +293,7 @@ def predict(
         from nncli.commands.predict import predict as predict_rows
         from nncli.commands.threads import blas_threads
 
-        with _utf8_stdout() as stdout, blas_threads(threads):
+        with _utf8_stdout() as stdout, blas_threads(threads, reading_ahead=True):
             predict_rows(model, data, output, _split_names(keep), proba, stdout)
 
 
@@ -331,7 +331,7 @@ def embed(
         from nncli.commands.embed import embed as embed_rows
         from nncli.commands.threads import blas_threads
 
-        with _utf8_stdout() as stdout, blas_threads(threads):
+        with _utf8_stdout() as stdout, blas_threads(threads, reading_ahead=True):
             embed_rows(model, data, layer, _split_names(keep), output, stdout)
 
 
@@ -358,7 +358,7 @@ def evaluate(
         from nncli.commands.evaluate import evaluate as evaluate_model
         from nncli.commands.threads import blas_threads
 
-        with blas_threads(threads):
+        with blas_threads(threads, reading_ahead=True):
             result = evaluate_model(model, data, fail_under, fail_over)
         if as_json:
             print(json.dumps(result.to_json(), indent=2, allow_nan=False))

@@ -202,6 +202,33 @@ def test_the_command_line_measures_the_load_only_for_auto(two_threads, monkeypat
         assert isinstance(threads._policy.measure, IdleCores) == measured
 
 
+def test_a_command_reading_ahead_leaves_its_parser_a_core_from_the_first_product(two_threads, monkeypatch):
+    monkeypatch.delenv("NNCLI_THREADS", raising=False)
+    monkeypatch.setattr(IdleCores, "__init__", lambda self, reserved=0: _fake_idle(self, reserved, cores=2))
+    with command_threads.blas_threads(None, reading_ahead=True):
+        threads.for_product(128, 784, 256)  # before the first look: the parser's core already spared
+        assert blas_threads() == 1
+    with command_threads.blas_threads(None):
+        threads.for_product(128, 784, 256)  # nothing read ahead: both cores
+        assert blas_threads() == 2
+    with command_threads.blas_threads("2", reading_ahead=True):
+        threads.for_product(128, 784, 256)  # a fixed setting is the user's
+        assert blas_threads() == 2
+
+
+def _fake_idle(idle: IdleCores, reserved: int, cores: int) -> None:
+    idle.reserved, idle.cores, idle.names, idle.tick, idle.last = reserved, cores, set(), 100, None
+
+
+def test_idle_cores_less_the_reserved_ones_are_never_below_zero(monkeypatch):
+    readings = iter([CpuTimes(10.0, 100.0, 5.0), CpuTimes(11.0, 100.2, 5.0), CpuTimes(12.0, 101.9, 5.0)])
+    monkeypatch.setattr(IdleCores, "read", lambda self: next(readings))
+    measure = IdleCores(reserved=1)
+    measure.cores = 2
+    assert measure() == pytest.approx(0.8)  # others took 0.2 of 2 cores; one is the parser's
+    assert measure() == 0.0  # others took 1.7: nothing left beside the parser
+
+
 # --- same weights whatever the thread count -------------------------------------------------------
 def untrained(sizes, dtype=np.float32) -> MLP:
     return MLP.initialise(sizes, ["relu"] * (len(sizes) - 2) + ["softmax"], np.random.default_rng(1), dtype=dtype)

@@ -80,13 +80,13 @@ class _Policy:
     __slots__ = ("setting", "default", "current", "set_threads", "measure", "free_cores", "next_look")
 
     def __init__(self, setting: Optional[int], default: int, set_threads: Callable[[int], object],
-                 measure: Optional[FreeCores]):
+                 measure: Optional[FreeCores], assumed_free: Optional[float] = None):
         self.setting = setting
         self.default = default  # also what reset() restores
         self.current = default
         self.set_threads = set_threads
         self.measure = measure if setting is None else None  # a fixed setting never looks
-        self.free_cores: Optional[float] = None
+        self.free_cores: Optional[float] = assumed_free if self.measure is not None else None  # until the first look
         self.next_look = time.monotonic() + FIRST_LOOK
 
     def look(self) -> None:
@@ -100,10 +100,12 @@ class _Policy:
 _policy: Optional[_Policy] = None
 
 
-def configure(setting: Optional[int], free_cores: Optional[FreeCores] = None) -> bool:
+def configure(setting: Optional[int], free_cores: Optional[FreeCores] = None,
+              assumed_free: Optional[float] = None) -> bool:
     """Steer the BLAS from now on: ``None`` chooses per product (and by ``free_cores()``, when
-    given: called at most once a second), ``N ≥ 1`` runs every product on N threads. Returns
-    whether there is a BLAS to steer (False: the policy does nothing)."""
+    given: called at most once a second; ``assumed_free`` until its first call), ``N ≥ 1`` runs
+    every product on N threads. Returns whether there is a BLAS to steer (False: the policy
+    does nothing)."""
     if setting is not None and setting < 1:
         raise ValueError(f"threads must be at least 1, not {setting}")
     reset()
@@ -111,7 +113,7 @@ def configure(setting: Optional[int], free_cores: Optional[FreeCores] = None) ->
     if controller is None:
         return False
     global _policy
-    _policy = _Policy(setting, controller.get_num_threads(), controller.set_num_threads, free_cores)
+    _policy = _Policy(setting, controller.get_num_threads(), controller.set_num_threads, free_cores, assumed_free)
     return True
 
 
@@ -124,10 +126,11 @@ def reset() -> None:
 
 
 @contextlib.contextmanager
-def configured(setting: Optional[int], free_cores: Optional[FreeCores] = None) -> Iterator[bool]:
+def configured(setting: Optional[int], free_cores: Optional[FreeCores] = None,
+               assumed_free: Optional[float] = None) -> Iterator[bool]:
     """:func:`configure` for the duration of a block, then :func:`reset`."""
     try:
-        yield configure(setting, free_cores)
+        yield configure(setting, free_cores, assumed_free)
     finally:
         reset()
 
