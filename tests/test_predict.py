@@ -157,6 +157,50 @@ def test_chunked_values_equal_a_whole_read(write, block_parser):
     assert sum((p[1] for p in parts), []) == [f"x,{i % 3}" for i in range(500)]
 
 
+def test_a_float32_model_streams_exact_chunks_in_float32_with_the_same_outputs(tmp_path, block_parser):
+    """Integer pixels are exactly float32s: a float32 model's chunks come as float32 from polars
+    (half the memory and copying), as float64 otherwise; the probabilities are the same bits."""
+    from nncli.files.model import load_model
+    from nncli.tabular.columns import model_chunks, text_columns_for
+
+    _, path = _train(CONFIGS / "digits.yaml", tmp_path, "training.epochs=2", "model.dtype=float32")
+    model = load_model(path)
+    data, X = _shuffled_csv(DATASETS / "digits.csv", "label", tmp_path, rows=600)
+    with open_csv(data, chunk_bytes=4096) as stream:
+        chunks = list(model_chunks(model, stream, text_columns_for(model, stream.header, [])))
+    assert len(chunks) > 3
+    assert {chunk.values.dtype for chunk in chunks} == {np.dtype(np.float32 if block_parser == "polars" else np.float64)}
+    result = invoke("predict", path, data, "--proba")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    probabilities = np.array([[float(r[f"proba_{c}"]) for c in model.classes] for r in rows], dtype=np.float32)
+    np.testing.assert_array_equal(probabilities, model.outputs(X))
+
+
+def test_values_that_are_not_float32s_stay_float64_in_chunks_and_kept_features(tmp_path, write, block_parser):
+    """A float32 model is applied to the numbers as written (scaled in float64, then rounded),
+    whether a chunk's values are float32s or not, and when a feature is also kept (read as text)."""
+    from nncli.files.model import load_model
+    from nncli.tabular.columns import model_chunks, text_columns_for
+
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=2", "model.dtype=float32")
+    model = load_model(path)
+    rng = np.random.default_rng(0)
+    X = np.round(rng.uniform(0.1, 8, (400, 4)), 3)  # 0.1 and most others are not float32s
+    data = write("f.csv", "sepal_length,sepal_width,petal_length,petal_width\n" + "".join(",".join(map(repr, row.tolist())) + "\n" for row in X))
+    with open_csv(data, chunk_bytes=2048) as stream:
+        dtypes = {chunk.values.dtype for chunk in model_chunks(model, stream, text_columns_for(model, stream.header, []))}
+    assert dtypes == {np.dtype(np.float64)}
+    expected = [model.classes[i] for i in model.outputs(X).argmax(axis=1)]
+    for keep in ([], ["--keep", "sepal_length"]):
+        result = invoke("predict", path, data, "--proba", *keep)
+        assert result.exit_code == 0, result.stderr
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert [r["prediction"] for r in rows] == expected, keep
+        probabilities = np.array([[float(r[f"proba_{c}"]) for c in model.classes] for r in rows], dtype=np.float32)
+        np.testing.assert_array_equal(probabilities, model.outputs(X))
+
+
 def test_json_model_path_error_is_one_line(tmp_path, write):
     result = invoke("predict", write("notamodel.npz", "a,b\n1,2\n"), DATASETS / "iris.csv")
     assert result.exit_code == 2

@@ -260,13 +260,14 @@ class ParquetStream:
         pass  # (polars opens the file for each read)
 
     def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
-               missing_values: Iterable[str] = ()) -> Iterator[ParquetChunk]:
+               missing_values: Iterable[str] = (), dtype=np.float64) -> Iterator[ParquetChunk]:
         """Chunks of ``chunk_rows`` rows at most (a read's last may be shorter): ``text_columns``
-        as codes, ``skip`` not read at all (0 in ``values``), the others numbers."""
+        as codes, ``skip`` not read at all (0 in ``values``), the others numbers; float64, or
+        float32 when ``dtype`` is and a read's values are all exactly float32s (as the CSV stream's)."""
         plan = ColumnPlan(self.layout.name, self.layout.types, text_columns, skip, missing_values)
         texts = scan(self.name).select(plan.texts)
         for first_row, rows, _ in _ranges(self.layout, plan.read, slice_bytes=READ_BYTES):
-            table = Matrix(rows, len(self.header), np.float64)
+            table = Matrix(rows, len(self.header), dtype)
             _fill_numbers(self.layout, plan, first_row, rows, table, 0)
             frame = _read(self.name, texts, first_row, rows) if plan.texts else None  # (chunks read their text from it)
             for offset in range(0, rows, self.chunk_rows):

@@ -45,7 +45,7 @@ CHUNK_BYTES = 2 << 20
 
 @dataclass
 class Chunk:
-    values: np.ndarray  # (rows, columns) float64; text columns hold codes into `text`; NaN: a missing cell
+    values: np.ndarray  # (rows, columns) float64 (or float32: see parsed_chunks); text columns hold codes into `text`; NaN: a missing cell
     text: dict[str, list[str]]  # text column -> distinct values in this chunk
     source: str  # the chunk's raw text, kept only to locate a problem for an error message
     first_line: int  # line number of its first line in the file (the header is line 1)
@@ -175,20 +175,22 @@ class CsvStream:
             ) from None
 
     def chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
-               missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
+               missing_values: Iterable[str] = (), dtype=np.float64) -> Iterator[Chunk]:
         """:meth:`parsed_chunks`, the next one parsed while the caller works on this one (see
         :mod:`nncli.tabular.prefetch`): the same chunks and errors, in the same order. Closing the
         stream stops the reading ahead first."""
-        ahead = read_ahead(self.parsed_chunks(text_columns, skip, missing_values))
+        ahead = read_ahead(self.parsed_chunks(text_columns, skip, missing_values, dtype))
         self._reading.append(ahead)
         return ahead
 
     def parsed_chunks(self, text_columns: Iterable[str] = (), skip: Iterable[str] = (),
-                      missing_values: Iterable[str] = ()) -> Iterator[Chunk]:
+                      missing_values: Iterable[str] = (), dtype=np.float64) -> Iterator[Chunk]:
         """Parsed chunks; ``text_columns`` may hold anything, the others must be finite numbers,
         except ``skip``: columns that may hold anything and are not read at all (cheaper than
         text when a file has many columns the caller does not need). A cell equal to one of
         ``missing_values`` is NaN in any column (see :func:`nncli.tabular.parse.parse_rows`).
+        With ``dtype`` float32, a chunk whose values are all exactly float32s may come as
+        float32 (the same numbers; a caller takes either dtype).
 
         The file is read in blocks of whole lines. In an input big enough for polars to pay
         for its import, a block without quotes goes to polars' parser; anything it does not
@@ -198,7 +200,7 @@ class CsvStream:
         skip = set(skip)
         text_columns = list(dict.fromkeys([*text_columns, *(name for name in self.header if name in skip)]))
         missing_values = tuple(missing_values)
-        fast = BlockParser(self.header, text_columns, missing_values)  # (polars reads skipped columns as text: few columns there)
+        fast = BlockParser(self.header, text_columns, missing_values, dtype)  # (polars reads skipped columns as text: few columns there)
         exact = RowParser(self.header, text_columns, skip, missing_values)
         line_number = 2
         limit = line_budget()
