@@ -215,31 +215,31 @@ def train(
 
 def _train(request, as_json: bool, quiet: bool, log_every: int) -> None:
     from nncli.commands.session import open_session
-    from nncli.render import (
-        TrainingDisplay,
-        architecture_table,
-        make_console,
-        training_summary,
-    )
 
     session = open_session(request)
     run, trainer = session.run, session.trainer
     for warning in run.warnings:
         error_line(warning, "warning")
-    console = make_console()
     talk = not (as_json or quiet)
+    display = console = None
+    if talk:  # (rich is imported only to be shown: a --quiet or --json run, in CI or a script, starts sooner)
+        from nncli.render import TrainingDisplay, architecture_table, make_console
+
+        console = make_console()
     with session.stop_on_signals():  # from here on, Ctrl-C means "checkpoint and stop"
         if talk:
             console.print(architecture_table(console, session.layers, title=f"Network ({run.network.dtype.name}, seed {run.seed})"))
             if session.resumed is not None:
                 console.print(f"Resuming {session.resumed.path} at epoch {trainer.epoch}", markup=False)
-        display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every,
-                                  trainer.batches, trainer.epoch, trainer.batch) if talk else None
+            display = TrainingDisplay(console, run.metric_name, run.config.training.epochs, log_every,
+                                      trainer.batches, trainer.epoch, trainer.batch)
         with display or contextlib.nullcontext():
             result = session.train(display)
     if as_json:
         print(json.dumps(result.to_json(), indent=2, allow_nan=False))
-    elif not quiet:
+    elif talk:
+        from nncli.render import training_summary
+
         training_summary(console, result)
 
 
@@ -626,15 +626,20 @@ def sweep(
 def _sweep(request, as_json: bool, quiet: bool) -> None:
     from nncli.commands.sweep import sweep as run_sweep
     from nncli.errors import InterruptedRun, TrainingError
-    from nncli.render import SweepDisplay, make_console, sweep_summary
 
-    console = make_console()
-    display = None if (as_json or quiet) else SweepDisplay(console)
+    display = console = None
+    if not (as_json or quiet):  # (rich only to be shown, as for train)
+        from nncli.render import SweepDisplay, make_console
+
+        console = make_console()
+        display = SweepDisplay(console)
     with display or contextlib.nullcontext():
         result = run_sweep(request, display)
     if as_json:
         print(json.dumps(result.to_json(), indent=2, allow_nan=False))
     elif not quiet:
+        from nncli.render import sweep_summary
+
         sweep_summary(console, result)
     if result.interrupted:
         raise InterruptedRun(f"stopped with {len(result.records)} of {result.planned} trials finished, kept in {result.folder}; "

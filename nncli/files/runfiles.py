@@ -16,8 +16,6 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from nncli.errors import UsageError
 from nncli.files.atomic import atomic_write, recover, remove_stale_temporaries
 from nncli.files.lock import OutputLock
@@ -175,6 +173,8 @@ def settled(resolved: dict) -> dict:
 
 def config_yaml(config: dict) -> str:
     """A config as YAML, keys in the config's own order (run files, --print-config, --dry-run)."""
+    import yaml  # (here: predict and evaluate read model files, which reach this module, and need no YAML)
+
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
