@@ -201,6 +201,48 @@ def test_values_that_are_not_float32s_stay_float64_in_chunks_and_kept_features(t
         np.testing.assert_array_equal(probabilities, model.outputs(X))
 
 
+def test_a_kept_feature_that_is_no_float32_keeps_its_value_in_a_float32_chunk(tmp_path, write):
+    """Kept columns are read as text, so a chunk of otherwise integer features is float32 while
+    the kept feature's 5.1 is no float32: the model must still see 5.1, not float32(5.1)."""
+    from nncli.files.model import load_model
+    from nncli.tabular.columns import model_chunks, text_columns_for
+
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=2", "model.dtype=float32")
+    model = load_model(path)
+    rng = np.random.default_rng(1)
+    X = np.column_stack([np.round(rng.uniform(4, 8, 300), 1), rng.integers(1, 8, (300, 3))]).astype(np.float64)
+    data = write("k.csv", "sepal_length,sepal_width,petal_length,petal_width\n"
+                 + "".join(f"{row[0]:.1f},{int(row[1])},{int(row[2])},{int(row[3])}\n" for row in X))
+    import nncli.tabular.fast as fast
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast, "FAST_PATH_BYTES", 0)  # polars' path, whose chunks can be float32
+        keep = ["sepal_length"]
+        with open_csv(data, chunk_bytes=1024) as stream:
+            dtypes = {chunk.values.dtype for chunk in model_chunks(model, stream, text_columns_for(model, stream.header, keep), keep)}
+        assert dtypes == {np.dtype(np.float32)}  # the scenario: float32 chunks, the kept feature as text
+        result = invoke("predict", path, data, "--proba", "--keep", "sepal_length")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    probabilities = np.array([[float(r[f"proba_{c}"]) for c in model.classes] for r in rows], dtype=np.float32)
+    np.testing.assert_array_equal(probabilities, model.outputs(X))
+
+
+def test_a_value_beyond_float32_is_one_error_line_even_when_warnings_are_errors(tmp_path, write, block_parser):
+    """3.5e38 is no float32 (it rounds to inf): the chunk stays float64 without a warning, and the
+    model refuses the value in one line (a RuntimeWarning turned error was a traceback, exit 1)."""
+    import warnings
+
+    _, path = _train(CONFIGS / "iris.yaml", tmp_path, "training.epochs=1", "model.dtype=float32")
+    data = write("o.csv", "sepal_length,sepal_width,petal_length,petal_width\n"
+                 + "".join(f"{i % 7 + 1}.5,{i % 5 + 1},{i % 3 + 1},1\n" for i in range(200)) + "3.5e38,1,1,1\n")  # (x.5: float32s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = invoke("predict", path, data)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "o.csv:202: column 'sepal_length'" in result.stderr and "too large" in result.stderr
+
+
 def test_json_model_path_error_is_one_line(tmp_path, write):
     result = invoke("predict", write("notamodel.npz", "a,b\n1,2\n"), DATASETS / "iris.csv")
     assert result.exit_code == 2

@@ -395,7 +395,7 @@ class _Table:
                     return False
                 if len(self.number_tokens) and np.isin(block, self.number_tokens).any():
                     return False  # " -999" is the token "-999" (spaces aside), which polars read as a number
-                if self.values.dtype == np.float32 and not _exact_float32(block, missing):
+                if self.values.dtype == np.float32 and not exact_float32(block, missing):
                     self._widen(start + offset)  # the same numbers, in float64
                 self.values[start + offset : start + offset + len(block), self.numeric_index] = block
         for column, position in texts:
@@ -443,11 +443,14 @@ class _Table:
         self.values = wide
 
 
-def _exact_float32(block: np.ndarray, missing: bool = False) -> bool:
-    """Whether every value of ``block`` is exactly a float32 (with ``missing``, NaN is: a missing cell)."""
+def exact_float32(block: np.ndarray, missing: bool = False) -> bool:
+    """Whether every value of ``block`` is exactly a float32 (with ``missing``, NaN is: a missing
+    cell). A value beyond float32's range is not (3.5e38 rounds to inf: no warning about it)."""
     if block.dtype.kind in "iu":
         if block.dtype.itemsize <= 2:
             return True  # (every 16-bit integer is exactly a float32)
         return block.size == 0 or (int(block.min()) >= -EXACT_FLOAT32 and int(block.max()) <= EXACT_FLOAT32)
-    same = block.astype(np.float32).astype(block.dtype) == block
+    with np.errstate(over="ignore"):
+        narrow = block.astype(np.float32)
+    same = narrow.astype(block.dtype) == block
     return bool((same | np.isnan(block)).all() if missing else same.all())

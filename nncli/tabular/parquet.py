@@ -188,7 +188,7 @@ def _read_ranges(groups: Sequence[Group], columns: int, read_bytes: int, slice_b
 class ParquetChunk:
     """Rows of a Parquet stream, as :class:`nncli.tabular.stream.Chunk` has a CSV stream's."""
 
-    values: np.ndarray  # (rows, columns) float64; text columns hold codes into `text`, NaN when missing
+    values: np.ndarray  # (rows, columns) float64 (or float32: see ParquetStream.chunks); text columns hold codes into `text`, NaN when missing
     text: dict[str, list[str]]  # text column -> distinct values in this chunk
     name: str  # the file, for messages
     first_row: int  # the file's row (0-based) of this chunk's first row

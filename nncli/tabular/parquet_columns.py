@@ -17,6 +17,7 @@ import numpy as np
 
 from nncli.budgets import MiB
 from nncli.errors import DataError, quoted
+from nncli.tabular.fast import exact_float32
 from nncli.tabular.parse import NotANumber, as_number, column_index, missing_tokens
 
 FLAT_COLUMNS = "nncli reads columns of numbers or text"
@@ -231,12 +232,7 @@ class Matrix:
         self.values = np.zeros((rows, columns), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
 
     def put(self, start: int, columns, block: np.ndarray) -> None:
-        if self.values.dtype == np.float32 and not _exact_float32(block):
+        if self.values.dtype == np.float32 and not exact_float32(block, missing=True):  # (NaN: a null)
             self.values = self.values.astype(np.float64)  # (once: every value so far is exact)
         self.values[start : start + len(block), columns] = block
 
-
-def _exact_float32(block: np.ndarray) -> bool:
-    with np.errstate(over="ignore"):
-        narrow = block.astype(np.float32)
-    return bool(((narrow == block) | np.isnan(block)).all())
