@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
 
-    environment.compile_bytecode()  # (timed commands start as a user's do: see its docstring)
+    if not environment.compile_bytecode():  # (timed commands start as a user's do: see its docstring)
+        print("warning: some of nncli's modules did not compile to bytecode; commands will be timed with their compilation",
+              file=sys.stderr)
     info = environment.describe()
     print(environment.summary_line(info), flush=True)
     results = {"environment": info, "rounds": rounds}

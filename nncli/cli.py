@@ -291,9 +291,9 @@ def predict(
     """
     with user_errors():
         from nncli.commands.predict import predict as predict_rows
-        from nncli.commands.threads import blas_threads
+        from nncli.commands.threads import stream_threads
 
-        with _utf8_stdout() as stdout, blas_threads(threads, reading_ahead=True):
+        with _utf8_stdout() as stdout, stream_threads(threads, data):
             predict_rows(model, data, output, _split_names(keep), proba, stdout)
 
 
@@ -329,9 +329,9 @@ def embed(
     """
     with user_errors():
         from nncli.commands.embed import embed as embed_rows
-        from nncli.commands.threads import blas_threads
+        from nncli.commands.threads import stream_threads
 
-        with _utf8_stdout() as stdout, blas_threads(threads, reading_ahead=True):
+        with _utf8_stdout() as stdout, stream_threads(threads, data):
             embed_rows(model, data, layer, _split_names(keep), output, stdout)
 
 
@@ -356,9 +356,9 @@ def evaluate(
     """
     with user_errors():
         from nncli.commands.evaluate import evaluate as evaluate_model
-        from nncli.commands.threads import blas_threads
+        from nncli.commands.threads import stream_threads
 
-        with blas_threads(threads, reading_ahead=True):
+        with stream_threads(threads, data):
             result = evaluate_model(model, data, fail_under, fail_over)
         if as_json:
             print(json.dumps(result.to_json(), indent=2, allow_nan=False))

@@ -216,6 +216,20 @@ def test_a_command_reading_ahead_leaves_its_parser_a_core_from_the_first_product
         assert blas_threads() == 2
 
 
+@pytest.mark.parametrize(("name", "content", "reserved"), [
+    ("d.csv", b"a,b\n1,2\n", 1),  # a CSV stream parses ahead in a thread: its parser gets a core
+    ("d.parquet", b"PAR1", 0),  # a Parquet stream reads in the caller's thread: nothing to spare
+    ("data", b"PAR1....", 0),  # (told by its first bytes)
+])
+def test_a_streaming_command_spares_a_core_only_for_a_csv_parser(two_threads, monkeypatch, tmp_path, name, content, reserved):
+    monkeypatch.delenv("NNCLI_THREADS", raising=False)
+    (tmp_path / name).write_bytes(content)
+    with command_threads.stream_threads(None, str(tmp_path / name)):
+        assert threads._policy.measure.reserved == reserved
+    with command_threads.stream_threads(None, "-"):  # stdin is read as CSV
+        assert threads._policy.measure.reserved == 1
+
+
 def _fake_idle(idle: IdleCores, reserved: int, cores: int) -> None:
     idle.reserved, idle.cores, idle.names, idle.tick, idle.last = reserved, cores, set(), 100, None
 

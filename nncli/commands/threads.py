@@ -55,6 +55,14 @@ def blas_threads(option: Optional[str], reading_ahead: bool = False) -> Iterator
         yield
 
 
+def stream_threads(option: Optional[str], data: str):
+    """:func:`blas_threads` for a command that streams ``data`` through the network: a CSV
+    stream (stdin too) reads ahead in a thread, whose parser gets a core; a Parquet one does not."""
+    from nncli.tabular.tables import is_parquet
+
+    return blas_threads(option, reading_ahead=not is_parquet(data))
+
+
 class CpuTimes(NamedTuple):
     """One reading: when, the busy seconds of the cores this process may run on (all processes
     together, since boot), and this process's own CPU seconds."""
