@@ -1,8 +1,10 @@
 """Property-based tests: whatever bytes or text the loaders are fed, the only outcomes are a
 result or an NncliError (a one-line message) — never another exception, never a hang."""
 
+import contextlib
 import tempfile
 from pathlib import Path
+from typing import Iterator
 from unittest import mock
 
 import numpy as np
@@ -30,11 +32,20 @@ yaml_text = st.one_of(
 )
 
 
-def _in_file(content: bytes | str, suffix: str) -> Path:
-    folder = Path(tempfile.mkdtemp())
-    path = folder / f"input{suffix}"
-    path.write_bytes(content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content)
-    return path
+@contextlib.contextmanager
+def _in_file(content: bytes | str, suffix: str) -> Iterator[Path]:
+    """``content`` as a file for one example, removed after it (Hypothesis runs hundreds: a
+    folder left per example filled /tmp with ~450 a run)."""
+    with tempfile.TemporaryDirectory(prefix="nncli-example-") as folder:
+        path = Path(folder) / f"input{suffix}"
+        path.write_bytes(content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content)
+        yield path
+
+
+def test_an_example_file_is_removed_after_its_example():
+    with _in_file(b"a,b\n1,2\n", ".csv") as path:
+        assert path.read_bytes() == b"a,b\n1,2\n"
+    assert not path.parent.exists()
 
 
 def _only_results_or_nncli_errors(call) -> None:
@@ -47,35 +58,36 @@ def _only_results_or_nncli_errors(call) -> None:
 @SETTINGS
 @given(st.one_of(st.binary(max_size=300), csv_text))
 def test_csv_reader(content):
-    path = _in_file(content, ".csv")
+    with _in_file(content, ".csv") as path:
 
-    def read():
-        table = read_csv(path, text_columns=())
-        assert np.isfinite(table.values).all()
+        def read():
+            table = read_csv(path, text_columns=())
+            assert np.isfinite(table.values).all()
 
-    _only_results_or_nncli_errors(read)
+        _only_results_or_nncli_errors(read)
 
-    def stream():
-        with open_csv(path, chunk_bytes=32) as s:
-            for chunk in s.chunks(s.header[-1:]):
-                assert np.isfinite(chunk.values).all()
+        def stream():
+            with open_csv(path, chunk_bytes=32) as s:
+                for chunk in s.chunks(s.header[-1:]):
+                    assert np.isfinite(chunk.values).all()
 
-    _only_results_or_nncli_errors(stream)
-    with mock.patch("nncli.tabular.fast.FAST_PATH_BYTES", 0):  # through polars
         _only_results_or_nncli_errors(stream)
+        with mock.patch("nncli.tabular.fast.FAST_PATH_BYTES", 0):  # through polars
+            _only_results_or_nncli_errors(stream)
 
 
 @SETTINGS
 @given(st.one_of(st.binary(max_size=300), yaml_text))
 def test_config_loader(content):
-    path = _in_file(content, ".yaml")
-    _only_results_or_nncli_errors(lambda: load_config(path, ["training.epochs=2"]))
+    with _in_file(content, ".yaml") as path:
+        _only_results_or_nncli_errors(lambda: load_config(path, ["training.epochs=2"]))
 
 
 @SETTINGS
 @given(st.binary(max_size=400))
 def test_model_loader_on_random_bytes(content):
-    _only_results_or_nncli_errors(lambda: load_model(_in_file(content, ".npz")))
+    with _in_file(content, ".npz") as path:
+        _only_results_or_nncli_errors(lambda: load_model(path))
 
 
 @SETTINGS
@@ -89,4 +101,5 @@ def test_model_loader_on_damaged_real_files(data):
         position = data.draw(st.integers(0, len(original) - 1))
         original[position] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(1, len(original)))
-    _only_results_or_nncli_errors(lambda: load_model(_in_file(bytes(original[:cut]), ".npz")))
+    with _in_file(bytes(original[:cut]), ".npz") as path:
+        _only_results_or_nncli_errors(lambda: load_model(path))
