@@ -21,7 +21,7 @@ from nncli.commands.sweeps import executors
 from nncli.commands.sweeps.plan import Space, Trial, plan_trials, sample_option, split_values
 from nncli.commands.sweeps.ranking import TrialRecord, rank_points
 from nncli.commands.sweeps.trial import WORKER_DIED
-from nncli.errors import UsageError
+from nncli.errors import ConfigError, UsageError
 from nncli.files.lock import OutputLock
 from tests.conftest import CONFIGS
 
@@ -553,3 +553,29 @@ def test_a_trials_scratch_files_are_not_synced_but_the_trial_folder_is(tmp_path,
             f.write(b"kept")
         durable.commit()
     assert (tmp_path / "b.txt").read_bytes() == b"kept" and len(synced) >= 2  # the file and its folder
+
+
+def test_trial_configs_parse_the_config_once_and_each_trial_changes_only_its_copy(monkeypatch):
+    from nncli.commands.sweeps import trial as trial_module
+    from nncli.commands.sweeps.trial import TrialSpec, trial_config
+
+    parses = []
+    real_parse = trial_module.parse_yaml
+    monkeypatch.setattr(trial_module, "parse_yaml", lambda text, source: parses.append(text) or real_parse(text, source))
+    trial_module._parsed.cache_clear()
+    path = CONFIGS / "digits.yaml"
+    text = path.read_text() + "\n# this sweep's own text\n"
+    wide = TrialSpec("trial-001", str(path), text, (("model.layers=[auto,256,auto]", "--grid model.layers=[auto,256,auto]"),), "/m.npz")
+    plain = TrialSpec("trial-002", str(path), text, (), "/m.npz")
+    assert trial_config(wide).model.layers == ["auto", 256, "auto"]
+    assert trial_config(plain).model.layers == ["auto", 128, "auto"]  # the file's, not the first trial's
+    assert trial_config(wide).model.layers == ["auto", 256, "auto"]
+    assert len(parses) == 1
+    bad = TrialSpec("trial-003", str(path), text, (("training.epochs=0", "--grid training.epochs=0"),), "/m.npz")
+    with pytest.raises(ConfigError, match=r"--grid training.epochs=0"):
+        trial_config(bad)  # a trial's messages still name where its setting came from
+    zero_batch = text.replace("batch_size: 32", "batch_size: 0")
+    line = zero_batch.splitlines().index(next(x for x in zero_batch.splitlines() if "batch_size: 0" in x)) + 1
+    for _ in range(2):  # the second from the cached parse: the file's line all the same
+        with pytest.raises(ConfigError, match=rf"digits.yaml:{line}"):
+            trial_config(TrialSpec("trial-004", str(path), zero_batch, (), "/m.npz"))
