@@ -48,10 +48,7 @@ def blas_threads(option: Optional[str], reading_ahead: bool = False) -> Iterator
     60,000-row `predict` took 1.9–2.4 s (3.2–3.9 CPU-s) against 1.6–1.7 s (2.0 CPU-s) on one."""
     setting = thread_setting(option)
     measure = IdleCores(reserved=1 if reading_ahead else 0) if setting is None else None
-    # Until the first look at the load (core/threads.FIRST_LOOK), assume the others idle: the
-    # parser's core is spared from the first product on.
-    assumed = measure.cores - measure.reserved if measure is not None and measure.reserved and measure.cores else None
-    with threads.configured(setting, measure, assumed):
+    with threads.configured(setting, measure, None if measure is None else measure.before_first_look):
         yield
 
 
@@ -97,6 +94,13 @@ class IdleCores:
         self.names = {f"cpu{cpu}".encode() for cpu in cpus}
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.last = self.read()
+
+    @property
+    def before_first_look(self) -> Optional[float]:
+        """Free cores to assume until the first reading (core/threads.FIRST_LOOK): the others
+        idle, so that a reserved core is spared from the first product on; None (the size
+        rule alone) when nothing is reserved or the cores are unknown."""
+        return self.cores - self.reserved if self.reserved and self.cores else None
 
     def read(self) -> Optional[CpuTimes]:
         try:
