@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.budgets import human_bytes
+from nncli.commands.table_memo import TableMemo
 from nncli.config import Config, resolve_path
 from nncli.errors import DataError, NncliError, OutputError, escaped
 from nncli.files.datacache import (
@@ -65,19 +66,22 @@ class ParseCache:
     """``read(path, text_columns, dtype, missing_values)``: :func:`nncli.tabular.source.read_csv`
     through the cache the config asks for (a cache parsed with other text columns, dtype or
     missing-cell tokens is another cache). ``writes``: False for a dry run (it reads a cache,
-    never writes one)."""
+    never writes one). ``memo``: the process's tables parsed before (a sweep's worker), for the
+    files this cache does not hold: small CSV files, Parquet files, or any with ``data.cache: off``."""
 
     config: Config
     writes: bool = True
     uses: list[CacheUse] = field(default_factory=list)
+    memo: TableMemo | None = None
 
     def read(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
+        asked = (tuple(text_columns), np.dtype(dtype).name, tuple(missing_values), tuple(skip))
         if is_parquet(path):  # (never cached: see the module's docstring; `skip`: its columns left undecoded)
-            return read_table(path, text_columns, dtype, missing_values, skip)
+            return self._parsed(path, asked, lambda: read_table(path, text_columns, dtype, missing_values, skip))
         request = ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values))
         location = self._location(path, request)
         if location is None:
-            return read_csv(path, text_columns, dtype, missing_values)
+            return self._parsed(path, asked, lambda: read_csv(path, text_columns, dtype, missing_values))
         source_print = fingerprint(path)
         try:
             cached = read_cache(location, source_print, request, meta_chars(), read_header(path))
@@ -89,6 +93,9 @@ class ParseCache:
         table = read_csv(path, text_columns, dtype, missing_values)
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
+
+    def _parsed(self, path: Path, asked: tuple, parse) -> CsvColumns:
+        return parse() if self.memo is None else self.memo.read(path, asked, parse)
 
     def on_disk(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
         """The CSV's table on disk, for data bigger than memory: its values a

@@ -15,6 +15,7 @@ import numpy as np
 
 from nncli.budgets import available_memory, human_bytes
 from nncli.commands.parse_cache import CacheUse, ParseCache
+from nncli.commands.table_memo import TableMemo
 from nncli.config import Config, check_network_budget, resolve_path
 from nncli.core.activations import get_activation
 from nncli.core.losses import Loss, get_loss
@@ -277,8 +278,9 @@ def build_schedule(config: Config) -> Schedule:
     return get_schedule(name, training.learning_rate, training.epochs, training.warmup_epochs, **params)
 
 
-def prepare_training(config: Config, output: Path | None = None, writes: bool = True) -> TrainingRun:
-    """``writes``: False for a dry run or inspect, which read a parse cache but write none."""
+def prepare_training(config: Config, output: Path | None = None, writes: bool = True, memo: TableMemo | None = None) -> TrainingRun:
+    """``writes``: False for a dry run or inspect, which read a parse cache but write none;
+    ``memo``: tables this process parsed before (a sweep's trials: commands/table_memo.py)."""
     seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
     reference = init_from = None
@@ -289,7 +291,7 @@ def prepare_training(config: Config, output: Path | None = None, writes: bool = 
         reference = load_model(init_from)
         if reference.is_classification != config.is_classification:
             raise config.error("model.init_from", f"{init_from} is a {'classification' if reference.is_classification else 'regression'} model; the config's loss is {config.training.loss}")
-    cache = ParseCache(config, writes)
+    cache = ParseCache(config, writes, memo=memo)
     data = None
     if not _in_memory(config, cache, reference):
         try:

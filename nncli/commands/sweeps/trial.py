@@ -23,6 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nncli.commands.table_memo import TableMemo
 from nncli.commands.threads import blas_threads
 from nncli.commands.train import prepare_training
 from nncli.config import Config, config_from_dict
@@ -32,6 +33,10 @@ from nncli.errors import NncliError, one_line
 from nncli.files.atomic import FileSet
 from nncli.files.model import save_model
 from nncli.files.runfiles import RunFiles, write_config, write_history, write_json
+
+# The tables this process has parsed: a worker runs many trials on the same file (a local
+# pool's and Ray's worker processes live for the whole sweep).
+TABLES = TableMemo()
 
 WORKER_DIED = "the process running it died (killed, or out of memory?); rerun the sweep with --retry-failed"
 
@@ -85,7 +90,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     started = time.perf_counter()
     try:
         with blas_threads(spec.threads):
-            run = prepare_training(trial_config(spec), Path(spec.model_path))
+            run = prepare_training(trial_config(spec), Path(spec.model_path), memo=TABLES)
             model = run.fit()
         files = _run_files(model)
     except NncliError as exc:
