@@ -406,8 +406,19 @@ def test_kill_9_during_the_save_leaves_a_set_the_next_run_completes(tmp_path, st
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.fixture
+def sigint_as_at_start():
+    """Ctrl-C as a fresh interpreter has it — KeyboardInterrupt, not blocked — whatever a test run
+    earlier in this worker process left (the suite once saw this test's signal come to nothing)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    signal.signal(signal.SIGINT, handler)
+
+
 @pytest.mark.parametrize("signalled_at", range(4))
-def test_a_signal_at_every_rename_is_held_until_the_set_is_whole(tmp_path, monkeypatch, signalled_at):
+def test_a_signal_at_every_rename_is_held_until_the_set_is_whole(tmp_path, monkeypatch, signalled_at, sigint_as_at_start):
     """In-process, a real SIGINT sent to ourselves right after one of a commit's renames."""
     from nncli.files import atomic
 
