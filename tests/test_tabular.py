@@ -280,3 +280,19 @@ def test_line_ends_are_checked_across_scan_windows(monkeypatch):
             line = 1 + data[:position].count(b"\n")
             with pytest.raises(DataError, match=rf"f:{line}: a carriage return"):
                 check_line_ends(data, "f")
+
+
+def test_csv_rows_one_column_and_several_and_empty_blocks():
+    import io
+
+    from nncli.tabular.write import write_csv_rows
+
+    out = io.StringIO()
+    assert write_csv_rows(out, ["label"], iter([[["a", "b"]], [[]], [["c"]]])) == 3
+    assert out.getvalue() == "label\na\nb\nc\n"
+    out = io.StringIO()
+    assert write_csv_rows(out, ["id", "x,y"], iter([[[], []], [["1", "2"], ["u", '"v"']]])) == 2
+    assert out.getvalue() == 'id,"x,y"\n1,u\n2,"v"\n'
+    out = io.StringIO()
+    assert write_csv_rows(out, ["label"], iter([[[]]])) == 0
+    assert out.getvalue() == "label\n"  # the header alone when there is no row
