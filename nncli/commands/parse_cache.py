@@ -75,7 +75,7 @@ class ParseCache:
     memo: TableMemo | None = None
 
     def read(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
-        asked = (tuple(text_columns), np.dtype(dtype).name, tuple(missing_values), tuple(skip))
+        asked = (tuple(text_columns), np.dtype(dtype).name, tuple(missing_values), tuple(sorted(skip)))
         if is_parquet(path):  # (never cached: see the module's docstring; `skip`: its columns left undecoded)
             return self._parsed(path, asked, lambda: read_table(path, text_columns, dtype, missing_values, skip))
         request = ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values))
