@@ -414,7 +414,8 @@ def sigint_as_at_start():
     mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     yield
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    signal.signal(signal.SIGINT, handler)
+    if handler is not None:  # (None: installed outside Python, cannot be put back)
+        signal.signal(signal.SIGINT, handler)
 
 
 @pytest.mark.parametrize("signalled_at", range(4))

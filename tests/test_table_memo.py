@@ -13,6 +13,7 @@ from nncli.commands.sweeps.trial import TrialSpec, run_trial
 from nncli.commands.table_memo import TableMemo
 from nncli.errors import DataError
 from nncli.tabular.parquet import ParquetColumns
+from nncli.tabular.parse import NotANumber
 from nncli.tabular.source import read_csv
 from nncli.tabular.tables import read_table
 from tests.conftest import CONFIGS
@@ -92,13 +93,70 @@ def test_the_budget_keeps_the_most_recent_tables(write):
     assert too_big.held_bytes == 0
 
 
-def test_a_parse_error_is_raised_every_time(write):
+def test_text_in_a_numeric_column_is_raised_again_from_memory(write):
+    """How training finds a feature holding text: each trial meets it without parsing again."""
     bad = write("bad.csv", "a,b\n1,x\n")
-    memo = TableMemo()
+    memo, parses, depths = TableMemo(), [], []
+    for _ in range(4):
+        with pytest.raises(NotANumber, match="bad.csv:2") as raised:
+            memo.read(bad, (), lambda: parses.append(1) or read_csv(bad))
+        depths.append(len(raised.traceback))
+    assert parses == [1] and memo.held_bytes == 0
+    assert depths[1] == depths[2] == depths[3]  # (the kept error's traceback does not grow trial after trial)
+
+
+def test_other_parse_errors_are_not_kept(write):
+    path = write("t.csv", "a\n1\n")
+    memo, parses = TableMemo(), []
+
+    def too_big():
+        parses.append(1)
+        raise DataError(f"{path}: takes more memory than this process may take now")
+
     for _ in range(2):
-        with pytest.raises(DataError, match="bad.csv:2"):
-            memo.read(bad, (), lambda: read_csv(bad))
-    assert memo.held_bytes == 0
+        with pytest.raises(DataError, match="more memory"):
+            memo.read(path, (), too_big)
+    assert parses == [1, 1]
+
+
+def test_text_cells_count_in_the_budget(write):
+    path = write("ids.csv", "id,x\n" + "".join(f"row-{i:08d},{i}\n" for i in range(1000)))
+    memo = TableMemo()
+    table = memo.read(path, ("id",), lambda: read_csv(path, ["id"]))
+    assert memo.held_bytes > table.values.nbytes + 1000 * len("row-00000000")
+    small = TableMemo(budget=table.values.nbytes + 1000)
+    small.read(path, ("id",), lambda: read_csv(path, ["id"]))
+    assert small.held_bytes == 0  # the numbers alone would fit, the text does not
+
+
+def test_a_changed_file_leaves_no_table_of_its_earlier_state(tiny_csv):
+    memo = TableMemo()
+    memo.read(tiny_csv, (), lambda: read_csv(tiny_csv, ["kind"]))
+    held = memo.held_bytes
+    with open(tiny_csv, "a") as f:
+        f.write("9,9,cat\n")
+    memo.read(tiny_csv, (), lambda: read_csv(tiny_csv, ["kind"]))
+    assert memo.held_bytes == held + 3 * 8  # one table, one row longer
+
+
+def test_the_parse_cache_keeps_in_memory_only_what_it_does_not_hold_on_disk(tmp_path, tiny_csv, monkeypatch):
+    """Parquet files and data.cache: off go through the memo; a CSV the disk cache holds does not."""
+    pl = pytest.importorskip("polars")
+    from nncli.commands.parse_cache import ParseCache
+    from nncli.config import load_config
+
+    parquet = tmp_path / "tiny.parquet"
+    pl.read_csv(tiny_csv).write_parquet(parquet)
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {train: tiny.csv, target: kind}\nmodel: {layers: [auto, 4, auto]}\n")
+    for setting, path, kept in [("off", tiny_csv, True), ("auto", parquet, True), (str(tmp_path / "cache"), tiny_csv, False)]:
+        memo = TableMemo()
+        cache = ParseCache(load_config(config, [f"data.cache={setting}"]), memo=memo)
+        first = cache.read(path, ["kind"], np.float64)
+        second = cache.read(path, ["kind"], np.float64)
+        np.testing.assert_array_equal(first.values, second.values)
+        assert (memo.held_bytes > 0) == kept, (setting, path)
+        assert [use.outcome for use in cache.uses] == ([] if kept else ["written", "read"])
 
 
 def test_a_parquet_table_stays_one(tmp_path):
@@ -112,7 +170,7 @@ def test_a_parquet_table_stays_one(tmp_path):
 
 
 def test_trials_in_one_process_parse_the_file_once(tmp_path, monkeypatch):
-    """Two trials in this process: the second reads the table from memory and trains the same
+    """Three trials in this process: the later ones read the table from memory and train the same
     model (the first trial's weights, bit for bit, as the same settings and seed give)."""
     parses = []
     real = read_csv
@@ -120,18 +178,19 @@ def test_trials_in_one_process_parse_the_file_once(tmp_path, monkeypatch):
     monkeypatch.setattr("nncli.commands.sweeps.trial.TABLES", TableMemo())
     config = CONFIGS / "digits.yaml"
     outcomes = []
-    for name in ("trial-001", "trial-002"):
+    for name in ("trial-001", "trial-002", "trial-003"):  # (a third: the second must not have changed what the memo keeps)
         spec = TrialSpec(name, str(config), config.read_text(), (("training.epochs=2", "--set"),), str(tmp_path / f"{name}.npz"))
         outcomes.append(run_trial(spec))
-    assert [o.reason for o in outcomes] == [None, None]
+    assert [o.reason for o in outcomes] == [None, None, None]
     assert len(parses) == 1
-    assert outcomes[0].metrics == outcomes[1].metrics
-    weights = [np.load(_written(tmp_path, o)) for o in outcomes]
-    assert weights[0].files == weights[1].files and "W1" in weights[0].files
-    for name in weights[0].files:
-        if name == "meta":  # (its creation time and output path are each run's own)
-            continue
-        np.testing.assert_array_equal(weights[0][name], weights[1][name])
+    assert outcomes[0].metrics == outcomes[1].metrics == outcomes[2].metrics
+    first, *others = [np.load(_written(tmp_path, o)) for o in outcomes]
+    assert "W1" in first.files
+    for other in others:
+        assert other.files == first.files
+        for name in first.files:
+            if name != "meta":  # (its creation time and output path are each run's own)
+                np.testing.assert_array_equal(first[name], other[name])
 
 
 def _written(folder: Path, outcome) -> Path:

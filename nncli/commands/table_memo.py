@@ -9,32 +9,46 @@ dropped first.
 
 A table is the file's only while the file is unchanged: the key holds the file's fingerprint
 (size, modification time, a hash of both ends: files/datacache.py), taken before and after the
-parse, and a file that changed during the parse is not kept. Each run gets a copy of its own,
-because training scales its rows in place.
+parse, and a file that changed during the parse is not kept (nor, once it has changed, the
+table of its earlier state). An edit that keeps the size, the time and both ends of the file is
+not seen, as by the parse cache. Each run gets a copy of its own, because training scales its
+rows in place. A parse that met text in a numeric column fails again from memory: that is how
+training finds a feature holding text, before it reads the file again with that column as text.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from nncli.files.datacache import fingerprint
+from nncli.tabular.parse import NotANumber
 from nncli.tabular.source import CsvColumns
 
-# What a worker keeps, in values' bytes: a 1,797 × 65 digits table is 0.9 MB, so this holds
-# dozens of small files, or one table of a Parquet file of a few million cells.
+# What a worker keeps, values and text cells counted: a 1,797 × 65 digits table is 0.9 MB, so
+# this holds dozens of small files, or one table of a Parquet file of a few million cells.
 MEMO_BYTES = 64 << 20
+
+
+@dataclass
+class _Kept:
+    table: CsvColumns | None  # the parse's table, or None when it failed:
+    error: NotANumber | None  # what it raised: a feature holding text (training reads the file again with it as text)
+    nbytes: int
 
 
 class TableMemo:
     """``read(path, request, parse)``: ``parse()``'s table, from memory when this process
-    parsed the unchanged file for the same ``request`` (hashable: what the parser was asked)."""
+    parsed the unchanged file for the same ``request`` (hashable: what the parser was asked);
+    a parse that met a cell that is not a number raises that again, as the file would (other
+    errors, such as a table too big for the memory free now, are not kept)."""
 
     def __init__(self, budget: int = MEMO_BYTES):
         self.budget = budget
-        self._tables: OrderedDict[tuple, CsvColumns] = OrderedDict()
+        self._kept: OrderedDict[tuple, _Kept] = OrderedDict()
 
     def read(self, path: Path, request: tuple, parse: Callable[[], CsvColumns]) -> CsvColumns:
         try:
@@ -42,31 +56,49 @@ class TableMemo:
         except OSError:  # (not a file we can stat and read twice: parsed as always, and the parse says why)
             return parse()
         key = (str(path), request, before)
-        kept = self._tables.get(key)
+        kept = self._kept.get(key)
         if kept is not None:
-            self._tables.move_to_end(key)
-            return _copy(kept)
-        table = parse()
+            self._kept.move_to_end(key)
+            if kept.error is not None:
+                raise kept.error.with_traceback(None)
+            return _copy(kept.table)
         try:
-            unchanged = _print(path) == before
-        except OSError:
-            unchanged = False
-        if unchanged and table.values.nbytes <= self.budget:
-            self._tables[key] = _copy(table)  # (the caller's table is theirs to change)
-            self._within_budget()
+            table = parse()
+        except NotANumber as exc:
+            self._keep(key, path, _Kept(None, exc, 0))
+            raise
+        size = _size(table)
+        if size <= self.budget:
+            self._keep(key, path, _Kept(_copy(table), None, size))  # (the caller's table is theirs to change)
         return table
 
     @property
     def held_bytes(self) -> int:
-        return sum(table.values.nbytes for table in self._tables.values())
+        return sum(kept.nbytes for kept in self._kept.values())
 
-    def _within_budget(self) -> None:
+    def _keep(self, key: tuple, path: Path, kept: _Kept) -> None:
+        """Keep what the parse of the file as ``key`` saw it gave, unless the file changed meanwhile;
+        what an earlier state of the file gave for the same request goes."""
+        try:
+            if _print(path) != key[2]:
+                return
+        except OSError:
+            return
+        for old in [old for old in self._kept if old[:2] == key[:2]]:
+            del self._kept[old]
+        self._kept[key] = kept
         while self.held_bytes > self.budget:
-            self._tables.popitem(last=False)
+            self._kept.popitem(last=False)
 
 
 def _print(path: Path) -> tuple:
     return tuple(sorted(fingerprint(Path(path)).items()))
+
+
+def _size(table: CsvColumns) -> int:
+    """The table's bytes in memory: its values and its text columns' distinct cells."""
+    text = sum(sys.getsizeof(values) + sum(map(sys.getsizeof, values)) for values in table.text_values.values())
+    return table.values.nbytes + text
 
 
 def _copy(table: CsvColumns) -> CsvColumns:

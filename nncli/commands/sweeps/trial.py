@@ -35,7 +35,8 @@ from nncli.files.model import save_model
 from nncli.files.runfiles import RunFiles, write_config, write_history, write_json
 
 # The tables this process has parsed: a worker runs many trials on the same file (a local
-# pool's and Ray's worker processes live for the whole sweep).
+# pool's workers live for the whole sweep; Ray reuses its worker processes too, unless idle
+# ones are recycled).
 TABLES = TableMemo()
 
 WORKER_DIED = "the process running it died (killed, or out of memory?); rerun the sweep with --retry-failed"
