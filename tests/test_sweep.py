@@ -579,3 +579,34 @@ def test_trial_configs_parse_the_config_once_and_each_trial_changes_only_its_cop
     for _ in range(2):  # the second from the cached parse: the file's line all the same
         with pytest.raises(ConfigError, match=rf"digits.yaml:{line}"):
             trial_config(TrialSpec("trial-004", str(path), zero_batch, (), "/m.npz"))
+
+
+def test_the_table_never_counts_more_trials_in_progress_than_workers(tmp_path):
+    """A freed worker gets its next trial before the finished one is recorded; the table hears
+    of the new one after, so "N in progress" never exceeds --jobs."""
+    from nncli.commands.sweep import SweepRequest
+    from nncli.commands.sweep import sweep as run_sweep
+
+    class Counting:
+        def __init__(self):
+            self.running, self.most, self.order = set(), 0, []
+
+        def begin(self, plan):
+            pass
+
+        def trial_started(self, name):
+            self.running.add(name)
+            self.most = max(self.most, len(self.running))
+            self.order.append(("started", name))
+
+        def trial_finished(self, record):
+            assert record.name in self.running
+            self.running.discard(record.name)
+            self.order.append(("finished", record.name))
+
+    table = Counting()
+    request = SweepRequest(DIGITS, grid=["training.learning_rate=0.05,0.1,0.2,0.3,0.4,0.5"], overrides=["training.epochs=1"],
+                           output=tmp_path / "s", jobs=2)
+    assert run_sweep(request, table).succeeded == 6
+    assert table.most == 2 and not table.running
+    assert sorted(name for event, name in table.order if event == "started") == [f"trial-00{i}" for i in range(1, 7)]

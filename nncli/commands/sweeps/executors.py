@@ -160,6 +160,7 @@ def _pool_outcomes(specs: list[TrialSpec], started: Started, jobs: int) -> Itera
                 if pool is not None:
                     pool.shutdown(wait=False)
                 pool, broken = _new_pool(jobs), False
+            handed_out = []
             while pending and not broken and len(running) < jobs:
                 spec = pending.popleft()
                 try:
@@ -169,11 +170,15 @@ def _pool_outcomes(specs: list[TrialSpec], started: Started, jobs: int) -> Itera
                     broken = True
                     finished.append(TrialOutcome(spec.name, WORKER_DIED))
                     break
-                started(spec.name)
+                handed_out.append(spec.name)
             # Only now the caller records the finished ones (disk writes, the table): the freed
-            # workers have their next trial already, and never wait for the sweep's disk.
+            # workers have their next trial already, and never wait for the sweep's disk. The
+            # new ones are announced after them, so the table never counts more trials in
+            # progress than there are workers.
             yield from finished
             finished = []
+            for name in handed_out:
+                started(name)
             if running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
