@@ -485,3 +485,17 @@ def test_train_plot_is_checked_before_the_data_is_read(tmp_path):
     result = runner.invoke(app, ["train", str(CONFIGS / "xor.yaml"), "--dry-run", "--plot", str(tmp_path / "c.gif")])
     assert result.exit_code == 2
     assert "c.gif" in result.output and not (tmp_path / "c.gif").exists()
+
+
+def test_train_lists_the_pictures_it_drew_with_its_run_files(tmp_path):
+    """The run-files line and --json name curves.png (a run folder's) and the --plot file."""
+    import json
+
+    folder = tmp_path / "run"
+    args = ["train", str(CONFIGS / "xor.yaml"), "--run-dir", str(folder), "--set", "training.epochs=3"]
+    shown = runner.invoke(app, [*args, "--plot", str(tmp_path / "c.svg")])
+    assert shown.exit_code == 0, shown.output
+    [line] = [line for line in shown.stdout.splitlines() if line.startswith("Run files:")]
+    assert str(folder / "curves.png") in line and str(tmp_path / "c.svg") in line
+    document = json.loads(runner.invoke(app, [*args, "--force", "--json"]).stdout)
+    assert document["files"]["curves"] == str(folder / "curves.png") and "plot" not in document["files"]

@@ -175,10 +175,11 @@ class Session:
                 self._stopped()
             model = self.run.model(self.trainer)
             self._write(model)
-            self._curves(model.history)  # (after the commit: a drawing that fails loses no model)
+            drawn = self._curves(model.history)  # (after the commit: a drawing that fails loses no model)
         finally:
             self.close()
         files = {name: str(path) for name, path in vars(self.files).items() if path is not None and path.exists()}
+        files.update(("plot" if path == self.plot else "curves", str(path)) for path in drawn)
         return TrainResult(model, files, self.layers, self.run.metric_name, time.perf_counter() - started, first_epoch,
                            self.run.cache_uses)
 
@@ -197,14 +198,15 @@ class Session:
             raise InterruptedRun(f"stopped {where}; no checkpoint (the model goes to a device)") from None
         raise InterruptedRun(f"stopped {where}; checkpoint saved to {path}; resume with: nncli train --resume {path}") from None
 
-    def _curves(self, history: list[dict], interrupted: bool = False) -> None:
-        """train --plot FILE, and a run folder's curves.png when matplotlib is installed."""
+    def _curves(self, history: list[dict], interrupted: bool = False) -> list[Path]:
+        """train --plot FILE, and a run folder's curves.png when matplotlib is installed: the files drawn."""
         in_folder = self.files.checkpoint is not None and self.files == RunFiles.in_folder(self.files.model.parent)
         try:
-            training_curves(history, self.files.model, self.plot, run_folder=in_folder)
+            return training_curves(history, self.files.model, self.plot, run_folder=in_folder)
         except OutputError:
             if not interrupted:
                 raise  # (on Ctrl-C the checkpoint and the resume line matter more)
+            return []
 
     def _write(self, model: TrainedModel) -> None:
         """The run's files as one set: all written to temporary files, then renamed together
