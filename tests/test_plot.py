@@ -484,7 +484,8 @@ def test_train_plot_draws_the_runs_curves_and_a_run_folder_gets_curves_png(tmp_p
 def test_train_plot_is_checked_before_the_data_is_read(tmp_path):
     result = runner.invoke(app, ["train", str(CONFIGS / "xor.yaml"), "--dry-run", "--plot", str(tmp_path / "c.gif")])
     assert result.exit_code == 2
-    assert "c.gif" in result.output and not (tmp_path / "c.gif").exists()
+    assert f"--plot {tmp_path / 'c.gif'}: the file name must end in .png" in result.output  # (train's option, not plot's -o)
+    assert not (tmp_path / "c.gif").exists()
 
 
 def test_train_lists_the_pictures_it_drew_with_its_run_files(tmp_path):
@@ -499,3 +500,16 @@ def test_train_lists_the_pictures_it_drew_with_its_run_files(tmp_path):
     assert str(folder / "curves.png") in line and str(tmp_path / "c.svg") in line
     document = json.loads(runner.invoke(app, [*args, "--force", "--json"]).stdout)
     assert document["files"]["curves"] == str(folder / "curves.png") and "plot" not in document["files"]
+
+
+def test_a_plot_file_that_is_the_run_folders_curves_is_named_once(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "run"
+    for picture in (folder / "curves.png", folder.relative_to(tmp_path) / "curves.png"):  # (the same file, written another way too)
+        result = runner.invoke(app, ["train", str(CONFIGS / "xor.yaml"), "--run-dir", str(folder), "--set", "training.epochs=3",
+                                     "--plot", str(picture), "--force", "--json"])
+        assert result.exit_code == 0, result.output
+        files = json.loads(result.stdout)["files"]
+        assert list(files.values()).count(str(picture)) == 1 and sum("curves.png" in path for path in files.values()) == 1

@@ -96,12 +96,14 @@ def test_the_budget_keeps_the_most_recent_tables(write):
 def test_text_in_a_numeric_column_is_raised_again_from_memory(write):
     """How training finds a feature holding text: each trial meets it without parsing again."""
     bad = write("bad.csv", "a,b\n1,x\n")
-    memo, parses, depths = TableMemo(), [], []
+    memo, parses, depths, errors = TableMemo(), [], [], []
     for _ in range(4):
         with pytest.raises(NotANumber, match="bad.csv:2") as raised:
             memo.read(bad, (), lambda: parses.append(1) or read_csv(bad))
         depths.append(len(raised.traceback))
+        errors.append((str(raised.value), raised.value.column, raised.value.value))
     assert parses == [1] and memo.held_bytes == 0
+    assert errors == [errors[0]] * 4 and errors[0][1:] == ("b", "x")
     assert depths[1] == depths[2] == depths[3]  # (the kept error's traceback does not grow trial after trial)
 
 
@@ -141,7 +143,8 @@ def test_a_changed_file_leaves_no_table_of_its_earlier_state(tiny_csv):
 
 def test_the_parse_cache_keeps_in_memory_only_what_it_does_not_hold_on_disk(tmp_path, tiny_csv, monkeypatch):
     """Parquet files and data.cache: off go through the memo; a CSV the disk cache holds does not."""
-    pl = pytest.importorskip("polars")
+    import polars as pl
+
     from nncli.commands.parse_cache import ParseCache
     from nncli.config import load_config
 
@@ -160,7 +163,8 @@ def test_the_parse_cache_keeps_in_memory_only_what_it_does_not_hold_on_disk(tmp_
 
 
 def test_a_parquet_table_stays_one(tmp_path):
-    pl = pytest.importorskip("polars")
+    import polars as pl
+
     path = tmp_path / "t.parquet"
     pl.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).write_parquet(path)
     memo = TableMemo()

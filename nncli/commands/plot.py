@@ -148,14 +148,15 @@ def matplotlib_available() -> bool:
     return True
 
 
-def _destination(output: str | None) -> Path | None:
-    """-o FILE, checked before anything is read: its suffix, matplotlib, a writable place."""
+def _destination(output: str | None, option: str = "-o") -> Path | None:
+    """-o FILE (``option``: train's --plot), checked before anything is read: its suffix,
+    matplotlib, a writable place."""
     if output is None:
         return None
     path = Path(output).expanduser()
     if path.suffix.lower() not in FORMATS:
-        raise UsageError(f"-o {output}: the file name must end in .png, .svg or .pdf (the format is taken from it)")
-    require_matplotlib(f"-o {output}")
+        raise UsageError(f"{option} {output}: the file name must end in .png, .svg or .pdf (the format is taken from it)")
+    require_matplotlib(f"{option} {output}")
     check_writable(path)
     return path
 
@@ -255,7 +256,7 @@ def run_name(model: Path) -> str:
 # --- train --plot (called by the training session) -------------------------------------------------------
 def check_plot_path(text: str) -> Path:
     """`train --plot PATH`, checked before training: a .png/.svg/.pdf name, matplotlib, a writable place."""
-    return _destination(text)
+    return _destination(text, "--plot")
 
 
 def training_curves(history: list[dict], model: Path, plot: Path | None = None, run_folder: bool = False) -> list[Path]:

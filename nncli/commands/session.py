@@ -179,7 +179,9 @@ class Session:
         finally:
             self.close()
         files = {name: str(path) for name, path in vars(self.files).items() if path is not None and path.exists()}
-        files.update(("plot" if path == self.plot else "curves", str(path)) for path in drawn)
+        for path in drawn:  # (--plot may name the run folder's curves.png itself: one file, named once)
+            if all(Path(named).resolve() != path.resolve() for named in files.values()):
+                files["plot" if path == self.plot else "curves"] = str(path)
         return TrainResult(model, files, self.layers, self.run.metric_name, time.perf_counter() - started, first_epoch,
                            self.run.cache_uses)
 

@@ -9,8 +9,8 @@ dropped first.
 
 A table is the file's only while the file is unchanged: the key holds the file's fingerprint
 (size, modification time, a hash of both ends: files/datacache.py), taken before and after the
-parse, and a file that changed during the parse is not kept (nor, once it has changed, the
-table of its earlier state). An edit that keeps the size, the time and both ends of the file is
+parse, and a file that changed during the parse is not kept (and once the changed file's table
+is kept, its earlier state's goes). An edit that keeps the size, the time and both ends of the file is
 not seen, as by the parse cache. Each run gets a copy of its own, because training scales its
 rows in place. A parse that met text in a numeric column fails again from memory: that is how
 training finds a feature holding text, before it reads the file again with that column as text.
@@ -36,7 +36,9 @@ MEMO_BYTES = 64 << 20
 @dataclass
 class _Kept:
     table: CsvColumns | None  # the parse's table, or None when it failed:
-    error: NotANumber | None  # what it raised: a feature holding text (training reads the file again with it as text)
+    # what it raised — a feature holding text (training reads the file again with it as text) — as
+    # NotANumber's arguments: the exception itself would keep the parse's frames, and its matrix, alive
+    error: tuple[str, str, str] | None
     nbytes: int
 
 
@@ -60,12 +62,12 @@ class TableMemo:
         if kept is not None:
             self._kept.move_to_end(key)
             if kept.error is not None:
-                raise kept.error.with_traceback(None)
+                raise NotANumber(*kept.error)
             return _copy(kept.table)
         try:
             table = parse()
         except NotANumber as exc:
-            self._keep(key, path, _Kept(None, exc, 0))
+            self._keep(key, path, _Kept(None, (str(exc), exc.column, exc.value), 0))
             raise
         size = _size(table)
         if size <= self.budget:
