@@ -10,9 +10,9 @@ dropped first.
 A table is the file's only while the file is unchanged: the key holds the file's fingerprint
 (size, modification time, a hash of both ends: files/datacache.py), taken before and after the
 parse, and a file that changed during the parse is not kept (and once the changed file's table
-is kept, its earlier state's goes). An edit that keeps the size, the time and both ends of the file is
-not seen, as by the parse cache. Each run gets a copy of its own, because training scales its
-rows in place. A parse that met text in a numeric column fails again from memory: that is how
+is kept, its earlier state's goes). An edit that keeps the size, the time and both ends of the
+file is not seen, as by the parse cache. Each run gets a copy of its own, because training
+scales its rows in place. A parse that met text in a numeric column fails again from memory: that is how
 training finds a feature holding text, before it reads the file again with that column as text.
 """
 
