@@ -75,13 +75,13 @@ class ParseCache:
     memo: TableMemo | None = None
 
     def read(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
-        asked = (tuple(text_columns), np.dtype(dtype).name, tuple(missing_values), tuple(sorted(skip)))
-        if is_parquet(path):  # (never cached: see the module's docstring; `skip`: its columns left undecoded)
-            return self._parsed(path, asked, lambda: read_table(path, text_columns, dtype, missing_values, skip))
         request = ParseRequest(tuple(text_columns), np.dtype(dtype).name, tuple(missing_values))
+        if is_parquet(path):  # (never cached: see the module's docstring; `skip`: its columns left undecoded)
+            return self._parsed(path, (request, tuple(sorted(skip))),
+                                lambda: read_table(path, text_columns, dtype, missing_values, skip))
         location = self._location(path, request)
         if location is None:
-            return self._parsed(path, asked, lambda: read_csv(path, text_columns, dtype, missing_values))
+            return self._parsed(path, (request, ()), lambda: read_csv(path, text_columns, dtype, missing_values))
         source_print = fingerprint(path)
         try:
             cached = read_cache(location, source_print, request, meta_chars(), read_header(path))
@@ -94,8 +94,9 @@ class ParseCache:
         self.uses.append(self._write(location, path, source_print, request, table, unusable))
         return table
 
-    def _parsed(self, path: Path, asked: tuple, parse) -> CsvColumns:
-        return parse() if self.memo is None else self.memo.read(path, asked, parse)
+    def _parsed(self, path: Path, request: tuple, parse) -> CsvColumns:
+        """``parse()``, or the memo's table of the same file and request (the parser's, and the skipped columns)."""
+        return parse() if self.memo is None else self.memo.read(path, request, parse)
 
     def on_disk(self, path: Path, text_columns=(), dtype=np.float64, missing_values=(), skip=()) -> CsvColumns:
         """The CSV's table on disk, for data bigger than memory: its values a

@@ -32,7 +32,8 @@ def write_csv_rows(out: TextIO, names: list[str], blocks: Iterable[list[list[str
 
 def _lines(columns: list[list[str]]) -> str:
     """The rows of these columns as CSV lines. One column (predict's labels, the usual output)
-    is joined whole: 20 times faster than a join per row, 0.3 s of a 2-million-row predict."""
+    is joined whole: 20 times faster than a join per row (0.3 CPU-s of a 2-million-row predict
+    to CSV, 0.1 s of its wall time beside the parse)."""
     if len(columns) == 1:
         return "\n".join(columns[0]) + "\n"
     return "\n".join(map(",".join, zip(*columns))) + "\n"
